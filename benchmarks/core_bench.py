@@ -1,0 +1,225 @@
+"""Microbenchmark: the Rust bandit core (edgesel_server.core) against the best numpy implementation.
+
+Prints, side by side in one run, the median time per `select` (scoring every arm) and per `update`
+for the Rust core and for benchmarks/numpy_fast.py, over policy × K (arms) × d (device_dim), and the
+ratio numpy / rust (> 1: Rust is faster). Before timing each configuration it checks, untimed, that both
+implementations give the same scores on the same state, so the comparison is apples to apples.
+
+    python benchmarks/core_bench.py                 # full grid
+    python benchmarks/core_bench.py --quick         # smoke run (CI), < 60 s
+    python benchmarks/core_bench.py --json out.json
+
+For a fair run, unset the OpenBLAS overrides that this machine may set (they can slow numpy down):
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/core_bench.py
+
+This is a script, not a timed test: nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+from edgesel_server.core import Bandit
+from numpy_fast import FastBandit
+
+POLICIES = ("disjoint_linucb", "hybrid_linucb")
+ARMS = (10, 100, 1000)
+DIMS = (8, 16, 32)
+# hybrid model_dim per device_dim: joint dim (d+1)(p+1) = 126, 255, 231
+HYBRID_P = {8: 13, 16: 14, 32: 6}
+ENV_VARS = (
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+    "OPENBLAS_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+)
+CHECK_RTOL = 1e-9
+
+
+def env_summary() -> list[str]:
+    py, cpu = platform.python_version(), f"{os.cpu_count()} CPUs, {platform.machine()}"
+    lines = [f"python {py}, numpy {np.__version__}, {cpu}"]
+    try:
+        deps = np.show_config(mode="dicts")["Build Dependencies"]
+        blas = deps.get("blas", {})
+        lines.append(f"numpy BLAS: {blas.get('name', '?')} {blas.get('version', '')}".rstrip())
+    except Exception as e:  # noqa: BLE001 - informational only
+        lines.append(f"numpy BLAS: unknown ({e.__class__.__name__})")
+    seen = [f"{v}={os.environ[v]}" for v in ENV_VARS if v in os.environ]
+    lines.append("BLAS env: " + (", ".join(seen) if seen else "none of " + ", ".join(ENV_VARS) + " set"))
+    if "OPENBLAS_CORETYPE" in os.environ or "OPENBLAS_L2_SIZE" in os.environ:
+        lines.append(
+            "NOTE: OpenBLAS overrides are set; for a fair run use "
+            "`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/core_bench.py`"
+        )
+    return lines
+
+
+def build(policy: str, n_arms: int, d: int, p: int, n_train: int, seed: int = 0):
+    """The same state in both implementations: same arms, same feedback."""
+    rng = np.random.default_rng(seed)
+    rust = Bandit(policy, d, p, alpha=1.0, lam=1.0)
+    fast = FastBandit(policy, d, p, alpha=1.0, lam=1.0)
+    ids = [f"model-{i:04d}" for i in range(n_arms)]
+    feats = rng.uniform(-1, 1, size=(n_arms, p))
+    for a, m in zip(ids, feats, strict=True):
+        rust.add_arm(a, m if p else None)
+    fast.add_arms(ids, feats)
+    arm_idx = rng.integers(n_arms, size=n_train)
+    xs = rng.uniform(-1, 1, size=(n_train, d))
+    w = rng.normal(size=d)
+    rewards = xs @ w * np.cos(arm_idx) + 0.1 * rng.normal(size=n_train)
+    train_ids = [ids[i] for i in arm_idx]
+    rust.update_batch(train_ids, xs, rewards)
+    fast.update_batch(train_ids, xs, rewards)
+    return rust, fast, ids
+
+
+def check_same_scores(rust: Bandit, fast: FastBandit, d: int, seed: int = 1) -> float:
+    """Largest |rust − numpy| / max(1, |numpy|) over mean, bonus, total; exits on any mismatch."""
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for _ in range(5):
+        x = rng.uniform(-1, 1, size=d)
+        r_ids, *r_vals = rust.score(x)
+        f_ids, *f_vals = fast.score(x)
+        if list(r_ids) != list(f_ids):
+            sys.exit("MISMATCH: arm order differs between the Rust core and numpy_fast")
+        for name, rv, fv in zip(("mean", "bonus", "total"), r_vals, f_vals, strict=True):
+            err = float(np.max(np.abs(np.asarray(rv) - fv) / np.maximum(1.0, np.abs(fv))))
+            worst = max(worst, err)
+            if not err <= CHECK_RTOL:
+                sys.exit(
+                    f"MISMATCH: {name} differs by {err:.3e} (relative) between the Rust core and numpy_fast"
+                )
+        r_sel, f_sel = rust.select(x), fast.select(x)
+        if r_sel[0] != f_sel[0] and abs(r_sel[3] - f_sel[3]) > CHECK_RTOL * max(1.0, abs(f_sel[3])):
+            sys.exit(f"MISMATCH: select chose {r_sel[0]} (Rust) vs {f_sel[0]} (numpy)")
+    return worst
+
+
+def _per_call(fn, calls) -> float:
+    t0 = time.perf_counter()
+    for args in calls:
+        fn(*args)
+    return (time.perf_counter() - t0) / len(calls)
+
+
+def measure(rust_fn, numpy_fn, make_args, repeats: int, target_s: float) -> tuple[float, float]:
+    """Median per-call seconds for both, repeats interleaved so drift hits both alike."""
+    probe = [make_args(i) for i in range(8)]
+    est = {}
+    for name, fn in (("rust", rust_fn), ("numpy", numpy_fn)):
+        _per_call(fn, probe)  # warm-up (caches, lazy init)
+        est[name] = max(_per_call(fn, probe), 1e-8)
+    calls = {
+        name: [make_args(i) for i in range(int(min(20_000, max(5, target_s / t))))] for name, t in est.items()
+    }
+    times: dict[str, list[float]] = {"rust": [], "numpy": []}
+    for _ in range(repeats):
+        times["rust"].append(_per_call(rust_fn, calls["rust"]))
+        times["numpy"].append(_per_call(numpy_fn, calls["numpy"]))
+    return statistics.median(times["rust"]), statistics.median(times["numpy"])
+
+
+def bench_one(policy: str, n_arms: int, d: int, quick: bool) -> dict:
+    p = HYBRID_P[d] if policy == "hybrid_linucb" else 0
+    n_train = 200 if quick else 2000
+    rust, fast, ids = build(policy, n_arms, d, p, n_train)
+    worst = check_same_scores(rust, fast, d)
+    repeats, target = (3, 0.004) if quick else (7, 0.05)
+    rng = np.random.default_rng(2)
+    pool_x = [np.ascontiguousarray(v) for v in rng.uniform(-1, 1, size=(512, d))]
+    pool_arm = [ids[i] for i in rng.integers(n_arms, size=512)]
+    pool_r = rng.normal(size=512).tolist()
+    sel_r, sel_n = measure(rust.select, fast.select, lambda i: (pool_x[i % 512],), repeats, target)
+    upd_r, upd_n = measure(
+        rust.update,
+        fast.update,
+        lambda i: (pool_arm[i % 512], pool_x[(i * 7) % 512], pool_r[i % 512]),
+        repeats,
+        target,
+    )
+    return {
+        "policy": "hybrid" if policy == "hybrid_linucb" else "disjoint",
+        "K": n_arms,
+        "d": d,
+        "joint_dim": (d + 1) * (p + 1) if p else 0,
+        "rust_select_us": sel_r * 1e6,
+        "numpy_select_us": sel_n * 1e6,
+        "rust_update_us": upd_r * 1e6,
+        "numpy_update_us": upd_n * 1e6,
+        "_check": worst,
+        "_p": p,
+    }
+
+
+HEADER = (
+    f"{'policy':<9}{'K':>6}{'d':>4}{'p':>4}{'k':>5} | {'select µs: rust':>16}{'numpy':>10}{'ratio':>8}"
+    f" | {'update µs: rust':>16}{'numpy':>10}{'ratio':>8} | {'check':>8}"
+)
+
+
+def fmt_row(r: dict) -> str:
+    sel_ratio = r["numpy_select_us"] / r["rust_select_us"]
+    upd_ratio = r["numpy_update_us"] / r["rust_update_us"]
+    return (
+        f"{r['policy']:<9}{r['K']:>6}{r['d']:>4}{r['_p']:>4}{r['joint_dim']:>5} | "
+        f"{r['rust_select_us']:>16.2f}{r['numpy_select_us']:>10.2f}{sel_ratio:>7.1f}x"
+        f" | {r['rust_update_us']:>16.2f}{r['numpy_update_us']:>10.2f}{upd_ratio:>7.1f}x"
+        f" | {r['_check']:>8.1e}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fast smoke run (few repeats, short timings)")
+    ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON to FILE")
+    args = ap.parse_args(argv)
+
+    t_start = time.perf_counter()
+    print("edgesel core benchmark: Rust core vs numpy_fast (median time per call; ratio = numpy / rust)")
+    print("fair run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/core_bench.py")
+    for line in env_summary():
+        print("  " + line)
+    print(f"  mode: {'quick' if args.quick else 'full'}; 'check' = max relative score difference, untimed")
+    print()
+    print(HEADER)
+    print("-" * len(HEADER))
+    rows = []
+    for policy in POLICIES:
+        for d in DIMS:
+            for n_arms in ARMS:
+                row = bench_one(policy, n_arms, d, args.quick)
+                rows.append(row)
+                print(fmt_row(row), flush=True)
+    print(f"\ndone in {time.perf_counter() - t_start:.1f} s")
+    if args.json:
+        keys = (
+            "policy",
+            "K",
+            "d",
+            "joint_dim",
+            "rust_select_us",
+            "numpy_select_us",
+            "rust_update_us",
+            "numpy_update_us",
+        )
+        with open(args.json, "w") as f:
+            json.dump({"rows": [{k: r[k] for k in keys} for r in rows]}, f, indent=2)
+            f.write("\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

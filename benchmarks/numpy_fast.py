@@ -1,0 +1,148 @@
+"""The fastest plain-numpy implementation of the UCB policies of docs/core.md we could write.
+
+Used by core_bench.py as the baseline the Rust core is compared against, so it is written for speed:
+
+* all per-arm statistics are stacked: ``A_a⁻¹`` in one ``(K, d, d)`` array (so ``A_a⁻¹ x`` for every arm
+  is a single BLAS gemv on a ``(K·d, d)`` view), ``θ_a`` (disjoint, cached at update time) in ``(K, d)``;
+* updates are Sherman-Morrison rank-one updates of the stored inverses, refactored from the exact
+  ``A`` every ``refactor_every`` updates of a matrix, like the core;
+* hybrid: ``β = A_0⁻¹ b_0`` is cached at update time; per request the shared inverse is contracted with
+  ``x' = [1, x]`` once, ``G = (x'⊗I)ᵀ A_0⁻¹ (x'⊗I)`` of size ``(p+1)²`` (O(k²)), so each arm's shared variance
+  is ``m'ᵀ G m'``, and ``g_a = reshape(β) m'_a`` gives both the shared mean ``x'·g_a`` and the per-arm
+  mean term; with ``w = A_a⁻¹ x`` the total mean collapses to ``g_a0 + w·(b_a − s_a g_a0 + λ g_a,1:)``.
+
+Only what the benchmark needs: scoring all arms, select, update.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+class FastBandit:
+    def __init__(
+        self,
+        policy: str,
+        device_dim: int,
+        model_dim: int = 0,
+        *,
+        alpha: float = 1.0,
+        lam: float = 1.0,
+        refactor_every: int = 1000,
+    ) -> None:
+        if policy not in ("disjoint_linucb", "hybrid_linucb"):
+            raise ValueError(f"unsupported policy {policy!r}")
+        self.policy = policy
+        self.hybrid = policy == "hybrid_linucb"
+        self.d = d = device_dim
+        self.p = p = model_dim
+        self.k = k = (d + 1) * (p + 1) if self.hybrid else 0
+        self.alpha = float(alpha)
+        self.lam = float(lam)
+        self.refactor_every = refactor_every
+        self.ids: list[str] = []
+        self.index: dict[str, int] = {}
+        self.ainv = np.zeros((0, d, d))
+        self.a = np.zeros((0, d, d))
+        self.b = np.zeros((0, d))
+        self.s = np.zeros((0, d))
+        self.theta = np.zeros((0, d))  # disjoint only: cached A_a⁻¹ b_a
+        self.mp = np.zeros((0, p + 1))  # m' = [1, m]
+        self.n = np.zeros(0, dtype=np.int64)
+        if self.hybrid:
+            self.a0 = self.lam * np.eye(k)
+            self.c0 = np.eye(k) / self.lam
+            self.b0 = np.zeros(k)
+            self.beta = np.zeros(k)
+            self.n0 = 0
+
+    def add_arms(self, ids: list[str], feats: NDArray[np.float64] | None = None) -> None:
+        """Adds many arms at once (the arrays are reallocated once)."""
+        n, d, p = len(ids), self.d, self.p
+        for i, a in enumerate(ids):
+            if a in self.index:
+                raise ValueError(f"duplicate arm id {a!r}")
+            self.index[a] = len(self.ids) + i
+        self.ids.extend(ids)
+        eye = np.broadcast_to(np.eye(d), (n, d, d))
+        self.ainv = np.concatenate([self.ainv, eye / self.lam])
+        self.a = np.concatenate([self.a, eye * self.lam])
+        self.b = np.concatenate([self.b, np.zeros((n, d))])
+        self.s = np.concatenate([self.s, np.zeros((n, d))])
+        self.theta = np.concatenate([self.theta, np.zeros((n, d))])
+        m = np.zeros((n, p)) if feats is None else np.asarray(feats, dtype=np.float64).reshape(n, p)
+        self.mp = np.concatenate([self.mp, np.hstack([np.ones((n, 1)), m])])
+        self.n = np.concatenate([self.n, np.zeros(n, dtype=np.int64)])
+
+    # ---- scoring ------------------------------------------------------------------------------------
+    def score(self, x: NDArray[np.float64]) -> tuple[list[str], NDArray, NDArray, NDArray]:
+        K, d = len(self.ids), self.d
+        w = (self.ainv.reshape(K * d, d) @ x).reshape(K, d)  # A_a⁻¹ x for every arm: one gemv
+        var = w @ x
+        if self.hybrid:
+            d1, p1 = d + 1, self.p + 1
+            x1 = np.empty(d1)
+            x1[0] = 1.0
+            x1[1:] = x
+            # G[j,l] = Σ_ik x'_i x'_k C0[(i,j),(k,l)]: contract the row index, then the column index
+            t = (x1 @ self.c0.reshape(d1, p1 * self.k)).reshape(p1, d1, p1)
+            g_mat = np.einsum("jkl,k->jl", t, x1)
+            mp = self.mp
+            var = var + np.einsum("aj,aj->a", mp @ g_mat, mp)
+            g = mp @ self.beta.reshape(d1, p1).T  # (K, d+1): reshape(β) m'_a
+            g0 = g[:, 0]
+            h = self.b - self.s * g0[:, None]
+            h += self.lam * g[:, 1:]
+            mean = g0 + np.einsum("ij,ij->i", w, h)
+        else:
+            mean = self.theta @ x
+        bonus = self.alpha * np.sqrt(np.maximum(var, 0.0))
+        return self.ids, mean, bonus, mean + bonus
+
+    def select(self, x: NDArray[np.float64]) -> tuple[str, float, float, float]:
+        ids, mean, bonus, total = self.score(x)
+        i = int(np.argmax(total))
+        ties = np.flatnonzero(total == total[i])
+        if len(ties) > 1:  # equal totals go to the lexicographically smallest id
+            i = int(min(ties, key=lambda j: ids[j]))
+        return ids[i], float(mean[i]), float(bonus[i]), float(total[i])
+
+    # ---- updates -----------------------------------------------------------------------------------
+    def update(self, arm_id: str, x: NDArray[np.float64], reward: float) -> None:
+        i = self.index[arm_id]
+        c = self.ainv[i]  # view: updated in place
+        cx = c @ x
+        c -= np.multiply.outer(cx, cx / (1.0 + x @ cx))
+        a = self.a[i]
+        a += np.multiply.outer(x, x)
+        self.b[i] += reward * x
+        n = self.n[i] = self.n[i] + 1
+        if n % self.refactor_every == 0:
+            c[...] = _spd_inverse(a)
+        if self.hybrid:
+            self.s[i] += x
+            x1 = np.empty(self.d + 1)
+            x1[0] = 1.0
+            x1[1:] = x
+            z = np.multiply.outer(x1, self.mp[i]).ravel()
+            cz = self.c0 @ z
+            self.c0 -= np.multiply.outer(cz, cz / (1.0 + z @ cz))
+            self.a0 += np.multiply.outer(z, z)
+            self.b0 += reward * z
+            self.n0 += 1
+            if self.n0 % self.refactor_every == 0:
+                self.c0 = _spd_inverse(self.a0)
+            self.beta = self.c0 @ self.b0
+        else:
+            self.theta[i] = c @ self.b[i]
+
+    def update_batch(self, arm_ids, xs, rewards) -> None:
+        for a, x, r in zip(arm_ids, xs, rewards, strict=True):
+            self.update(a, x, float(r))
+
+
+def _spd_inverse(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Inverse of a symmetric positive definite matrix through its Cholesky factor."""
+    lower_inv = np.linalg.inv(np.linalg.cholesky(a))
+    return lower_inv.T @ lower_inv

@@ -1,0 +1,46 @@
+"""edgesel client SDK: ask which compressed DNN model this edge device should run, report the QoE it gave.
+
+from edgesel_client import EdgeselClient
+
+with EdgeselClient("edgesel.example:443", space="image-classification", token="...", secure=True) as c:
+    selection = c.select()
+    ...  # download selection.artifact_uri, run it, measure
+    selection.feedback(latency_ms=42.0, user_rating=4)
+"""
+
+from edgesel_client.aio import AsyncEdgeselClient
+from edgesel_client.client import EdgeselClient
+from edgesel_client.device import DEVICE_FEATURE_NAMES, detect_device_features
+from edgesel_client.errors import EdgeselError
+from edgesel_client.offline import ClientStats, FeedbackQueue
+from edgesel_client.preferences import Preferences
+from edgesel_client.retry import RetryPolicy
+from edgesel_client.selection import (
+    AsyncSelection,
+    BaseSelection,
+    FeedbackOutcome,
+    FeedbackReceipt,
+    RankedModel,
+    Selection,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEVICE_FEATURE_NAMES",
+    "AsyncEdgeselClient",
+    "AsyncSelection",
+    "BaseSelection",
+    "ClientStats",
+    "EdgeselClient",
+    "EdgeselError",
+    "FeedbackOutcome",
+    "FeedbackQueue",
+    "FeedbackReceipt",
+    "Preferences",
+    "RankedModel",
+    "RetryPolicy",
+    "Selection",
+    "__version__",
+    "detect_device_features",
+]

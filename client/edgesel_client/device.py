@@ -1,0 +1,213 @@
+"""Detects the features of the device the SDK runs on, as the numbers a space's feature schema expects.
+
+Every value is a finite float; booleans are 1.0 / 0.0. A feature that cannot be measured is left out so the
+server applies its schema default. Names:
+
+=====================  ==================================================================================
+cpu_cores              logical CPUs usable by this process
+cpu_max_ghz            highest max clock over the cores (cpufreq ``cpuinfo_max_freq``, else /proc/cpuinfo)
+ram_gb                 total RAM in GiB (/proc/meminfo ``MemTotal``, else ``os.sysconf``)
+ram_available_gb       RAM available for new work in GiB (/proc/meminfo ``MemAvailable``)
+is_arm64, is_x86_64    CPU architecture flags
+has_nvidia_gpu         /dev/nvidia0, /dev/nvidiactl or a Jetson /dev/nvhost-* node
+has_gpu                any GPU: NVIDIA, a DRM render node /dev/dri/renderD*, or a Mali/Adreno device
+has_coral_tpu          Google Coral Edge TPU (/dev/apex_0)
+has_npu                a neural accelerator: Rockchip /dev/rknpu, Hailo /dev/hailo0, /sys/class/misc/*npu*
+has_accelerator        any of has_gpu, has_coral_tpu, has_npu
+has_battery            a battery in /sys/class/power_supply
+battery_percent        battery charge 0..100; mains-powered devices report 100
+battery_charging       1 when charging, full or mains-powered, else 0
+thermal_celsius        hottest /sys/class/thermal/thermal_zone*/temp in degrees Celsius
+=====================  ==================================================================================
+
+The app can extend or override any of them: ``detect_device_features({"network_mbps": 40.0})``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = ["DEVICE_FEATURE_NAMES", "detect_device_features"]
+
+DEVICE_FEATURE_NAMES: tuple[str, ...] = (
+    "cpu_cores",
+    "cpu_max_ghz",
+    "ram_gb",
+    "ram_available_gb",
+    "is_arm64",
+    "is_x86_64",
+    "has_nvidia_gpu",
+    "has_gpu",
+    "has_coral_tpu",
+    "has_npu",
+    "has_accelerator",
+    "has_battery",
+    "battery_percent",
+    "battery_charging",
+    "thermal_celsius",
+)
+
+_ARM64_MACHINES = {"aarch64", "arm64", "armv8l", "armv8b"}
+_X86_64_MACHINES = {"x86_64", "amd64", "x64"}
+_KIB_PER_GIB = 1024.0 * 1024.0
+
+
+def detect_device_features(
+    overrides: Mapping[str, float] | None = None,
+    *,
+    root: str | os.PathLike[str] = "/",
+    machine: str | None = None,
+) -> dict[str, float]:
+    """Measure this device; ``overrides`` win over detected values and may add new names.
+
+    ``root`` and ``machine`` exist so tests can point detection at a fake filesystem / architecture.
+    """
+    base = Path(root)
+    features: dict[str, float] = {}
+    features["cpu_cores"] = float(_cpu_cores())
+    max_ghz = _cpu_max_ghz(base)
+    if max_ghz is not None:
+        features["cpu_max_ghz"] = max_ghz
+    features.update(_memory_gb(base))
+    features.update(_architecture_flags(machine if machine is not None else platform.machine()))
+    features.update(_accelerators(base))
+    features.update(_power(base))
+    thermal = _thermal_celsius(base)
+    if thermal is not None:
+        features["thermal_celsius"] = thermal
+    features = {name: value for name, value in features.items() if math.isfinite(value)}
+    if overrides:
+        for name, value in overrides.items():
+            features[name] = float(value)
+    return features
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace").strip()
+    except OSError:
+        return None
+
+
+def _read_float(path: Path) -> float | None:
+    text = _read_text(path)
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _cpu_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except OSError:
+            pass
+    return max(1, os.cpu_count() or 1)
+
+
+def _cpu_max_ghz(base: Path) -> float | None:
+    max_freqs_khz = [
+        _read_float(path) for path in base.glob("sys/devices/system/cpu/cpu[0-9]*/cpufreq/cpuinfo_max_freq")
+    ]
+    khz = [freq for freq in max_freqs_khz if freq is not None and freq > 0]
+    if khz:
+        return max(khz) / 1e6
+    # Without cpufreq (VMs, containers) /proc/cpuinfo has the current clock, the best available estimate.
+    cpuinfo = _read_text(base / "proc/cpuinfo") or ""
+    mhz = []
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() == "cpu mhz":
+            try:
+                mhz.append(float(value))
+            except ValueError:
+                continue
+    mhz = [value for value in mhz if math.isfinite(value) and value > 0]
+    return max(mhz) / 1000.0 if mhz else None
+
+
+def _memory_gb(base: Path) -> dict[str, float]:
+    meminfo: dict[str, float] = {}
+    for line in (_read_text(base / "proc/meminfo") or "").splitlines():
+        key, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts:
+            try:
+                meminfo[key.strip()] = float(parts[0])  # kB
+            except ValueError:
+                continue
+    memory: dict[str, float] = {}
+    if "MemTotal" in meminfo:
+        memory["ram_gb"] = meminfo["MemTotal"] / _KIB_PER_GIB
+    elif str(base) == "/":
+        try:
+            memory["ram_gb"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2.0**30
+        except (AttributeError, ValueError, OSError):
+            pass
+    if "MemAvailable" in meminfo:
+        memory["ram_available_gb"] = meminfo["MemAvailable"] / _KIB_PER_GIB
+    return memory
+
+
+def _architecture_flags(machine: str) -> dict[str, float]:
+    machine = machine.lower()
+    return {
+        "is_arm64": float(machine in _ARM64_MACHINES),
+        "is_x86_64": float(machine in _X86_64_MACHINES),
+    }
+
+
+def _exists_any(base: Path, *patterns: str) -> bool:
+    return any(next(iter(base.glob(pattern)), None) is not None for pattern in patterns)
+
+
+def _accelerators(base: Path) -> dict[str, float]:
+    nvidia = _exists_any(base, "dev/nvidia[0-9]*", "dev/nvidiactl", "dev/nvhost-*")
+    gpu = nvidia or _exists_any(base, "dev/dri/renderD*", "dev/mali*", "dev/kgsl-3d0", "sys/class/misc/mali*")
+    coral = _exists_any(base, "dev/apex_[0-9]*")
+    npu = _exists_any(base, "dev/rknpu*", "dev/hailo[0-9]*", "sys/class/misc/*npu*", "dev/accel/accel*")
+    return {
+        "has_nvidia_gpu": float(nvidia),
+        "has_gpu": float(gpu),
+        "has_coral_tpu": float(coral),
+        "has_npu": float(npu),
+        "has_accelerator": float(gpu or coral or npu),
+    }
+
+
+def _power(base: Path) -> dict[str, float]:
+    batteries = []
+    mains_online = False
+    for supply in sorted(base.glob("sys/class/power_supply/*")):
+        kind = (_read_text(supply / "type") or "").lower()
+        if kind == "battery":
+            capacity = _read_float(supply / "capacity")
+            status = (_read_text(supply / "status") or "").lower()
+            if capacity is not None:
+                batteries.append((min(100.0, max(0.0, capacity)), status))
+        elif kind in ("mains", "usb", "usb_c", "usb_pd") and _read_float(supply / "online") == 1.0:
+            mains_online = True
+    if not batteries:
+        # A device without a battery never runs short of energy: treat it like a full, charging one.
+        return {"has_battery": 0.0, "battery_percent": 100.0, "battery_charging": 1.0}
+    percent = min(capacity for capacity, _ in batteries)
+    charging = mains_online or any(status in ("charging", "full") for _, status in batteries)
+    return {"has_battery": 1.0, "battery_percent": percent, "battery_charging": float(charging)}
+
+
+def _thermal_celsius(base: Path) -> float | None:
+    temps = []
+    for path in base.glob("sys/class/thermal/thermal_zone*/temp"):
+        millidegrees = _read_float(path)
+        # Sensors report millidegrees Celsius; ignore absurd or disconnected readings.
+        if millidegrees is not None and -40_000 < millidegrees < 150_000:
+            temps.append(millidegrees / 1000.0)
+    return max(temps) if temps else None

@@ -1,0 +1,111 @@
+"""Translation between the SDK's Python types and the edgesel.v1 protobuf messages."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import timezone
+from typing import Any
+
+from edgesel.v1 import selection_pb2, types_pb2
+
+from edgesel_client.preferences import Preferences
+from edgesel_client.selection import FeedbackOutcome, FeedbackReceipt, RankedModel
+
+
+def build_select_request(
+    *,
+    space: str,
+    device_features: Mapping[str, float],
+    eligible: Sequence[str] | None,
+    preferences: Preferences | types_pb2.Preferences | None,
+    request_id: str,
+    include_ranking: bool,
+) -> selection_pb2.SelectRequest:
+    if isinstance(eligible, str):
+        raise TypeError("eligible must be a sequence of model ids, not a single string")
+    request = selection_pb2.SelectRequest(
+        space=space,
+        device_features={name: float(value) for name, value in device_features.items()},
+        eligible_model_ids=list(eligible or ()),
+        request_id=request_id,
+        include_ranking=include_ranking,
+    )
+    if isinstance(preferences, Preferences):
+        request.preferences.CopyFrom(preferences.to_proto())
+    elif preferences is not None:
+        request.preferences.CopyFrom(preferences)
+    return request
+
+
+def build_feedback_request(
+    event_id: str,
+    reward: float | None,
+    *,
+    user_rating: float | None,
+    latency_ms: float | None,
+    energy_mj: float | None,
+    accuracy: float | None,
+) -> selection_pb2.FeedbackRequest:
+    """Either a ready-made reward or at least one measurement, never both (the contract's ``oneof qoe``)."""
+    measured = {
+        "user_rating": user_rating,
+        "latency_ms": latency_ms,
+        "energy_mj": energy_mj,
+        "accuracy": accuracy,
+    }
+    present = {name: float(value) for name, value in measured.items() if value is not None}
+    for name, value in [*present.items(), *([("reward", float(reward))] if reward is not None else [])]:
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+    if reward is not None and present:
+        raise ValueError("give either reward or measurements, not both")
+    if reward is not None:
+        return selection_pb2.FeedbackRequest(event_id=event_id, reward=float(reward))
+    if not present:
+        raise ValueError("give a reward or at least one measurement")
+    return selection_pb2.FeedbackRequest(event_id=event_id, measurements=types_pb2.Measurements(**present))
+
+
+def selection_fields(response: selection_pb2.SelectResponse) -> dict[str, Any]:
+    """Keyword arguments for Selection / AsyncSelection (everything but the client)."""
+    model = response.model
+    deadline = (
+        response.feedback_deadline.ToDatetime(tzinfo=timezone.utc)
+        if response.HasField("feedback_deadline")
+        else None
+    )
+    return {
+        "event_id": response.event_id,
+        "model_id": model.model_id,
+        "version": model.version,
+        "artifact_uri": model.artifact_uri,
+        "features": dict(model.features),
+        "metadata": dict(model.metadata),
+        "expected_qoe": response.expected_qoe,
+        "exploration_bonus": response.exploration_bonus,
+        "score": response.score,
+        "exploratory": response.exploratory,
+        "feedback_deadline": deadline,
+        "policy_version": response.policy_version,
+        "ranking": tuple(
+            RankedModel(
+                model_id=ranked.model_id,
+                expected_qoe=ranked.expected_qoe,
+                exploration_bonus=ranked.exploration_bonus,
+                score=ranked.score,
+            )
+            for ranked in response.ranking
+        ),
+        "request_user_rating": response.request_user_rating,
+        "from_cache": False,
+    }
+
+
+def feedback_receipt(response: selection_pb2.FeedbackResponse) -> FeedbackReceipt:
+    outcome = (
+        FeedbackOutcome.DUPLICATE
+        if response.status == selection_pb2.FEEDBACK_STATUS_DUPLICATE
+        else FeedbackOutcome.ACCEPTED
+    )
+    return FeedbackReceipt(outcome=outcome, reward=response.reward)

@@ -1,0 +1,19 @@
+//! edgesel-core: the numeric core of edgesel (contextual bandits for choosing DNN models per device).
+//!
+//! The math (`linalg`, `features`, `rng`, `bandit`, `snapshot`) is plain Rust with no Python types;
+//! `python` holds the thin PyO3 binding exported as `edgesel_server._core`.
+//! The specification is `docs/core.md`.
+
+pub mod bandit;
+pub mod error;
+pub mod features;
+pub mod linalg;
+mod python;
+pub mod rng;
+pub mod snapshot;
+
+pub use bandit::{ArmStats, Bandit, Choice, Params, Policy, Scores, SharedStats};
+pub use error::{CoreError, CoreResult};
+
+#[cfg(test)]
+mod tests;

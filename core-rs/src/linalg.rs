@@ -1,0 +1,272 @@
+//! Dense linear algebra over plain slices (row-major square matrices).
+//!
+//! Everything here is deterministic: the same inputs give bit-identical outputs, so a state rebuilt
+//! from a snapshot scores exactly like the original. Reductions use eight independent accumulators
+//! (combined in a fixed order), which lets the compiler vectorize them with any SIMD width without
+//! changing the result.
+
+/// Dot product of two equally long slices (the shorter length is used if they differ).
+#[inline]
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    let mut acc = [0.0f64; 8];
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
+/// `y += alpha * x`.
+#[inline]
+pub fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += alpha * xi;
+    }
+}
+
+/// `out = M v` for a row-major `n×n` matrix `M`.
+#[inline]
+pub fn matvec(m: &[f64], n: usize, v: &[f64], out: &mut [f64]) {
+    for (o, row) in out.iter_mut().zip(m.chunks_exact(n)) {
+        *o = dot(row, v);
+    }
+}
+
+/// `n×n` identity scaled by `s`.
+pub fn scaled_identity(n: usize, s: f64) -> Vec<f64> {
+    let mut m = vec![0.0; n * n];
+    for i in 0..n {
+        m[i * n + i] = s;
+    }
+    m
+}
+
+/// `A += v vᵀ` (exactly symmetric: `v_i v_j == v_j v_i`).
+pub fn add_outer(a: &mut [f64], n: usize, v: &[f64]) {
+    for (row, &vi) in a.chunks_exact_mut(n).zip(v) {
+        axpy(vi, v, row);
+    }
+}
+
+/// Sherman-Morrison rank-one update of a symmetric inverse:
+/// `C ← C − (Cv)(Cv)ᵀ / (1 + vᵀCv)`, i.e. the inverse of `C⁻¹ + v vᵀ`. O(n²).
+///
+/// `u` is scratch of length `n`. The update is applied as `C −= ũ ũᵀ` with `ũ = Cv / sqrt(1 + vᵀCv)`,
+/// which keeps `C` exactly symmetric. Returns `false` (and leaves `C` unchanged) if the denominator is
+/// not a positive finite number, which cannot happen for a positive definite `C`.
+pub fn sherman_morrison(c: &mut [f64], n: usize, v: &[f64], u: &mut [f64]) -> bool {
+    matvec(c, n, v, u);
+    let den = 1.0 + dot(v, u);
+    if !(den.is_finite() && den > 0.0) {
+        return false;
+    }
+    let s = 1.0 / den.sqrt();
+    for ui in u.iter_mut() {
+        *ui *= s;
+    }
+    for (row, &ui) in c.chunks_exact_mut(n).zip(u.iter()) {
+        axpy(-ui, u, row);
+    }
+    true
+}
+
+/// Inverse of a symmetric positive definite `n×n` matrix by Cholesky factorization
+/// (`A = L Lᵀ`, `A⁻¹ = L⁻ᵀ L⁻¹`). Returns `None` if `A` is not (numerically) positive definite.
+/// The result is exactly symmetric. O(n³).
+pub fn cholesky_inverse(a: &[f64], n: usize) -> Option<Vec<f64>> {
+    if a.len() != n * n {
+        return None;
+    }
+    // L (lower, row-major).
+    let mut l = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..=i {
+            let s = a[i * n + j] - dot(&l[i * n..i * n + j], &l[j * n..j * n + j]);
+            if i == j {
+                if !(s > 0.0 && s.is_finite()) {
+                    return None;
+                }
+                l[i * n + i] = s.sqrt();
+            } else {
+                l[i * n + j] = s / l[j * n + j];
+            }
+        }
+    }
+    // M = L⁻¹ (lower), by forward substitution, column by column.
+    let mut m = vec![0.0; n * n];
+    for j in 0..n {
+        m[j * n + j] = 1.0 / l[j * n + j];
+        for i in j + 1..n {
+            let mut s = 0.0;
+            for k in j..i {
+                s += l[i * n + k] * m[k * n + j];
+            }
+            m[i * n + j] = -s / l[i * n + i];
+        }
+    }
+    // A⁻¹ = Mᵀ M: inv[i][j] = Σ_{k ≥ max(i,j)} M[k][i] M[k][j]; fill the upper part and mirror.
+    let mut inv = vec![0.0; n * n];
+    for i in 0..n {
+        for j in i..n {
+            let mut s = 0.0;
+            for k in j..n {
+                s += m[k * n + i] * m[k * n + j];
+            }
+            inv[i * n + j] = s;
+            inv[j * n + i] = s;
+        }
+    }
+    Some(inv)
+}
+
+/// Length of the packed upper triangle of an `n×n` matrix.
+#[inline]
+pub const fn packed_len(n: usize) -> usize {
+    n * (n + 1) / 2
+}
+
+/// Packs the upper triangle of a symmetric `n×n` matrix row by row
+/// (`(0,0), (0,1), …, (0,n-1), (1,1), …`), off-diagonal entries as `M[i][j] + M[j][i]`.
+/// Then `vᵀMv == dot(packed, packed_outer(v))`.
+pub fn pack_sym_doubled(m: &[f64], n: usize, out: &mut [f64]) {
+    let mut t = 0;
+    for i in 0..n {
+        out[t] = m[i * n + i];
+        t += 1;
+        for j in i + 1..n {
+            out[t] = m[i * n + j] + m[j * n + i];
+            t += 1;
+        }
+    }
+}
+
+/// Packed upper triangle of `v vᵀ`, in the order of [`pack_sym_doubled`].
+pub fn packed_outer(v: &[f64], out: &mut [f64]) {
+    let mut t = 0;
+    for (i, &vi) in v.iter().enumerate() {
+        for &vj in &v[i..] {
+            out[t] = vi * vj;
+            t += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> f64 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*seed >> 11) as f64) / ((1u64 << 53) as f64) * 2.0 - 1.0
+    }
+
+    fn matmul(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
+        let mut c = vec![0.0; n * n];
+        for i in 0..n {
+            for k in 0..n {
+                for j in 0..n {
+                    c[i * n + j] += a[i * n + k] * b[k * n + j];
+                }
+            }
+        }
+        c
+    }
+
+    fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn dot_matches_naive() {
+        let mut s = 1;
+        for n in [0usize, 1, 7, 8, 9, 31, 136] {
+            let a: Vec<f64> = (0..n).map(|_| lcg(&mut s)).collect();
+            let b: Vec<f64> = (0..n).map(|_| lcg(&mut s)).collect();
+            let naive: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((dot(&a, &b) - naive).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn sherman_morrison_matches_direct_inverse() {
+        let mut s = 7;
+        for n in [1usize, 2, 5, 16] {
+            let lam = 0.5;
+            let mut a = scaled_identity(n, lam);
+            let mut c = scaled_identity(n, 1.0 / lam);
+            let mut u = vec![0.0; n];
+            for _ in 0..200 {
+                let v: Vec<f64> = (0..n).map(|_| lcg(&mut s)).collect();
+                add_outer(&mut a, n, &v);
+                assert!(sherman_morrison(&mut c, n, &v, &mut u));
+            }
+            let direct = cholesky_inverse(&a, n).expect("spd");
+            assert!(max_abs_diff(&c, &direct) < 1e-10, "n={n}");
+            // Exactly symmetric.
+            for i in 0..n {
+                for j in 0..n {
+                    assert_eq!(c[i * n + j].to_bits(), c[j * n + i].to_bits());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cholesky_inverse_is_inverse() {
+        let mut s = 3;
+        let n = 12;
+        let mut a = scaled_identity(n, 1.0);
+        for _ in 0..30 {
+            let v: Vec<f64> = (0..n).map(|_| lcg(&mut s)).collect();
+            add_outer(&mut a, n, &v);
+        }
+        let inv = cholesky_inverse(&a, n).expect("spd");
+        let prod = matmul(&a, &inv, n);
+        assert!(max_abs_diff(&prod, &scaled_identity(n, 1.0)) < 1e-12);
+    }
+
+    #[test]
+    fn cholesky_rejects_non_pd() {
+        assert!(cholesky_inverse(&[1.0, 2.0, 2.0, 1.0], 2).is_none());
+        assert!(cholesky_inverse(&[f64::NAN], 1).is_none());
+        assert!(cholesky_inverse(&[1.0, 0.0], 2).is_none());
+    }
+
+    #[test]
+    fn packed_quadratic_form() {
+        let mut s = 11;
+        let n = 9;
+        let mut m = vec![0.0; n * n];
+        for i in 0..n {
+            for j in 0..=i {
+                let r = lcg(&mut s);
+                m[i * n + j] = r;
+                m[j * n + i] = r;
+            }
+        }
+        let v: Vec<f64> = (0..n).map(|_| lcg(&mut s)).collect();
+        let mut mv = vec![0.0; n];
+        matvec(&m, n, &v, &mut mv);
+        let direct = dot(&v, &mv);
+        let mut pm = vec![0.0; packed_len(n)];
+        let mut pv = vec![0.0; packed_len(n)];
+        pack_sym_doubled(&m, n, &mut pm);
+        packed_outer(&v, &mut pv);
+        assert!((dot(&pm, &pv) - direct).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,414 @@
+//! Bandit-level tests: fast scoring vs naive formulas, snapshots, edge cases.
+
+use crate::bandit::{Bandit, Params};
+use crate::error::CoreError;
+use crate::features::joint_features;
+use crate::linalg::{add_outer, cholesky_inverse, dot, matvec, scaled_identity};
+use crate::snapshot::{decode, encode};
+
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 11) as f64) / ((1u64 << 53) as f64) * 2.0 - 1.0
+    }
+    fn vec(&mut self, n: usize) -> Vec<f64> {
+        (0..n).map(|_| self.next()).collect()
+    }
+}
+
+fn bandit(policy: &str, d: i64, p: i64, alpha: f64, refactor_every: i64) -> Bandit {
+    Bandit::new(Params::new(policy, d, p, alpha, 0.7, refactor_every, 5).expect("params"))
+}
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * (1.0 + a.abs().max(b.abs()))
+}
+
+/// Hybrid scoring through the G contraction and the simplified mean vs. the textbook formulas with the
+/// joint vector z built explicitly and every matrix inverted directly.
+#[test]
+fn hybrid_fast_scoring_matches_naive() {
+    let (d, p) = (4usize, 3usize);
+    let k = (d + 1) * (p + 1);
+    let lam = 0.7;
+    let mut rng = Lcg(99);
+    let mut b = bandit("hybrid_linucb", d as i64, p as i64, 1.3, 1000);
+    let ids = ["a", "b", "c", "d"];
+    let feats: Vec<Vec<f64>> = ids.iter().map(|_| rng.vec(p)).collect();
+    for (id, m) in ids.iter().zip(&feats) {
+        b.add_arm(id, Some(m)).expect("add");
+    }
+    // History, kept for the naive computation (the last arm stays cold).
+    let mut hist: Vec<(usize, Vec<f64>, f64)> = Vec::new();
+    for t in 0..60 {
+        let a = t % 3;
+        let x = rng.vec(d);
+        let r = rng.next();
+        b.update(ids[a], &x, r).expect("update");
+        hist.push((a, x, r));
+    }
+    // Naive shared model.
+    let mut a0 = scaled_identity(k, lam);
+    let mut b0 = vec![0.0; k];
+    for (a, x, r) in &hist {
+        let z = joint_features(x, &feats[*a]);
+        add_outer(&mut a0, k, &z);
+        for (bi, zi) in b0.iter_mut().zip(&z) {
+            *bi += r * zi;
+        }
+    }
+    let a0_inv = cholesky_inverse(&a0, k).expect("spd");
+    let mut beta = vec![0.0; k];
+    matvec(&a0_inv, k, &b0, &mut beta);
+
+    let x = rng.vec(d);
+    let scores = b.score(&x, None::<&[&str]>).expect("score");
+    for (ai, id) in ids.iter().enumerate() {
+        // Naive per-arm: A_a, b_a, B_a = Σ x zᵀ (d × k).
+        let mut aa = scaled_identity(d, lam);
+        let mut ba = vec![0.0; d];
+        let mut bmat = vec![0.0; d * k];
+        for (a, xh, r) in hist.iter().filter(|h| h.0 == ai) {
+            add_outer(&mut aa, d, xh);
+            let z = joint_features(xh, &feats[*a]);
+            for i in 0..d {
+                ba[i] += r * xh[i];
+                for j in 0..k {
+                    bmat[i * k + j] += xh[i] * z[j];
+                }
+            }
+        }
+        let aa_inv = cholesky_inverse(&aa, d).expect("spd");
+        let mut bb = vec![0.0; d];
+        for i in 0..d {
+            bb[i] = dot(&bmat[i * k..(i + 1) * k], &beta);
+        }
+        let rhs: Vec<f64> = (0..d).map(|i| ba[i] - bb[i]).collect();
+        let mut theta = vec![0.0; d];
+        matvec(&aa_inv, d, &rhs, &mut theta);
+        let z = joint_features(&x, &feats[ai]);
+        let mut cz = vec![0.0; k];
+        matvec(&a0_inv, k, &z, &mut cz);
+        let mut ax = vec![0.0; d];
+        matvec(&aa_inv, d, &x, &mut ax);
+        let mean = dot(&z, &beta) + dot(&x, &theta);
+        let var = dot(&z, &cz) + dot(&x, &ax);
+        let bonus = 1.3 * var.sqrt();
+        assert_eq!(&*scores.ids[ai], *id);
+        assert!(
+            close(scores.mean[ai], mean, 1e-9),
+            "{id}: {} vs {mean}",
+            scores.mean[ai]
+        );
+        assert!(
+            close(scores.bonus[ai], bonus, 1e-9),
+            "{id}: {} vs {bonus}",
+            scores.bonus[ai]
+        );
+        assert!(close(scores.total[ai], mean + bonus, 1e-9));
+        // arm_stats θ matches the naive θ.
+        let st = b.arm_stats(id).expect("stats");
+        for (t1, t2) in st.theta.iter().zip(&theta) {
+            assert!(close(*t1, *t2, 1e-9));
+        }
+    }
+    // Cold arm: mean = zᵀβ, per-arm variance xᵀx/λ.
+    let z = joint_features(&x, &feats[3]);
+    assert!(close(scores.mean[3], dot(&z, &beta), 1e-9));
+    let sh = b.shared_stats().expect("shared");
+    for (u, v) in sh.beta.iter().zip(&beta) {
+        assert!(close(*u, *v, 1e-9));
+    }
+}
+
+#[test]
+fn disjoint_scoring_matches_naive_and_select_ties() {
+    let d = 5;
+    let mut rng = Lcg(3);
+    let mut b = bandit("disjoint_linucb", d as i64, 0, 0.9, 1000);
+    for id in ["z", "y", "x"] {
+        b.add_arm(id, None).expect("add");
+    }
+    let mut aa = scaled_identity(d, 0.7);
+    let mut ba = vec![0.0; d];
+    for _ in 0..25 {
+        let x = rng.vec(d);
+        let r = rng.next();
+        b.update("y", &x, r).expect("update");
+        add_outer(&mut aa, d, &x);
+        for i in 0..d {
+            ba[i] += r * x[i];
+        }
+    }
+    let inv = cholesky_inverse(&aa, d).expect("spd");
+    let mut theta = vec![0.0; d];
+    matvec(&inv, d, &ba, &mut theta);
+    let x = rng.vec(d);
+    let mut ix = vec![0.0; d];
+    matvec(&inv, d, &x, &mut ix);
+    let s = b.score(&x, Some(&["y", "z"])).expect("score");
+    assert!(close(s.mean[0], dot(&theta, &x), 1e-10));
+    assert!(close(s.bonus[0], 0.9 * dot(&x, &ix).sqrt(), 1e-10));
+    // Cold arms z and x tie exactly: the smallest id wins.
+    let c = b.select(&x, Some(&["z", "x"])).expect("select");
+    assert_eq!(&*c.id, "x");
+    assert_eq!(s.mean[1], 0.0);
+    assert!(close(s.bonus[1], 0.9 * (dot(&x, &x) / 0.7).sqrt(), 1e-12));
+}
+
+#[test]
+fn refactorization_keeps_inverse_exact() {
+    for policy in ["disjoint_linucb", "hybrid_linucb"] {
+        let mut rng = Lcg(17);
+        let mut b = bandit(policy, 3, 2, 1.0, 7);
+        b.add_arm("m", Some(&[0.5, -0.25])).expect("add");
+        for _ in 0..50 {
+            let x = rng.vec(3);
+            b.update("m", &x, rng.next()).expect("update");
+        }
+        let st = b.arm_stats("m").expect("stats");
+        let direct = cholesky_inverse(&st.a, 3).expect("spd");
+        assert!(st
+            .a_inv
+            .iter()
+            .zip(&direct)
+            .all(|(u, v)| (u - v).abs() < 1e-12));
+        assert_eq!(st.n_updates, 50);
+        // 50 = 7·7 + 1: the inverse was re-factorized at update 49, then one Sherman-Morrison step.
+        assert_eq!(b.arms[0].since_refactor, 1);
+    }
+    // refactor_every = 1: every update re-factorizes.
+    let mut b = bandit("disjoint_linucb", 2, 0, 1.0, 1);
+    b.add_arm("m", None).expect("add");
+    b.update("m", &[1.0, 2.0], 1.0).expect("update");
+    let st = b.arm_stats("m").expect("stats");
+    assert_eq!(st.a_inv, cholesky_inverse(&st.a, 2).expect("spd"));
+}
+
+fn trained(policy: &str) -> Bandit {
+    let mut rng = Lcg(1234);
+    let mut b = bandit(policy, 4, 2, 0.8, 5);
+    for i in 0..6 {
+        b.add_arm(&format!("arm-{i}"), Some(&rng.vec(2)))
+            .expect("add");
+    }
+    for t in 0..40 {
+        let x = rng.vec(4);
+        b.update(&format!("arm-{}", t % 5), &x, rng.next())
+            .expect("update");
+    }
+    b
+}
+
+#[test]
+fn snapshot_round_trip_is_bit_identical() {
+    for policy in ["disjoint_linucb", "hybrid_linucb", "lin_ts"] {
+        let b = trained(policy);
+        let blob = encode(&b);
+        let r = decode(&blob).expect("decode");
+        assert_eq!(encode(&r), blob, "{policy}: re-encoding differs");
+        let x = [0.1, -0.3, 0.7, 0.2];
+        let s1 = b.score(&x, None::<&[&str]>).expect("score");
+        let s2 = r.score(&x, None::<&[&str]>).expect("score");
+        assert_eq!(s1.ids, s2.ids);
+        let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&s1.mean), bits(&s2.mean), "{policy}");
+        assert_eq!(bits(&s1.bonus), bits(&s2.bonus), "{policy}");
+        assert_eq!(bits(&s1.total), bits(&s2.total), "{policy}");
+        assert_eq!(b.n_updates(), r.n_updates());
+        assert_eq!(b.rng_state(), r.rng_state());
+        // Keeps learning identically.
+        let (mut b, mut r) = (b, r);
+        b.update("arm-5", &x, 0.5).expect("update");
+        r.update("arm-5", &x, 0.5).expect("update");
+        assert_eq!(encode(&b), encode(&r));
+    }
+}
+
+#[test]
+fn snapshot_corruption_is_detected() {
+    let blob = encode(&trained("hybrid_linucb"));
+    let is_snapshot_err = |r: Result<Bandit, CoreError>| matches!(r, Err(CoreError::Snapshot(_)));
+    // Every single-bit flip in a sample of positions.
+    for pos in (0..blob.len()).step_by(97).chain([blob.len() - 1]) {
+        let mut bad = blob.clone();
+        bad[pos] ^= 0x10;
+        assert!(is_snapshot_err(decode(&bad)), "flip at {pos} not detected");
+    }
+    // Truncations.
+    for len in [0, 3, 8, 11, 12, 15, 100, blob.len() - 1] {
+        assert!(is_snapshot_err(decode(&blob[..len])), "truncation to {len}");
+    }
+    // Foreign data and wrong version.
+    assert!(is_snapshot_err(decode(b"PK\x03\x04 not a snapshot at all")));
+    let mut v2 = blob.clone();
+    v2[8] = 2;
+    match decode(&v2) {
+        Err(CoreError::Snapshot(m)) => assert!(m.contains("version 2"), "{m}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    // Valid CRC over malformed content (e.g. trailing bytes) is still rejected.
+    let mut body = blob[..blob.len() - 4].to_vec();
+    body.push(0);
+    let crc = crate::snapshot::crc32(&body);
+    body.extend_from_slice(&crc.to_le_bytes());
+    assert!(is_snapshot_err(decode(&body)));
+}
+
+#[test]
+fn thompson_sampling_is_reproducible() {
+    let a = trained("lin_ts");
+    let b = trained("lin_ts");
+    let x = [0.3, 0.1, -0.2, 0.9];
+    let sa: Vec<_> = (0..5)
+        .map(|_| a.score(&x, None::<&[&str]>).expect("s").bonus)
+        .collect();
+    let sb: Vec<_> = (0..5)
+        .map(|_| b.score(&x, None::<&[&str]>).expect("s").bonus)
+        .collect();
+    assert_eq!(sa, sb);
+    assert_ne!(sa[0], sa[1]);
+    // Negative bonuses occur (ε is a standard normal).
+    assert!(sa.iter().flatten().any(|v| *v < 0.0));
+}
+
+#[test]
+fn edge_cases() {
+    let mut b = bandit("hybrid_linucb", 2, 1, 1.0, 10);
+    let x = [0.5, 0.5];
+    // Empty bandit.
+    assert!(b.score(&x, None::<&[&str]>).expect("score").ids.is_empty());
+    assert!(matches!(
+        b.select(&x, None::<&[&str]>),
+        Err(CoreError::Invalid(_))
+    ));
+    b.add_arm("a", Some(&[1.0])).expect("add");
+    // Empty eligible list, unknown arm, NaN, wrong length.
+    let empty: &[&str] = &[];
+    assert!(matches!(
+        b.select(&x, Some(empty)),
+        Err(CoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        b.score(&x, Some(empty)),
+        Err(CoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        b.select(&x, Some(&["nope"])),
+        Err(CoreError::UnknownArm(_))
+    ));
+    assert!(matches!(
+        b.update("nope", &x, 1.0),
+        Err(CoreError::UnknownArm(_))
+    ));
+    assert!(matches!(
+        b.select(&[f64::NAN, 0.0], None::<&[&str]>),
+        Err(CoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        b.update("a", &x, f64::INFINITY),
+        Err(CoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        b.update("a", &[1.0], 1.0),
+        Err(CoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        b.add_arm("a", Some(&[1.0])),
+        Err(CoreError::Invalid(_))
+    ));
+    assert!(matches!(b.add_arm("b", None), Err(CoreError::Invalid(_))));
+    assert!(matches!(
+        b.add_arm("b", Some(&[1.0, 2.0])),
+        Err(CoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        b.add_arm("b", Some(&[f64::NAN])),
+        Err(CoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        b.add_arm("", Some(&[1.0])),
+        Err(CoreError::Invalid(_))
+    ));
+    // update_batch validates everything first.
+    let before = encode(&b);
+    let r = b.update_batch(&["a", "a"], &[0.1, 0.2, f64::NAN, 0.0], &[1.0, 1.0]);
+    assert!(matches!(r, Err(CoreError::Invalid(_))));
+    let r = b.update_batch(&["a", "zz"], &[0.1, 0.2, 0.3, 0.0], &[1.0, 1.0]);
+    assert!(matches!(r, Err(CoreError::UnknownArm(_))));
+    assert_eq!(encode(&b), before);
+    // Remove and re-add; shared statistics stay.
+    b.update("a", &x, 1.0).expect("update");
+    b.remove_arm("a").expect("remove");
+    assert!(matches!(b.remove_arm("a"), Err(CoreError::UnknownArm(_))));
+    assert_eq!(b.shared_stats().expect("shared").n_updates, 1);
+    b.add_arm("a", Some(&[1.0])).expect("re-add");
+    assert_eq!(b.arm_stats("a").expect("stats").n_updates, 0);
+    // Bad parameters.
+    let bad = [
+        Params::new("nope", 2, 0, 1.0, 1.0, 10, 0),
+        Params::new("lin_ts", 0, 0, 1.0, 1.0, 10, 0),
+        Params::new("lin_ts", 2, -1, 1.0, 1.0, 10, 0),
+        Params::new("lin_ts", 2, 0, -1.0, 1.0, 10, 0),
+        Params::new("lin_ts", 2, 0, 1.0, 0.0, 10, 0),
+        Params::new("lin_ts", 2, 0, 1.0, f64::NAN, 10, 0),
+        Params::new("lin_ts", 2, 0, 1.0, 1.0, 0, 0),
+        Params::new("hybrid_linucb", 1000, 1000, 1.0, 1.0, 10, 0),
+        Params::new("disjoint_linucb", 1 << 40, 0, 1.0, 1.0, 10, 0),
+    ];
+    for p in bad {
+        assert!(matches!(p, Err(CoreError::Invalid(_))), "{p:?}");
+    }
+}
+
+#[test]
+fn batch_equals_sequential_and_removal_keeps_order() {
+    let mut rng = Lcg(8);
+    let mut a = bandit("hybrid_linucb", 3, 2, 1.0, 4);
+    for id in ["p", "q", "r"] {
+        a.add_arm(id, Some(&rng.vec(2))).expect("add");
+    }
+    let mut b = decode(&encode(&a)).expect("copy");
+    let ids = ["q", "p", "q", "r", "p", "q"];
+    let xs = rng.vec(3 * ids.len());
+    let rs = rng.vec(ids.len());
+    for ((id, x), r) in ids.iter().zip(xs.chunks(3)).zip(&rs) {
+        a.update(id, x, *r).expect("update");
+    }
+    b.update_batch(&ids, &xs, &rs).expect("batch");
+    assert_eq!(encode(&a), encode(&b));
+    a.remove_arm("p").expect("remove");
+    let names: Vec<String> = a.arm_ids().iter().map(|s| s.to_string()).collect();
+    assert_eq!(names, ["q", "r"]);
+    let s = a.score(&[0.1, 0.2, 0.3], Some(&["r", "q"])).expect("score");
+    let t = b.score(&[0.1, 0.2, 0.3], Some(&["r", "q"])).expect("score");
+    assert_eq!(s.total, t.total);
+}
+
+#[test]
+fn learns_the_best_arm() {
+    // Arm "good" pays x·w, "bad" pays −x·w; after feedback LinUCB with α=0 prefers "good".
+    let mut rng = Lcg(77);
+    for policy in ["disjoint_linucb", "hybrid_linucb", "lin_ts"] {
+        let mut b = bandit(policy, 3, 1, 0.0, 50);
+        b.add_arm("good", Some(&[1.0])).expect("add");
+        b.add_arm("bad", Some(&[-1.0])).expect("add");
+        let w = [0.5, 1.0, -0.3];
+        for _ in 0..200 {
+            let x = rng.vec(3);
+            let r = dot(&x, &w);
+            b.update("good", &x, r).expect("u");
+            b.update("bad", &x, -r).expect("u");
+        }
+        let x = [0.4, 0.8, -0.2];
+        assert_eq!(
+            &*b.select(&x, None::<&[&str]>).expect("select").id,
+            "good",
+            "{policy}"
+        );
+    }
+}

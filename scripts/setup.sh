@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Sets up everything on a fresh machine: a venv in .venv with the pinned tools, the client SDK, and the
+# server with its Rust extension built in release mode. Safe to run again (it only redoes what changed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -r requirements-dev.txt
+.venv/bin/python -m pip install -q -e client
+# maturin builds core-rs/ into edgesel_server._core and installs the server's runtime dependencies.
+.venv/bin/maturin develop --release -q 2>&1 | grep -vE "^(📦|🔗|🐍|💻|📡|⚠️  Warning: .*patchelf)" || true
+.venv/bin/python -c "import edgesel_server._core" || { echo "setup: the Rust extension did not build" >&2; exit 1; }

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every check on a fresh machine: installs what is needed (Debian packages, Python tools, the Rust
+# extension), then Rust tests and lints, Python lints, the generated-code check, and the pytest suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "== installing redis-server (Debian package) for the multi-replica tests"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
+echo "== setup"
+bash scripts/setup.sh
+
+echo "== cargo fmt / clippy / test"
+(cd core-rs && cargo fmt --check && cargo clippy --all-targets -q -- -D warnings && cargo test -q)
+
+echo "== ruff / mypy / stubtest / generated protobuf code"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/python -m mypy server/edgesel_server client/edgesel_client
+.venv/bin/python -m mypy.stubtest edgesel_server._core
+.venv/bin/python scripts/gen_protos.py --check
+
+echo "== pytest"
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,107 @@
+"""Assemble and run the gRPC server: servicers, health, reflection, background tasks, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import grpc
+from edgesel.v1 import catalog_pb2, catalog_pb2_grpc, selection_pb2, selection_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from edgesel_server.config import ServerConfig
+from edgesel_server.engine import Engine
+from edgesel_server.servicers import CatalogServicer, SelectionServicer
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 10.0
+SERVICE_NAMES = (
+    selection_pb2.DESCRIPTOR.services_by_name["SelectionService"].full_name,
+    catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
+)
+
+
+class EdgeselServer:
+    def __init__(self, cfg: ServerConfig) -> None:
+        self.cfg = cfg
+        self.engine = Engine(cfg)
+        self.health = health.aio.HealthServicer()
+        self.server: grpc.aio.Server | None = None
+        self.port = 0
+        self._background: asyncio.Task | None = None
+
+    async def start(self) -> int:
+        await asyncio.to_thread(self.engine.start)
+        opts = [
+            ("grpc.max_receive_message_length", self.cfg.max_message_bytes),
+            ("grpc.max_send_message_length", max(self.cfg.max_message_bytes, 64 << 20)),
+            ("grpc.so_reuseport", 0),
+        ]
+        server = grpc.aio.server(options=opts)
+        selection_pb2_grpc.add_SelectionServiceServicer_to_server(SelectionServicer(self.engine), server)
+        catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(self.engine), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        self.port = server.add_insecure_port(self.cfg.listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.cfg.listen}")
+        await server.start()
+        self.server = server
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._background = asyncio.create_task(self.engine.run_background(), name="edgesel-background")
+        return self.port
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE_S) -> None:
+        """Stop accepting, let in-flight RPCs finish, then flush and snapshot."""
+        await self.health.enter_graceful_shutdown()
+        if self.server is not None:
+            await self.server.stop(grace)
+        if self._background is not None:
+            self._background.cancel()
+            try:
+                await self._background
+            except asyncio.CancelledError:
+                pass
+        await self.engine.close()
+
+
+async def serve(cfg: ServerConfig) -> int:
+    app = EdgeselServer(cfg)
+    port = await app.start()
+    host = cfg.listen.rsplit(":", 1)[0]
+    # One plain line on stdout so scripts and tests can find the port when --listen ends in :0.
+    print(f"LISTENING {host}:{port}", flush=True)
+    log.info(
+        "edgesel server listening", extra={"listen": f"{host}:{port}", "spaces": list(app.engine.spaces)}
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await app.stop()
+    log.info("stopped cleanly")
+    return 0
+
+
+def run(cfg: ServerConfig) -> int:
+    try:
+        return asyncio.run(serve(cfg))
+    except KeyboardInterrupt:
+        return 0
+    except OSError as e:
+        print(f"edgesel-server: {e}", file=sys.stderr)
+        return 1

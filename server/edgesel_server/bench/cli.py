@@ -1,0 +1,274 @@
+"""`edgesel-bench`: load-test a running edgesel server, or one it starts itself, against this machine's floor.
+
+    edgesel-bench --config examples/edgesel.toml --duration 10 --concurrency 16 --json out/bench.json
+    edgesel-bench --target 127.0.0.1:50051 --space image-classification --duration 30
+
+Phases, each for --duration seconds at --concurrency calls in flight (split over --processes workers):
+  floor     a trivial unary RPC of the same size on the same grpc.aio stack (a separate do-nothing server)
+  select    Select only
+  feedback  Feedback (durable) for the decisions the select phase made
+  mixed     simulated devices doing Select then Feedback with a hidden ground-truth QoE (learning quality)
+Results are printed and, with --json, written as {"select": {"rps", "p50_ms", "p90_ms", "p99_ms", "max_ms"},
+"feedback": {...}, "floor": {...}, "errors": {...}, "learning": {...}, "server_rss_mb": {...}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgesel_server.bench.fleet import BenchFleet
+from edgesel_server.bench.load import PhaseResult, PhaseSpec, run_phase
+from edgesel_server.config import load_config
+
+
+def _start(cmd: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, **(env or {})}
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("LISTENING "):
+            return proc, line.split()[1]
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError(f"could not start {' '.join(cmd)}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _rss_mb(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    try:
+        import psutil
+
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except Exception:  # noqa: BLE001 - psutil missing or process gone: just no memory figure
+        return None
+
+
+def summarize(latencies: list[float], elapsed: float, errors: int = 0) -> dict[str, float]:
+    if not latencies:
+        return {"rps": 0.0, "count": 0, "errors": errors}
+    a = np.asarray(latencies)
+    return {
+        "rps": round(len(a) / elapsed, 1),
+        "count": int(len(a)),
+        "errors": errors,
+        "p50_ms": round(float(np.percentile(a, 50)), 3),
+        "p90_ms": round(float(np.percentile(a, 90)), 3),
+        "p99_ms": round(float(np.percentile(a, 99)), 3),
+        "max_ms": round(float(a.max()), 3),
+    }
+
+
+def _errors(res: PhaseResult, kind: str) -> int:
+    return sum(v for k, v in res.errors.items() if k.startswith(kind + ":"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="edgesel-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--target", action="append", help="HOST:PORT of a running server (repeat for replicas)"
+    )
+    where.add_argument("--config", help="start a server with this config on a free loopback port")
+    p.add_argument("--space", help="the space to use (default: the config's first)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
+    p.add_argument("--concurrency", type=int, default=16, help="calls in flight, all workers together")
+    p.add_argument("--processes", type=int, default=1, help="worker processes generating load")
+    p.add_argument("--phases", default="floor,select,feedback,mixed")
+    p.add_argument("--server-pid", type=int, help="with --target: the server's pid, to report its memory")
+    p.add_argument("--json", help="also write the results to this file")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    phases = [x.strip() for x in args.phases.split(",") if x.strip()]
+    unknown = set(phases) - {"floor", "select", "feedback", "mixed"}
+    if unknown:
+        p.error(f"unknown phase(s): {', '.join(sorted(unknown))}")
+    if args.concurrency < args.processes:
+        p.error("--concurrency must be at least --processes")
+
+    procs: list[subprocess.Popen] = []
+    tmp = tempfile.mkdtemp(prefix="edgesel-bench-")
+    try:
+        if args.config:
+            cfg = load_config(args.config)
+            server, target = _start(
+                [
+                    sys.executable,
+                    "-m",
+                    "edgesel_server.cli",
+                    "--config",
+                    args.config,
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--data-dir",
+                    os.path.join(tmp, "data"),
+                    "--log-level",
+                    "warning",
+                ]
+            )
+            procs.append(server)
+            targets, server_pid = [target], server.pid
+            space_cfg = (
+                next((s for s in cfg.spaces if s.name == args.space), cfg.spaces[0]) if cfg.spaces else None
+            )
+        else:
+            targets, server_pid, space_cfg = args.target, args.server_pid, None
+        fleet = BenchFleet(space_cfg, seed=args.seed) if space_cfg is not None else None
+        space = args.space or (space_cfg.name if space_cfg else "image-classification")
+        devices = fleet.device_feature_samples(64) if fleet else [{}]
+        per_worker = max(1, args.concurrency // args.processes)
+        report: dict[str, Any] = {
+            "settings": {
+                "targets": targets,
+                "space": space,
+                "duration_s": args.duration,
+                "concurrency": per_worker * args.processes,
+                "processes": args.processes,
+                "cpu_count": os.cpu_count(),
+            },
+            "errors": {},
+        }
+        rss: dict[str, float | None] = {"start": _rss_mb(server_pid)}
+        ids: list[list[str]] | None = None
+        print(
+            f"edgesel-bench: {len(targets)} target(s), space {space!r}, "
+            f"{per_worker * args.processes} in flight, "
+            f"{args.duration:g}s per phase"
+        )
+        errors: Counter = Counter()
+        for phase in phases:
+            spec = PhaseSpec(
+                kind=phase,
+                targets=targets,
+                duration_s=args.duration,
+                concurrency=per_worker,
+                space=space,
+                devices=devices,
+                fleet=fleet,
+                seed=args.seed,
+            )
+            if phase == "floor":
+                floor, ftarget = _start(
+                    [
+                        sys.executable,
+                        "-m",
+                        "edgesel_server.bench.floor",
+                        "--listen",
+                        "127.0.0.1:0",
+                        "--response-bytes",
+                        "400",
+                    ]
+                )
+                procs.append(floor)
+                spec.targets = [ftarget]
+                res, _ = run_phase(spec, args.processes, label="floor")
+                _stop(floor)
+                report["floor"] = summarize(
+                    res.latencies_ms.get("floor", []), res.elapsed_s, _errors(res, "floor")
+                )
+            elif phase == "feedback":
+                if not ids:
+                    print("  feedback phase skipped: run the select phase first")
+                    continue
+                res, ids = run_phase(spec, args.processes, ids, label="feedback")
+                report["feedback"] = summarize(
+                    res.latencies_ms.get("feedback", []), res.elapsed_s, _errors(res, "feedback")
+                )
+            elif phase == "select":
+                res, ids = run_phase(spec, args.processes, label="select")
+                report["select"] = summarize(
+                    res.latencies_ms.get("select", []), res.elapsed_s, _errors(res, "select")
+                )
+            else:
+                if fleet is None:
+                    print(
+                        "  mixed phase skipped: it needs --config (its ground truth comes from the catalog)"
+                    )
+                    continue
+                res, _ = run_phase(spec, args.processes, label="mixed")
+                report["mixed"] = {
+                    k: summarize(v, res.elapsed_s, _errors(res, k)) for k, v in res.latencies_ms.items()
+                }
+                report["learning"] = fleet.learning_report(res.rewards, res.regrets)
+            errors.update(res.errors)
+            rss[f"after_{phase}"] = _rss_mb(server_pid)
+        report["errors"] = dict(errors)
+        report["server_rss_mb"] = rss
+        if "floor" in report:
+            fl = report["floor"]
+            for kind in ("select", "feedback"):
+                if kind in report and fl.get("rps"):
+                    report[kind]["rps_vs_floor"] = round(report[kind]["rps"] / fl["rps"], 3)
+                    if "p99_ms" in report[kind]:
+                        report[kind]["p99_vs_floor"] = round(report[kind]["p99_ms"] / fl["p99_ms"], 3)
+        print_report(report)
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(report, indent=2))
+            print(f"wrote {args.json}")
+        return 0
+    finally:
+        for proc in procs:
+            _stop(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(
+        f"\n{'call':<10}{'req/s':>10}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>8}"
+        f"{'rps/floor':>11}{'p99/floor':>11}"
+    )
+    rows = [(k, report[k]) for k in ("floor", "select", "feedback") if k in report]
+    rows += [(f"mixed:{k}", v) for k, v in report.get("mixed", {}).items()]
+    for name, r in rows:
+        if not r.get("count"):
+            print(f"{name:<10}{'-':>10}")
+            continue
+        print(
+            f"{name:<10}{r['rps']:>10.0f}{r['p50_ms']:>9.2f}{r['p90_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+            f"{r['max_ms']:>9.1f}{r['errors']:>8}{r.get('rps_vs_floor', float('nan')):>11.2f}"
+            f"{r.get('p99_vs_floor', float('nan')):>11.2f}"
+        )
+    if report.get("errors"):
+        print(f"errors by status: {report['errors']}")
+    if "learning" in report:
+        lr = report["learning"]
+        print(
+            f"learning: mean QoE {lr['mean_qoe']:.3f} (first quarter {lr['mean_qoe_first_quarter']:.3f}, "
+            f"last quarter {lr['mean_qoe_last_quarter']:.3f}); oracle {lr['oracle_mean_qoe']:.3f}, "
+            f"best single model {lr['common_model_mean_qoe']:.3f}"
+        )
+    rss = {k: v for k, v in report.get("server_rss_mb", {}).items() if v is not None}
+    if rss:
+        print("server RSS MB: " + ", ".join(f"{k} {v:.0f}" for k, v in rss.items()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

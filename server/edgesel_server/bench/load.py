@@ -1,0 +1,187 @@
+"""Load generation: worker processes, each running many asyncio "devices" against one target.
+
+A phase is one kind of call ("floor", "select", "feedback", "mixed") for a fixed duration at a fixed number of
+calls in flight. Workers report every call's latency and status back to the parent, which aggregates them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from edgesel.v1 import selection_pb2, selection_pb2_grpc
+
+from edgesel_server.bench.floor import METHOD as FLOOR_METHOD
+
+
+@dataclass
+class PhaseSpec:
+    kind: str  # floor | select | feedback | mixed
+    targets: list[str]
+    duration_s: float
+    concurrency: int  # in flight per worker process
+    space: str
+    devices: list[dict[str, float]]
+    request_bytes: int = 200
+    fleet: Any = None  # mixed phase: an object with .sample(rng) -> (features, reward_fn)
+    seed: int = 0
+
+
+@dataclass
+class PhaseResult:
+    latencies_ms: dict[str, list[float]] = field(default_factory=dict)
+    errors: Counter = field(default_factory=Counter)
+    rewards: list[float] = field(default_factory=list)
+    regrets: list[float] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    def merge(self, other: PhaseResult) -> None:
+        for k, v in other.latencies_ms.items():
+            self.latencies_ms.setdefault(k, []).extend(v)
+        self.errors.update(other.errors)
+        self.rewards.extend(other.rewards)
+        self.regrets.extend(other.regrets)
+        self.elapsed_s = max(self.elapsed_s, other.elapsed_s)
+
+
+def _identity(b: bytes) -> bytes:
+    return b
+
+
+async def _run_phase(spec: PhaseSpec, worker: int, progress: Any, event_ids: list[str]) -> PhaseResult:
+    result = PhaseResult()
+    rng = random.Random(spec.seed * 1000 + worker)
+    channels = [grpc.aio.insecure_channel(t) for t in spec.targets]
+    stubs = [selection_pb2_grpc.SelectionServiceStub(c) for c in channels]
+    echoes = [
+        c.unary_unary(FLOOR_METHOD, request_serializer=_identity, response_deserializer=_identity)
+        for c in channels
+    ]
+    payload = b"y" * spec.request_bytes
+    end = time.monotonic() + spec.duration_s
+    lat: dict[str, list[float]] = {"select": [], "feedback": [], "floor": []}
+    ids = list(event_ids)
+
+    def record(kind: str, t0: float, code: str | None) -> None:
+        lat[kind].append((time.perf_counter() - t0) * 1000)
+        if code is not None:
+            result.errors[f"{kind}:{code}"] += 1
+        with progress.get_lock():
+            progress.value += 1
+
+    async def device(d: int) -> None:
+        i = d
+        while time.monotonic() < end:
+            i += spec.concurrency
+            which = i % len(spec.targets)
+            t0 = time.perf_counter()
+            code = None
+            try:
+                if spec.kind == "floor":
+                    await echoes[which](payload, timeout=10)
+                    record("floor", t0, None)
+                elif spec.kind == "select":
+                    feats = spec.devices[i % len(spec.devices)]
+                    r = await stubs[which].Select(
+                        selection_pb2.SelectRequest(space=spec.space, device_features=feats), timeout=10
+                    )
+                    ids.append(r.event_id)
+                    record("select", t0, None)
+                elif spec.kind == "feedback":
+                    if not ids:
+                        return
+                    eid = ids.pop()
+                    await stubs[which].Feedback(
+                        selection_pb2.FeedbackRequest(event_id=eid, reward=rng.random()), timeout=10
+                    )
+                    record("feedback", t0, None)
+                else:
+                    feats, reward_of, best = spec.fleet.sample(rng)
+                    r = await stubs[which].Select(
+                        selection_pb2.SelectRequest(space=spec.space, device_features=feats), timeout=10
+                    )
+                    record("select", t0, None)
+                    reward, expected = reward_of(r.model.model_id)
+                    t0 = time.perf_counter()
+                    await stubs[(which + 1) % len(stubs)].Feedback(
+                        selection_pb2.FeedbackRequest(event_id=r.event_id, reward=reward), timeout=10
+                    )
+                    record("feedback", t0, None)
+                    result.rewards.append(expected)
+                    result.regrets.append(best - expected)
+            except grpc.aio.AioRpcError as e:
+                code = e.code().name
+                kind = (
+                    "floor" if spec.kind == "floor" else ("feedback" if spec.kind == "feedback" else "select")
+                )
+                record(kind, t0, code)
+                await asyncio.sleep(0.01)
+
+    t_start = time.perf_counter()
+    await asyncio.gather(*(device(d) for d in range(spec.concurrency)))
+    result.elapsed_s = time.perf_counter() - t_start
+    for c in channels:
+        await c.close()
+    result.latencies_ms = {k: v for k, v in lat.items() if v}
+    event_ids[:] = ids
+    return result
+
+
+def _worker(spec: PhaseSpec, worker: int, progress: Any, ids_in: list[str], out: Any) -> None:
+    ids = list(ids_in)
+    res = asyncio.run(_run_phase(spec, worker, progress, ids))
+    out.put((worker, res, ids))
+
+
+def run_phase(
+    spec: PhaseSpec,
+    processes: int,
+    ids_by_worker: list[list[str]] | None = None,
+    *,
+    label: str = "",
+    quiet: bool = False,
+) -> tuple[PhaseResult, list[list[str]]]:
+    """Run a phase in `processes` worker processes with a live progress line; returns the merged result and
+    the event ids each worker holds afterwards (select phases produce them, feedback phases consume them)."""
+    ctx = mp.get_context("spawn")
+    progress = ctx.Value("q", 0)
+    out = ctx.Queue()
+    ids_by_worker = ids_by_worker or [[] for _ in range(processes)]
+    procs = [
+        ctx.Process(target=_worker, args=(spec, w, progress, ids_by_worker[w], out), daemon=True)
+        for w in range(processes)
+    ]
+    for p in procs:
+        p.start()
+    t0 = time.monotonic()
+    results: dict[int, tuple[PhaseResult, list[str]]] = {}
+    while len(results) < processes:
+        try:
+            w, res, ids = out.get(timeout=1.0)
+            results[w] = (res, ids)
+        except Exception:  # noqa: BLE001 - queue.Empty: time to print progress
+            if not any(p.is_alive() for p in procs) and out.empty():
+                raise RuntimeError("a bench worker died") from None
+        if not quiet:
+            el = time.monotonic() - t0
+            n = progress.value
+            print(
+                f"\r  {label:<9} {min(el, spec.duration_s):5.1f}/{spec.duration_s:.0f}s  {n:>8} calls  "
+                f"{n / max(el, 1e-9):8.0f}/s",
+                end="",
+                flush=True,
+            )
+    if not quiet:
+        print()
+    for p in procs:
+        p.join(timeout=10)
+    merged = PhaseResult()
+    for w in sorted(results):
+        merged.merge(results[w][0])
+    return merged, [results[w][1] for w in sorted(results)]

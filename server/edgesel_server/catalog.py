@@ -1,0 +1,125 @@
+"""A space's model catalog: the arms, their features and artifacts, and which ones are retired."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from edgesel_server.schema import FeatureSchema
+
+MAX_MODEL_ID_LEN = 256
+
+
+class CatalogError(ValueError):
+    """A catalog change is invalid (unknown or duplicate model, bad features)."""
+
+
+class UnknownModelError(CatalogError):
+    """No model with that id in the space."""
+
+
+@dataclass
+class Model:
+    id: str
+    version: str = ""
+    artifact_uri: str = ""
+    features: dict[str, float] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+    retired: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.id or len(self.id) > MAX_MODEL_ID_LEN or not self.id.isprintable():
+            raise CatalogError(f"model id {self.id!r} must be 1-{MAX_MODEL_ID_LEN} printable characters")
+        for k, v in self.features.items():
+            if not isinstance(v, int | float) or not math.isfinite(v):
+                raise CatalogError(f"model {self.id!r}: feature {k!r} must be a finite number, got {v!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Model:
+        return cls(
+            id=str(d["id"]),
+            version=str(d.get("version", "")),
+            artifact_uri=str(d.get("artifact_uri", "")),
+            features={str(k): float(v) for k, v in dict(d.get("features", {})).items()},
+            metadata={str(k): str(v) for k, v in dict(d.get("metadata", {})).items()},
+            retired=bool(d.get("retired", False)),
+        )
+
+
+class Catalog:
+    """Models in insertion order. Retired models stay (their history and statistics are kept) but are
+    never eligible again."""
+
+    def __init__(self, schema: FeatureSchema, models: Iterable[Model] = ()) -> None:
+        self.schema = schema
+        self._models: dict[str, Model] = {}
+        self._vectors: dict[str, np.ndarray] = {}
+        for m in models:
+            self.add(m)
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self._models
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def get(self, model_id: str) -> Model:
+        try:
+            return self._models[model_id]
+        except KeyError:
+            raise UnknownModelError(f"unknown model {model_id!r}") from None
+
+    def models(self, *, include_retired: bool = False) -> list[Model]:
+        return [m for m in self._models.values() if include_retired or not m.retired]
+
+    def active_ids(self) -> list[str]:
+        return [m.id for m in self._models.values() if not m.retired]
+
+    def vector(self, model_id: str) -> np.ndarray:
+        return self._vectors[model_id]
+
+    def validate_new(self, model: Model) -> np.ndarray:
+        """The model's normalized feature vector, or CatalogError if it cannot join the catalog."""
+        if model.id in self._models:
+            raise CatalogError(f"model {model.id!r} already exists in the catalog")
+        try:
+            return self.schema.vector(model.features)
+        except ValueError as e:
+            raise CatalogError(f"model {model.id!r}: {e}") from None
+
+    def add(self, model: Model) -> np.ndarray:
+        vec = self.validate_new(model)
+        self._models[model.id] = model
+        self._vectors[model.id] = vec
+        return vec
+
+    def retire(self, model_id: str) -> Model:
+        model = self.get(model_id)
+        model.retired = True
+        return model
+
+    def update(
+        self,
+        model_id: str,
+        *,
+        version: str | None,
+        artifact_uri: str | None,
+        metadata: Mapping[str, str] | None,
+    ) -> Model:
+        model = self.get(model_id)
+        if version is not None:
+            model.version = version
+        if artifact_uri is not None:
+            model.artifact_uri = artifact_uri
+        if metadata is not None:
+            model.metadata = dict(metadata)
+        return model
+
+    def to_list(self) -> list[dict]:
+        return [m.to_dict() for m in self._models.values()]

@@ -1,0 +1,243 @@
+"""`edgesel.toml`: the server settings and the selection spaces it serves.
+
+Every problem is reported as a ConfigError naming the offending key (`space[0].policy.alpha`), so an
+operator never has to guess which line of the file is wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from edgesel_server.catalog import CatalogError, Model
+from edgesel_server.core import POLICIES
+from edgesel_server.qoe import QoeFunction
+from edgesel_server.schema import FeatureSpec
+
+MISSING_FEEDBACK_ACTIONS = ("drop", "default")
+DURABILITY_MODES = ("fsync", "process")
+
+
+class ConfigError(ValueError):
+    """The configuration file is invalid."""
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    kind: str = "hybrid_linucb"
+    alpha: float = 0.5
+    lam: float = 1.0
+    refactor_every: int = 1000
+    seed: int = 0
+
+
+@dataclass
+class SpaceConfig:
+    name: str
+    device_features: list[FeatureSpec]
+    model_features: list[FeatureSpec]
+    models: list[Model]
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    qoe: QoeFunction = field(default_factory=QoeFunction)
+    reward_window_s: float = 600.0
+    on_missing_feedback: str = "drop"
+    default_reward: float = 0.0
+    # Ask the device to solicit a user rating when the pick was exploratory or its bonus is at least this.
+    rating_request_min_bonus: float = 0.1
+
+
+@dataclass
+class ServerConfig:
+    listen: str = "127.0.0.1:50051"
+    data_dir: Path = Path("edgesel-data")
+    store: str = "sqlite"
+    durability: str = "fsync"
+    snapshot_every: int = 1000
+    max_message_bytes: int = 1 << 20
+    max_features: int = 256
+    max_eligible: int = 10_000
+    max_pending_decisions: int = 1_000_000
+    decision_retention_s: float = 7 * 24 * 3600.0
+    spaces: list[SpaceConfig] = field(default_factory=list)
+
+
+class _Reader:
+    """Typed access to a TOML table that remembers where it is, for error messages."""
+
+    def __init__(self, table: Mapping[str, Any], where: str) -> None:
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where or 'config'} must be a table")
+        self.table = table
+        self.where = where
+        self.used: set[str] = set()
+
+    def _key(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+        self.used.add(key)
+        if key not in self.table:
+            if default is ...:
+                raise ConfigError(f"{self._key(key)} is required")
+            return default
+        value = self.table[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
+            raise ConfigError(f"{self._key(key)} must be {getattr(kind, '__name__', kind)}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{self._key(key)} must be finite, got {value!r}")
+        return value
+
+    def sub(self, key: str) -> _Reader:
+        return _Reader(self.get(key, dict, {}), self._key(key))
+
+    def list_of_tables(self, key: str) -> list[_Reader]:
+        items = self.get(key, list, [])
+        return [_Reader(t, f"{self._key(key)}[{i}]") for i, t in enumerate(items)]
+
+    def done(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            raise ConfigError(f"unknown key(s) in {self.where or 'config'}: {', '.join(unknown)}")
+
+
+def _features(r: _Reader, key: str) -> list[FeatureSpec]:
+    specs = []
+    for t in r.list_of_tables(key):
+        try:
+            specs.append(
+                FeatureSpec(
+                    name=t.get("name", str),
+                    min=t.get("min", float),
+                    max=t.get("max", float),
+                    transform=t.get("transform", str, "linear"),
+                    default=t.get("default", float, None),
+                )
+            )
+        except ValueError as e:
+            raise ConfigError(f"{t.where}: {e}") from None
+        t.done()
+    return specs
+
+
+def _space(r: _Reader) -> SpaceConfig:
+    name = r.get("name", str)
+    if not name or not name.isprintable() or len(name) > 128:
+        raise ConfigError(f"{r.where}.name must be 1-128 printable characters")
+    p = r.sub("policy")
+    policy = PolicyConfig(
+        kind=p.get("kind", str, PolicyConfig.kind),
+        alpha=p.get("alpha", float, PolicyConfig.alpha),
+        lam=p.get("lam", float, PolicyConfig.lam),
+        refactor_every=p.get("refactor_every", int, PolicyConfig.refactor_every),
+        seed=p.get("seed", int, PolicyConfig.seed),
+    )
+    p.done()
+    if policy.kind not in POLICIES:
+        raise ConfigError(f"{p.where}.kind must be one of {', '.join(POLICIES)}, got {policy.kind!r}")
+    if policy.alpha < 0 or policy.lam <= 0 or policy.refactor_every < 1:
+        raise ConfigError(f"{p.where}: needs alpha >= 0, lam > 0, refactor_every >= 1")
+    q = r.sub("qoe")
+    defaults = QoeFunction()
+    try:
+        qoe = QoeFunction(
+            weights={k: float(v) for k, v in q.get("weights", dict, defaults.weights).items()},
+            rating_min=q.get("rating_min", float, defaults.rating_min),
+            rating_max=q.get("rating_max", float, defaults.rating_max),
+            latency_budget_ms=q.get("latency_budget_ms", float, defaults.latency_budget_ms),
+            energy_budget_mj=q.get("energy_budget_mj", float, defaults.energy_budget_mj),
+            reward_min=q.get("reward_min", float, defaults.reward_min),
+            reward_max=q.get("reward_max", float, defaults.reward_max),
+        )
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{q.where}: {e}") from None
+    q.done()
+    models = []
+    for t in r.list_of_tables("models"):
+        try:
+            models.append(Model.from_dict(t.table))
+        except (KeyError, CatalogError, ValueError, TypeError) as e:
+            raise ConfigError(f"{t.where}: {e}") from None
+    space = SpaceConfig(
+        name=name,
+        device_features=_features(r, "device_features"),
+        model_features=_features(r, "model_features"),
+        models=models,
+        policy=policy,
+        qoe=qoe,
+        reward_window_s=r.get("reward_window_s", float, 600.0),
+        on_missing_feedback=r.get("on_missing_feedback", str, "drop"),
+        default_reward=r.get("default_reward", float, 0.0),
+        rating_request_min_bonus=r.get("rating_request_min_bonus", float, 0.1),
+    )
+    r.done()
+    if not space.device_features:
+        raise ConfigError(f"{r.where}: declare at least one device feature")
+    if space.reward_window_s <= 0:
+        raise ConfigError(f"{r.where}.reward_window_s must be > 0")
+    if space.on_missing_feedback not in MISSING_FEEDBACK_ACTIONS:
+        raise ConfigError(f"{r.where}.on_missing_feedback must be one of {MISSING_FEEDBACK_ACTIONS}")
+    try:
+        qoe.check_reward(space.default_reward)
+    except ValueError as e:
+        raise ConfigError(f"{r.where}.default_reward: {e}") from None
+    return space
+
+
+def parse_config(data: Mapping[str, Any], *, base_dir: Path = Path(".")) -> ServerConfig:
+    root = _Reader(data, "")
+    s = root.sub("server")
+    cfg = ServerConfig(
+        listen=s.get("listen", str, ServerConfig.listen),
+        data_dir=base_dir / s.get("data_dir", str, str(ServerConfig.data_dir)),
+        store=s.get("store", str, ServerConfig.store),
+        durability=s.get("durability", str, ServerConfig.durability),
+        snapshot_every=s.get("snapshot_every", int, ServerConfig.snapshot_every),
+        max_message_bytes=s.get("max_message_bytes", int, ServerConfig.max_message_bytes),
+        max_features=s.get("max_features", int, ServerConfig.max_features),
+        max_eligible=s.get("max_eligible", int, ServerConfig.max_eligible),
+        max_pending_decisions=s.get("max_pending_decisions", int, ServerConfig.max_pending_decisions),
+        decision_retention_s=s.get("decision_retention_s", float, ServerConfig.decision_retention_s),
+    )
+    s.done()
+    if cfg.durability not in DURABILITY_MODES:
+        raise ConfigError(f"server.durability must be one of {DURABILITY_MODES}")
+    if cfg.store != "sqlite" and not cfg.store.startswith("redis://"):
+        raise ConfigError(f"server.store must be 'sqlite' or a redis:// URL, got {cfg.store!r}")
+    for key in (
+        "snapshot_every",
+        "max_message_bytes",
+        "max_features",
+        "max_eligible",
+        "max_pending_decisions",
+    ):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"server.{key} must be >= 1")
+    cfg.spaces = [_space(t) for t in root.list_of_tables("space")]
+    root.done()
+    if not cfg.spaces:
+        raise ConfigError("declare at least one [[space]]")
+    names = [sp.name for sp in cfg.spaces]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"space names must be unique, got {names}")
+    return cfg
+
+
+def load_config(path: str | Path) -> ServerConfig:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}") from None
+    try:
+        return parse_config(data, base_dir=path.parent)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None

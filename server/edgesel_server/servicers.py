@@ -1,0 +1,291 @@
+"""gRPC servicers: translate protobuf messages to Engine calls and exceptions to status codes."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from edgesel.v1 import catalog_pb2, catalog_pb2_grpc, selection_pb2, selection_pb2_grpc, types_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from edgesel_server.catalog import CatalogError, Model, UnknownModelError
+from edgesel_server.core import SnapshotError
+from edgesel_server.engine import (
+    Engine,
+    ExpiredEventError,
+    PermissionError_,
+    UnknownEventError,
+    UnknownSpaceError,
+)
+from edgesel_server.space import NoEligibleModel
+from edgesel_server.store.base import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+STATE_FORMAT = "edgesel-state-v1"
+
+# Most specific first: UnknownModelError is a ValueError too, but means NOT_FOUND.
+_STATUS: list[tuple[type[BaseException], grpc.StatusCode]] = [
+    (UnknownSpaceError, grpc.StatusCode.NOT_FOUND),
+    (UnknownModelError, grpc.StatusCode.NOT_FOUND),
+    (UnknownEventError, grpc.StatusCode.NOT_FOUND),
+    (ExpiredEventError, grpc.StatusCode.FAILED_PRECONDITION),
+    (NoEligibleModel, grpc.StatusCode.FAILED_PRECONDITION),
+    (PermissionError_, grpc.StatusCode.PERMISSION_DENIED),
+    (StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (SnapshotError, grpc.StatusCode.INVALID_ARGUMENT),
+    (CatalogError, grpc.StatusCode.INVALID_ARGUMENT),
+    (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
+]
+
+R = TypeVar("R")
+
+
+def status_for(exc: BaseException) -> grpc.StatusCode | None:
+    for kind, code in _STATUS:
+        if isinstance(exc, kind):
+            return code
+    return None
+
+
+def rpc(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+    """Map the engine's exceptions onto gRPC statuses; anything else is INTERNAL and logged."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
+        try:
+            return await method(self, request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as e:  # noqa: BLE001 - every failure must become a status, never a crash
+            code = status_for(e)
+            if code is None:
+                log.exception("internal error in %s", method.__name__)
+                await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}")
+            assert code is not None
+            await context.abort(code, str(e))
+            raise  # unreachable: abort raises
+
+    return wrapper
+
+
+def _timestamp(seconds: float) -> Timestamp:
+    ts = Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def model_message(m: Model) -> types_pb2.Model:
+    return types_pb2.Model(
+        model_id=m.id,
+        version=m.version,
+        artifact_uri=m.artifact_uri,
+        features=m.features,
+        metadata=m.metadata,
+        retired=m.retired,
+    )
+
+
+def model_from_message(msg: types_pb2.Model) -> Model:
+    return Model(
+        id=msg.model_id,
+        version=msg.version,
+        artifact_uri=msg.artifact_uri,
+        features=dict(msg.features),
+        metadata=dict(msg.metadata),
+    )
+
+
+def caller_identity(context: grpc.aio.ServicerContext) -> str:
+    """Who is calling, for binding decisions to the token that made them (set by the auth interceptor)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-edgesel-principal":
+            return str(value)
+    return ""
+
+
+class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @rpc
+    async def Select(
+        self, request: selection_pb2.SelectRequest, context: grpc.aio.ServicerContext
+    ) -> selection_pb2.SelectResponse:
+        prefs = request.preferences
+        choice = await self.engine.select(
+            request.space,
+            request.device_features,
+            list(request.eligible_model_ids),
+            latency_budget_ms=prefs.latency_budget_ms if prefs.HasField("latency_budget_ms") else None,
+            max_model_size_mb=prefs.max_model_size_mb if prefs.HasField("max_model_size_mb") else None,
+            qoe_weights=dict(prefs.qoe_weights),
+            include_ranking=request.include_ranking,
+            owner=caller_identity(context),
+        )
+        d = choice.decision
+        space = self.engine.spaces[d.space]
+        return selection_pb2.SelectResponse(
+            event_id=d.event_id,
+            model=model_message(choice.model),
+            expected_qoe=d.expected_qoe,
+            exploration_bonus=d.bonus,
+            score=choice.score,
+            exploratory=choice.exploratory,
+            feedback_deadline=_timestamp(d.deadline),
+            policy_version=str(d.policy_version),
+            ranking=[
+                types_pb2.RankedModel(model_id=i, expected_qoe=m, exploration_bonus=b, score=t)
+                for i, m, b, t in choice.ranking
+            ],
+            request_user_rating=choice.exploratory or abs(d.bonus) >= space.cfg.rating_request_min_bonus,
+        )
+
+    @rpc
+    async def Feedback(
+        self, request: selection_pb2.FeedbackRequest, context: grpc.aio.ServicerContext
+    ) -> selection_pb2.FeedbackResponse:
+        which = request.WhichOneof("qoe")
+        if which is None:
+            raise ValueError("feedback carries neither a reward nor measurements")
+        reward = request.reward if which == "reward" else None
+        measurements = {}
+        if which == "measurements":
+            m = request.measurements
+            measurements = {f.name: v for f, v in m.ListFields()}
+        result = await self.engine.feedback(
+            request.event_id, reward, measurements, owner=caller_identity(context)
+        )
+        status = (
+            selection_pb2.FEEDBACK_STATUS_DUPLICATE
+            if result.duplicate
+            else selection_pb2.FEEDBACK_STATUS_ACCEPTED
+        )
+        return selection_pb2.FeedbackResponse(status=status, reward=result.reward)
+
+
+class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @rpc
+    async def ListSpaces(
+        self, request: catalog_pb2.ListSpacesRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.ListSpacesResponse:
+        spaces = []
+        for s in self.engine.spaces.values():
+            models = s.catalog.models(include_retired=True)
+            spaces.append(
+                types_pb2.Space(
+                    name=s.name,
+                    policy=s.cfg.policy.kind,
+                    policy_version=s.policy_version,
+                    device_feature_names=s.device_schema.names,
+                    model_feature_names=s.model_schema.names,
+                    active_model_count=sum(not m.retired for m in models),
+                    retired_model_count=sum(m.retired for m in models),
+                )
+            )
+        return catalog_pb2.ListSpacesResponse(spaces=spaces)
+
+    @rpc
+    async def ListModels(
+        self, request: catalog_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.ListModelsResponse:
+        space = self.engine.space(request.space)
+        with space.lock:
+            models = space.catalog.models(include_retired=request.include_retired)
+            return catalog_pb2.ListModelsResponse(models=[model_message(m) for m in models])
+
+    @rpc
+    async def AddModel(
+        self, request: catalog_pb2.AddModelRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.AddModelResponse:
+        model = await self.engine.add_model(request.space, model_from_message(request.model))
+        return catalog_pb2.AddModelResponse(model=model_message(model))
+
+    @rpc
+    async def UpdateModel(
+        self, request: catalog_pb2.UpdateModelRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.UpdateModelResponse:
+        m = request.model
+        model = await self.engine.update_model(
+            request.space,
+            m.model_id,
+            version=m.version,
+            artifact_uri=m.artifact_uri,
+            metadata=dict(m.metadata),
+            features=dict(m.features),
+        )
+        return catalog_pb2.UpdateModelResponse(model=model_message(model))
+
+    @rpc
+    async def RetireModel(
+        self, request: catalog_pb2.RetireModelRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.RetireModelResponse:
+        model = await self.engine.retire_model(request.space, request.model_id)
+        return catalog_pb2.RetireModelResponse(model=model_message(model))
+
+    @rpc
+    async def GetArmStats(
+        self, request: catalog_pb2.GetArmStatsRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.GetArmStatsResponse:
+        space = self.engine.space(request.space)
+        model_id = request.model_id if request.HasField("model_id") else None
+        rows = self.engine.arm_stats(request.space, model_id)
+        arms = []
+        for r in rows:
+            a = types_pb2.ArmStats(
+                model_id=r["model_id"],
+                retired=r["retired"],
+                n_selections=r["n_selections"],
+                n_updates=r["n_updates"],
+                mean_reward=r["mean_reward"],
+                theta_norm=r["theta_norm"],
+                reward_sum=r["reward_sum"],
+            )
+            if r["last_update"]:
+                a.last_update_time.CopyFrom(_timestamp(r["last_update"]))
+            arms.append(a)
+        return catalog_pb2.GetArmStatsResponse(
+            arms=arms,
+            policy=space.cfg.policy.kind,
+            policy_version=space.policy_version,
+            total_updates=space.bandit.n_updates,
+        )
+
+    @rpc
+    async def ExportState(
+        self, request: catalog_pb2.ExportStateRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.ExportStateResponse:
+        import time
+
+        state, version = self.engine.export_state(request.space)
+        return catalog_pb2.ExportStateResponse(
+            state=state,
+            format=STATE_FORMAT,
+            policy=self.engine.space(request.space).cfg.policy.kind,
+            policy_version=version,
+            export_time=_timestamp(time.time()),
+        )
+
+    @rpc
+    async def ImportState(
+        self, request: catalog_pb2.ImportStateRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.ImportStateResponse:
+        if request.format and request.format != STATE_FORMAT:
+            raise ValueError(
+                f"unsupported state format {request.format!r}; this server reads {STATE_FORMAT!r}"
+            )
+        version = await self.engine.import_state(request.space, request.state)
+        return catalog_pb2.ImportStateResponse(policy_version=version)
+
+    @rpc
+    async def ResetState(
+        self, request: catalog_pb2.ResetStateRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.ResetStateResponse:
+        version = await self.engine.reset(request.space)
+        return catalog_pb2.ResetStateResponse(policy_version=version)

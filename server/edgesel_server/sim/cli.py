@@ -1,0 +1,148 @@
+"""``edgesel-sim``: run policies on a scenario, write a decision log, or replay a log.
+
+    edgesel-sim --scenario FILE [--policies a,b,...] [--rounds N] [--out DIR] [--seed S]
+    edgesel-sim log --scenario FILE --out LOG.jsonl [--rounds N] [--seed S]
+    edgesel-sim replay --log LOG.jsonl --policy NAME[,NAME...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from edgesel_server.sim.policies import ALL_POLICIES, DEFAULT_EPSILON, DEFAULT_LAMBDA
+
+SUBCOMMANDS = ("run", "log", "replay")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--alpha", type=float, default=None, help="exploration strength of the core policies")
+    p.add_argument("--lam", type=float, default=None, help=f"ridge strength (default {DEFAULT_LAMBDA})")
+    p.add_argument("--epsilon", type=float, default=None, help=f"epsilon_greedy's ε (default {DEFAULT_EPSILON})")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgesel-sim", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = p.add_subparsers(dest="command")
+    r = sub.add_parser("run", help="run policies on a scenario (the default command)")
+    r.add_argument("--scenario", required=True, help="scenario TOML file")
+    r.add_argument("--policies", default=",".join(ALL_POLICIES), help="comma-separated policy names")
+    r.add_argument("--rounds", type=int, default=None, help="override the scenario's rounds")
+    r.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    r.add_argument("--out", default="sim-out", help="output directory (report.json, regret.png)")
+    r.add_argument("--no-plot", action="store_true", help="skip regret.png")
+    r.add_argument("--quiet", action="store_true", help="no progress line")
+    _common(r)
+    lg = sub.add_parser("log", help="write a decision log of a uniformly random logging policy")
+    lg.add_argument("--scenario", required=True)
+    lg.add_argument("--out", required=True, help="JSONL file to write")
+    lg.add_argument("--rounds", type=int, default=None)
+    lg.add_argument("--seed", type=int, default=None)
+    rp = sub.add_parser("replay", help="estimate policies offline from a decision log (replay + IPS)")
+    rp.add_argument("--log", required=True, help="JSONL decision log")
+    rp.add_argument("--policy", required=True, help="comma-separated: core policies, random, epsilon_greedy, fixed:ARM")
+    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--out", default=None, help="also write the estimates to this JSON file")
+    _common(rp)
+    return p
+
+
+def _fail(msg: str) -> int:
+    print(f"edgesel-sim: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edgesel_server.sim.report import build_report, plot_regret, write_report
+    from edgesel_server.sim.runner import console_progress, run
+    from edgesel_server.sim.scenario import build_stream, load_scenario
+
+    names = [n.strip() for n in args.policies.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ALL_POLICIES]
+    if unknown or not names:
+        return _fail(f"unknown policy {unknown} (known: {', '.join(ALL_POLICIES)})" if unknown else "no policies")
+    if args.rounds is not None and args.rounds < 1:
+        return _fail("--rounds must be >= 1")
+    scenario = load_scenario(args.scenario)
+    start = time.perf_counter()
+    stream = build_stream(scenario, args.rounds, args.seed)
+    print(
+        f"edgesel-sim: scenario {scenario.name!r}: {stream.rounds} rounds, {len(scenario.devices)} device types, "
+        f"{len(stream.arm_ids)} models, d={stream.device_dim}, p={stream.model_dim}, seed {stream.seed} "
+        f"(stream built in {time.perf_counter() - start:.1f}s)",
+        file=sys.stderr,
+    )
+    runs = run(
+        stream,
+        names,
+        alpha=args.alpha,
+        lam=args.lam,
+        epsilon=args.epsilon,
+        progress=None if args.quiet else console_progress,
+    )
+    settings = {"alpha": args.alpha, "lam": args.lam, "epsilon": args.epsilon, "policies": names}
+    report = build_report(stream, runs, settings)
+    path = write_report(report, args.out)
+    if not args.no_plot:
+        plot_regret(report, stream, args.out)
+    print(f"{'policy':<16} {'mean QoE':>9} {'vs oracle':>9} {'regret':>9} {'optimal':>8}")
+    for name, m in report["policies"].items():
+        print(
+            f"{name:<16} {m['mean_qoe']:9.4f} {m['qoe_vs_oracle']:9.3f} {m['cumulative_regret']:9.1f} "
+            f"{m['optimal_pick_rate']:8.3f}"
+        )
+    for arm, e in report["new_model"].items():
+        picks = {n: p["rounds_to_pickup"] for n, p in e["policies"].items()}
+        print(f"new model {arm} (round {e['added_at_round']}): rounds to pickup {picks}")
+    print(f"wrote {path} in {time.perf_counter() - start:.1f}s")
+    return 0
+
+
+def _log(args: argparse.Namespace) -> int:
+    from edgesel_server.sim.replay import write_random_log
+    from edgesel_server.sim.scenario import build_stream, load_scenario
+
+    stream = build_stream(load_scenario(args.scenario), args.rounds, args.seed)
+    n = write_random_log(stream, args.out)
+    print(f"wrote {n} decisions to {args.out}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from edgesel_server.sim.replay import replay_file
+
+    results = {}
+    for name in [n.strip() for n in args.policy.split(",") if n.strip()]:
+        res = replay_file(args.log, name, alpha=args.alpha, lam=args.lam, epsilon=args.epsilon, seed=args.seed)
+        results[name] = res.as_dict()
+        if not res.uniform_logging:
+            print(f"warning: {name}: logging propensities are not uniform; trust IPS/SNIPS, not replay", file=sys.stderr)
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in SUBCOMMANDS + ("-h", "--help"):
+        argv = ["run", *argv]
+    args = _parser().parse_args(argv)
+    from edgesel_server.sim.replay import LogError
+    from edgesel_server.sim.scenario import ScenarioError
+
+    try:
+        return {"run": _run, "log": _log, "replay": _replay}[args.command](args)
+    except (ScenarioError, LogError, OSError) as e:
+        return _fail(str(e))
+    except ValueError as e:  # bad policy name / hyper-parameter from the core
+        return _fail(str(e))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,394 @@
+"""Scenario files (TOML) and the request stream they determine.
+
+A scenario fixes everything about a run: fleet (device mix, size, eligibility rule), catalog and its changes,
+user and state distributions, the QoE function, noise, rounds and seed. ``build_stream`` turns it into arrays
+that every policy is run against, so all policies see the same devices, states, users and the same noise per
+(round, model). See docs/simulator.md for the format.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edgesel_server.sim.catalog import ModelSpec, model_features, resolve_model
+from edgesel_server.sim.devices import DeviceSpec, device_static_features, resolve_device
+from edgesel_server.sim.ground_truth import GroundTruth, QoEParams
+from edgesel_server.sim.users import StateModel, UserModel, draw_states, draw_users
+
+ELIGIBILITY_MODES = ("all", "ram_filter")
+
+
+class ScenarioError(ValueError):
+    """A scenario file is invalid; the message names the field."""
+
+
+@dataclass(frozen=True)
+class CatalogChange:
+    round: int
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Noise:
+    rating_sd: float = 0.05  # Gaussian noise on a reported QoE
+    latency_jitter_sd: float = 0.10  # log-normal jitter of a request's measured latency (and energy)
+    device_sd: float = 0.15  # hidden per-device-type efficiency (log-normal, fixed per seed)
+    device_model_sd: float = 0.15  # hidden per-(device type, model) efficiency
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    rounds: int
+    seed: int
+    devices: tuple[DeviceSpec, ...]
+    device_weights: tuple[float, ...]
+    models: tuple[ModelSpec, ...]  # initial catalog
+    changes: tuple[CatalogChange, ...] = ()
+    fleet_size: int = 2000
+    eligibility: str = "all"
+    eligibility_ram_fraction: float = 0.25
+    users: UserModel = field(default_factory=UserModel)
+    state: StateModel = field(default_factory=StateModel)
+    qoe: QoEParams = field(default_factory=QoEParams)
+    noise: Noise = field(default_factory=Noise)
+    description: str = ""
+    source: str = ""
+
+    def all_models(self) -> list[ModelSpec]:
+        """Initial catalog, then models added by changes, each once, in order of appearance."""
+        out = list(self.models)
+        seen = {m.arm_id for m in out}
+        for ch in self.changes:
+            for a in ch.add:
+                if a not in seen:
+                    seen.add(a)
+                    out.append(resolve_model(a))
+        return out
+
+
+# ---------------------------------------------------------------- parsing & validation
+
+
+def _err(field_name: str, problem: str) -> ScenarioError:
+    return ScenarioError(f"scenario field {field_name!r}: {problem}")
+
+
+def _check_keys(table: Any, where: str, allowed: set[str], required: set[str] = frozenset()) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise _err(where or "<root>", f"must be a table, got {type(table).__name__}")
+    for k in table:
+        if k not in allowed:
+            name = f"{where}.{k}" if where else k
+            raise _err(name, f"unknown field (allowed here: {sorted(allowed)})")
+    for k in required:
+        if k not in table:
+            raise _err(f"{where}.{k}" if where else k, "is required")
+    return table
+
+
+def _num(v: Any, name: str, lo: float = -math.inf, hi: float = math.inf, *, integer: bool = False) -> float:
+    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+    if isinstance(v, bool) or not ok:
+        raise _err(name, f"must be {'an integer' if integer else 'a number'}, got {v!r}")
+    if not math.isfinite(v) or not lo <= v <= hi:
+        raise _err(name, f"must be in [{lo}, {hi}], got {v!r}")
+    return v
+
+
+def _pair(v: Any, name: str, lo: float, hi: float, *, ordered: bool = False) -> tuple[float, float]:
+    if not isinstance(v, list) or len(v) != 2:
+        raise _err(name, f"must be a list of two numbers, got {v!r}")
+    a, b = (float(_num(x, name, lo, hi)) for x in v)
+    if ordered and a > b:
+        raise _err(name, f"low end {a} is above high end {b}")
+    return a, b
+
+
+def _str_list(v: Any, name: str) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise _err(name, f"must be a list of strings, got {v!r}")
+    return v
+
+
+def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
+    root = _check_keys(
+        data,
+        "",
+        {"name", "description", "rounds", "seed", "fleet", "catalog", "users", "state", "qoe", "noise"},
+        {"name", "fleet", "catalog"},
+    )
+    if not isinstance(root["name"], str) or not root["name"]:
+        raise _err("name", "must be a non-empty string")
+    rounds = int(_num(root.get("rounds", 10000), "rounds", 1, 10_000_000, integer=True))
+    seed = int(_num(root.get("seed", 0), "seed", 0, 2**63 - 1, integer=True))
+
+    fleet = _check_keys(
+        root["fleet"], "fleet", {"size", "devices", "eligibility", "eligibility_ram_fraction"}, {"devices"}
+    )
+    dev_table = fleet["devices"]
+    if not isinstance(dev_table, dict) or not dev_table:
+        raise _err("fleet.devices", "must be a non-empty table of device name = weight")
+    devices, weights = [], []
+    for name, w in dev_table.items():
+        try:
+            devices.append(resolve_device(name))
+        except KeyError as e:
+            raise _err(f"fleet.devices.{name}", e.args[0]) from None
+        weights.append(float(_num(w, f"fleet.devices.{name}", 0.0)))
+    if sum(weights) <= 0:
+        raise _err("fleet.devices", "weights must not all be zero")
+    eligibility = fleet.get("eligibility", "all")
+    if eligibility not in ELIGIBILITY_MODES:
+        raise _err("fleet.eligibility", f"must be one of {list(ELIGIBILITY_MODES)}, got {eligibility!r}")
+
+    catalog = _check_keys(root["catalog"], "catalog", {"models", "changes"}, {"models"})
+    model_names = _str_list(catalog["models"], "catalog.models")
+    if len(model_names) < 2:
+        raise _err("catalog.models", "needs at least two models")
+    models = []
+    for i, n in enumerate(model_names):
+        try:
+            models.append(resolve_model(n))
+        except KeyError as e:
+            raise _err(f"catalog.models[{i}]", e.args[0]) from None
+    if len({m.arm_id for m in models}) != len(models):
+        raise _err("catalog.models", "lists a model twice")
+    changes = []
+    present = {m.arm_id for m in models}
+    raw_changes = catalog.get("changes", [])
+    if not isinstance(raw_changes, list):
+        raise _err("catalog.changes", "must be an array of tables ([[catalog.changes]])")
+    last_round = 0
+    for i, ch in enumerate(raw_changes):
+        where = f"catalog.changes[{i}]"
+        _check_keys(ch, where, {"round", "add", "remove"}, {"round"})
+        r = int(_num(ch["round"], f"{where}.round", 1, 10_000_000, integer=True))
+        if r < last_round:
+            raise _err(f"{where}.round", "changes must be listed in round order")
+        last_round = r
+        add = _str_list(ch.get("add", []), f"{where}.add")
+        remove = _str_list(ch.get("remove", []), f"{where}.remove")
+        if not add and not remove:
+            raise _err(where, "needs 'add' and/or 'remove'")
+        for j, a in enumerate(add):
+            try:
+                resolve_model(a)
+            except KeyError as e:
+                raise _err(f"{where}.add[{j}]", e.args[0]) from None
+            if a in present:
+                raise _err(f"{where}.add[{j}]", f"{a!r} is already in the catalog at that round")
+            present.add(a)
+        for j, a in enumerate(remove):
+            if a not in present:
+                raise _err(f"{where}.remove[{j}]", f"{a!r} is not in the catalog at that round")
+            present.discard(a)
+        if len(present) < 1:
+            raise _err(where, "would leave the catalog empty")
+        changes.append(CatalogChange(r, tuple(add), tuple(remove)))
+
+    users = _check_keys(root.get("users", {}), "users", {"preference_concentration", "rating_bias_sd"})
+    conc = users.get("preference_concentration", list(UserModel.preference_concentration))
+    if not isinstance(conc, list) or len(conc) != 3:
+        raise _err("users.preference_concentration", "must be three positive numbers (accuracy, latency, energy)")
+    conc_t = tuple(float(_num(c, "users.preference_concentration", 1e-3, 1e6)) for c in conc)
+    user_model = UserModel(
+        conc_t,  # type: ignore[arg-type]
+        float(_num(users.get("rating_bias_sd", UserModel.rating_bias_sd), "users.rating_bias_sd", 0.0, 1.0)),
+    )
+
+    st = _check_keys(root.get("state", {}), "state", {"battery_range", "thermal_beta", "load_beta"})
+    state = StateModel(
+        _pair(st.get("battery_range", list(StateModel.battery_range)), "state.battery_range", 0, 1, ordered=True),
+        _pair(st.get("thermal_beta", list(StateModel.thermal_beta)), "state.thermal_beta", 1e-3, 1e6),
+        _pair(st.get("load_beta", list(StateModel.load_beta)), "state.load_beta", 1e-3, 1e6),
+    )
+
+    qd = QoEParams()
+    q = _check_keys(root.get("qoe", {}), "qoe", set(qd.__dataclass_fields__))
+    qoe = QoEParams(
+        latency_half_ms=float(_num(q.get("latency_half_ms", qd.latency_half_ms), "qoe.latency_half_ms", 1e-3)),
+        latency_steepness=float(
+            _num(q.get("latency_steepness", qd.latency_steepness), "qoe.latency_steepness", 0.1, 20)
+        ),
+        latency_limit_ms=float(_num(q.get("latency_limit_ms", qd.latency_limit_ms), "qoe.latency_limit_ms", 1e-3)),
+        energy_half_mj=float(_num(q.get("energy_half_mj", qd.energy_half_mj), "qoe.energy_half_mj", 1e-3)),
+        accuracy_floor=float(_num(q.get("accuracy_floor", qd.accuracy_floor), "qoe.accuracy_floor", 0, 100)),
+        accuracy_ceiling=float(_num(q.get("accuracy_ceiling", qd.accuracy_ceiling), "qoe.accuracy_ceiling", 0, 100)),
+    )
+    if qoe.accuracy_ceiling <= qoe.accuracy_floor:
+        raise _err("qoe.accuracy_ceiling", "must be above qoe.accuracy_floor")
+
+    nd = Noise()
+    nz = _check_keys(root.get("noise", {}), "noise", set(nd.__dataclass_fields__))
+    noise = Noise(**{k: float(_num(nz.get(k, getattr(nd, k)), f"noise.{k}", 0.0, 5.0)) for k in nd.__dataclass_fields__})
+
+    description = root.get("description", "")
+    if not isinstance(description, str):
+        raise _err("description", "must be a string")
+    return Scenario(
+        name=root["name"],
+        rounds=rounds,
+        seed=seed,
+        devices=tuple(devices),
+        device_weights=tuple(weights),
+        models=tuple(models),
+        changes=tuple(changes),
+        fleet_size=int(_num(fleet.get("size", 2000), "fleet.size", 1, 10_000_000, integer=True)),
+        eligibility=eligibility,
+        eligibility_ram_fraction=float(
+            _num(fleet.get("eligibility_ram_fraction", 0.25), "fleet.eligibility_ram_fraction", 1e-3, 1.0)
+        ),
+        users=user_model,
+        state=state,
+        qoe=qoe,
+        noise=noise,
+        description=description,
+        source=source,
+    )
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ScenarioError(f"cannot read scenario {str(p)!r}: {e.strerror or e}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(f"scenario {str(p)!r} is not valid TOML: {e}") from None
+    try:
+        return parse_scenario(data, source=str(p))
+    except ScenarioError as e:
+        raise ScenarioError(f"{p}: {e}") from None
+
+
+# ---------------------------------------------------------------- the stream
+
+
+@dataclass
+class Stream:
+    """Everything about a run that does not depend on the policy. Arrays are indexed [round, arm index]."""
+
+    scenario: Scenario
+    rounds: int
+    seed: int
+    arm_ids: list[str]  # every arm that ever exists, initial catalog first
+    arm_features: NDArray  # (K, p) normalized model features
+    device_index: NDArray  # (T,) index into scenario.devices
+    contexts: NDArray  # (T, d) normalized device vectors (static ++ state ++ stated preferences)
+    battery: NDArray
+    thermal: NDArray
+    load: NDArray
+    prefs: NDArray  # (T, 3)
+    expected: NDArray  # (T, K) noiseless QoE (regret/oracle reference)
+    reward: NDArray  # (T, K) the QoE the user would report for each arm
+    eligible: NDArray  # (T, K) bool: in the catalog at that round and allowed by the eligibility rule
+    fits: NDArray  # (T, K) bool: the model fits in the memory available for that request (else it crashes)
+    change_rounds: list[tuple[int, CatalogChange]]
+    truth: GroundTruth
+
+    @property
+    def device_dim(self) -> int:
+        return int(self.contexts.shape[1])
+
+    @property
+    def model_dim(self) -> int:
+        return int(self.arm_features.shape[1])
+
+    def best_expected(self) -> tuple[NDArray, NDArray]:
+        """Per round: the oracle's arm index and its expected QoE (over eligible arms)."""
+        masked = np.where(self.eligible, self.expected, -np.inf)
+        best = masked.argmax(axis=1)
+        return best, masked[np.arange(self.rounds), best]
+
+
+def build_stream(scenario: Scenario, rounds: int | None = None, seed: int | None = None) -> Stream:
+    rounds = scenario.rounds if rounds is None else rounds
+    seed = scenario.seed if seed is None else seed
+    hidden_ss, fleet_ss, round_ss, noise_ss = np.random.SeedSequence(seed).spawn(4)
+    models = scenario.all_models()
+    arm_ids = [m.arm_id for m in models]
+    col = {a: i for i, a in enumerate(arm_ids)}
+    n_arms = len(models)
+    truth = GroundTruth(
+        list(scenario.devices),
+        models,
+        scenario.qoe,
+        np.random.default_rng(hidden_ss),
+        scenario.noise.device_sd,
+        scenario.noise.device_model_sd,
+    )
+
+    fleet_rng = np.random.default_rng(fleet_ss)
+    w = np.asarray(scenario.device_weights, dtype=float)
+    inst_device = fleet_rng.choice(len(scenario.devices), size=scenario.fleet_size, p=w / w.sum())
+    inst_prefs, inst_bias = draw_users(fleet_rng, scenario.fleet_size, scenario.users)
+
+    rng = np.random.default_rng(round_ss)
+    inst = rng.integers(0, scenario.fleet_size, size=rounds)
+    dev = inst_device[inst]
+    prefs = inst_prefs[inst]
+    battery, thermal, load = draw_states(rng, truth.battery_powered[dev], scenario.state)
+
+    noise_rng = np.random.default_rng(noise_ss)
+    jitter = np.exp(noise_rng.normal(0.0, scenario.noise.latency_jitter_sd, size=(rounds, n_arms)))
+    rating = noise_rng.normal(0.0, scenario.noise.rating_sd, size=(rounds, n_arms)) + inst_bias[inst][:, None]
+
+    expected = truth.expected_qoe(dev, thermal, load, battery, prefs)
+    reward = truth.reported_qoe(dev, thermal, load, battery, prefs, jitter, rating)
+
+    static = np.array([device_static_features(d) for d in scenario.devices])
+    contexts = np.ascontiguousarray(
+        np.hstack([static[dev], battery[:, None], thermal[:, None], load[:, None], prefs])
+    )
+
+    in_catalog = np.zeros((rounds, n_arms), dtype=bool)
+    in_catalog[:, [col[m.arm_id] for m in scenario.models]] = True
+    change_rounds = []
+    for ch in scenario.changes:
+        if ch.round >= rounds:
+            continue
+        change_rounds.append((ch.round, ch))
+        for a in ch.add:
+            in_catalog[ch.round :, col[a]] = True
+        for a in ch.remove:
+            in_catalog[ch.round :, col[a]] = False
+    eligible = in_catalog
+    if scenario.eligibility == "ram_filter":
+        # What the device announces (its RAM) against what the catalog knows (file size): a coarse filter.
+        ram_mb = np.array([d.ram_gb * 1024.0 for d in scenario.devices])
+        sizes = np.array([m.file_size_mb for m in models])
+        allowed = sizes[None, :] <= scenario.eligibility_ram_fraction * ram_mb[:, None]
+        eligible = in_catalog & allowed[dev]
+        empty = ~eligible.any(axis=1)
+        eligible[empty] = in_catalog[empty]  # a device too small for everything still gets the full catalog
+
+    return Stream(
+        scenario=scenario,
+        rounds=rounds,
+        seed=seed,
+        arm_ids=arm_ids,
+        arm_features=np.array([model_features(m) for m in models]),
+        device_index=dev,
+        contexts=contexts,
+        battery=battery,
+        thermal=thermal,
+        load=load,
+        prefs=prefs,
+        expected=expected,
+        reward=reward,
+        eligible=eligible,
+        fits=truth.fits(dev, load),
+        change_rounds=change_rounds,
+        truth=truth,
+    )

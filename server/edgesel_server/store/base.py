@@ -1,0 +1,133 @@
+"""The store interface: the durable log every space's learned state is derived from.
+
+A store keeps three things per space:
+- decisions: what was chosen for which context (so a Feedback can be joined to it, exactly once);
+- an ordered event log: feedback and catalog/state changes, each with a sequence number;
+- snapshots: the learned state as of some sequence number.
+
+The state of a space is always `latest snapshot + replay of later events in order`. A store hands
+committed events to `apply` in log order, exactly once per process, and only then resolves the caller's
+future: an acknowledged Feedback has been made durable *and* is in the state.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot make a write durable right now (disk full, read-only, backend down)."""
+
+
+class DuplicateEvent(RuntimeError):
+    """A feedback event for this event id is already in the log."""
+
+
+@dataclass
+class Decision:
+    event_id: str
+    space: str
+    model_id: str
+    x: np.ndarray
+    created: float
+    deadline: float
+    propensity: float = 1.0
+    expected_qoe: float = 0.0
+    bonus: float = 0.0
+    policy_version: int = 0
+    eligible: list[str] = field(default_factory=list)
+    prefs: dict = field(default_factory=dict)
+    owner: str = ""
+
+    def prefs_json(self) -> str:
+        return json.dumps(self.prefs, separators=(",", ":"), sort_keys=True)
+
+
+# Event kinds in the log. Only `feedback` and `default_reward` carry an event id (unique per log).
+FEEDBACK = "feedback"
+DEFAULT_REWARD = "default_reward"
+ADD_MODEL = "add_model"
+UPDATE_MODEL = "update_model"
+RETIRE_MODEL = "retire_model"
+RESET = "reset"
+IMPORT = "import"
+EVENT_KINDS = (FEEDBACK, DEFAULT_REWARD, ADD_MODEL, UPDATE_MODEL, RETIRE_MODEL, RESET, IMPORT)
+
+
+@dataclass
+class LogEvent:
+    space: str
+    kind: str
+    event_id: str | None = None
+    model_id: str = ""
+    x: np.ndarray | None = None
+    reward: float = 0.0
+    payload: bytes = b""
+    created: float = 0.0
+    seq: int = 0  # set by the store when committed
+
+
+@dataclass
+class Snapshot:
+    space: str
+    seq: int
+    state: bytes
+    catalog: list[dict]
+    created: float
+
+
+ApplyFn = Callable[[LogEvent], None]
+
+
+class Store(abc.ABC):
+    """Backends: SqliteStore (embedded default) and RedisStore (several replicas)."""
+
+    @abc.abstractmethod
+    def open(self, apply: ApplyFn) -> None:
+        """Connect; `apply` is called with every committed event, in log order."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def latest_snapshot(self, space: str) -> Snapshot | None: ...
+
+    @abc.abstractmethod
+    def events_after(self, space: str, seq: int) -> Iterator[LogEvent]: ...
+
+    @abc.abstractmethod
+    def save_snapshot(self, snap: Snapshot) -> None: ...
+
+    @abc.abstractmethod
+    def submit_decision(self, decision: Decision) -> Future[None]:
+        """Make a decision durable; the future resolves when it is (or fails with StoreUnavailable)."""
+
+    @abc.abstractmethod
+    def submit_event(self, event: LogEvent) -> Future[int]:
+        """Append an event; resolves to its seq once durable and applied (DuplicateEvent,
+        StoreUnavailable on failure)."""
+
+    @abc.abstractmethod
+    def get_decision(self, event_id: str) -> Decision | None: ...
+
+    @abc.abstractmethod
+    def feedback_kind(self, event_id: str) -> str | None:
+        """The kind of the log event that closed this decision (FEEDBACK or DEFAULT_REWARD), if any."""
+
+    @abc.abstractmethod
+    def open_decisions(self, space: str, now: float) -> Iterator[Decision]:
+        """Decisions still within their window that have no feedback yet (reloaded after a restart)."""
+
+    @abc.abstractmethod
+    def purge_decisions(self, before: float) -> int:
+        """Forget decisions created before `before`; returns how many."""
+
+    def decision_log(self, space: str) -> Iterator[tuple[Decision, float | None]]:
+        """Every stored decision of a space with its reward (None without feedback), for offline replay."""
+        raise NotImplementedError

@@ -1,0 +1,361 @@
+"""The embedded default store: one SQLite database (WAL) under the data directory.
+
+All writes go through one writer thread that commits whatever has queued up as one transaction (group
+commit): with `durability = "fsync"` every commit is fsynced (synchronous=FULL), yet many concurrent
+Feedbacks share one fsync. After each commit the writer applies the committed events to the learned state
+in sequence order and only then resolves the callers' futures, so "acknowledged" means "durable and applied".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from pathlib import Path
+
+import numpy as np
+
+from edgesel_server.store.base import (
+    ApplyFn,
+    Decision,
+    DuplicateEvent,
+    LogEvent,
+    Snapshot,
+    Store,
+    StoreUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    event_id TEXT PRIMARY KEY,
+    space TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    x BLOB NOT NULL,
+    created REAL NOT NULL,
+    deadline REAL NOT NULL,
+    propensity REAL NOT NULL,
+    expected_qoe REAL NOT NULL,
+    bonus REAL NOT NULL,
+    policy_version INTEGER NOT NULL,
+    eligible TEXT NOT NULL,
+    prefs TEXT NOT NULL,
+    owner TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_space_deadline ON decisions (space, deadline);
+CREATE INDEX IF NOT EXISTS decisions_created ON decisions (created);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    space TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    event_id TEXT UNIQUE,
+    model_id TEXT NOT NULL,
+    x BLOB,
+    reward REAL NOT NULL,
+    payload BLOB NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_space_seq ON events (space, seq);
+CREATE TABLE IF NOT EXISTS snapshots (
+    space TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    created REAL NOT NULL,
+    state BLOB NOT NULL,
+    catalog TEXT NOT NULL,
+    PRIMARY KEY (space, seq)
+);
+"""
+
+BATCH_MAX = 512
+SNAPSHOTS_KEPT = 3
+
+
+def _x_blob(x: np.ndarray | None) -> bytes | None:
+    return None if x is None else np.ascontiguousarray(x, dtype="<f8").tobytes()
+
+
+def _x_array(blob: bytes | None) -> np.ndarray | None:
+    return None if blob is None else np.frombuffer(blob, dtype="<f8").copy()
+
+
+def _row_decision(row: sqlite3.Row) -> Decision:
+    return Decision(
+        event_id=row["event_id"],
+        space=row["space"],
+        model_id=row["model_id"],
+        x=np.frombuffer(row["x"], dtype="<f8").copy(),
+        created=row["created"],
+        deadline=row["deadline"],
+        propensity=row["propensity"],
+        expected_qoe=row["expected_qoe"],
+        bonus=row["bonus"],
+        policy_version=row["policy_version"],
+        eligible=json.loads(row["eligible"]),
+        prefs=json.loads(row["prefs"]),
+        owner=row["owner"],
+    )
+
+
+def _row_event(row: sqlite3.Row) -> LogEvent:
+    return LogEvent(
+        space=row["space"],
+        kind=row["kind"],
+        event_id=row["event_id"],
+        model_id=row["model_id"],
+        x=_x_array(row["x"]),
+        reward=row["reward"],
+        payload=bytes(row["payload"]),
+        created=row["created"],
+        seq=row["seq"],
+    )
+
+
+class SqliteStore(Store):
+    def __init__(self, data_dir: Path, *, durability: str = "fsync") -> None:
+        self.path = Path(data_dir) / "edgesel.sqlite3"
+        self.durability = durability
+        self._queue: queue.Queue = queue.Queue()
+        self._writer: threading.Thread | None = None
+        self._apply: ApplyFn | None = None
+        self._read_local = threading.local()
+        self._closed = False
+
+    # -- connections -------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'fsync' else 'NORMAL'}")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._read_local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._read_local.conn = conn
+        return conn
+
+    def open(self, apply: ApplyFn) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._apply = apply
+        conn = self._connect()
+        conn.executescript(SCHEMA)
+        conn.close()
+        self._writer = threading.Thread(target=self._write_loop, name="edgesel-sqlite-writer", daemon=True)
+        self._writer.start()
+
+    def close(self) -> None:
+        if self._writer is not None and not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._writer.join(timeout=30)
+        conn = getattr(self._read_local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._read_local.conn = None
+
+    # -- writes ------------------------------------------------------------------------------------
+    def submit_decision(self, decision: Decision) -> Future[None]:
+        fut: Future[None] = Future()
+        self._put(("decision", decision, fut))
+        return fut
+
+    def submit_event(self, event: LogEvent) -> Future[int]:
+        fut: Future[int] = Future()
+        self._put(("event", event, fut))
+        return fut
+
+    def save_snapshot(self, snap: Snapshot) -> None:
+        fut: Future[None] = Future()
+        self._put(("snapshot", snap, fut))
+        fut.result()
+
+    def _put(self, item: tuple) -> None:
+        if self._closed:
+            item[2].set_exception(StoreUnavailable("the store is closed"))
+            return
+        self._queue.put(item)
+
+    def _write_loop(self) -> None:
+        conn = self._connect()
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                batch = [item]
+                while len(batch) < BATCH_MAX:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        self._commit(conn, batch)
+                        return
+                    batch.append(nxt)
+                self._commit(conn, batch)
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[tuple]) -> None:
+        results: list[tuple[Future, object]] = []
+        committed: list[LogEvent] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for kind, obj, fut in batch:
+                if kind == "decision":
+                    self._insert_decision(conn, obj)
+                    results.append((fut, None))
+                elif kind == "event":
+                    seq = self._insert_event(conn, obj)
+                    if seq is None:
+                        results.append((fut, DuplicateEvent(f"event {obj.event_id} already has feedback")))
+                    else:
+                        obj.seq = seq
+                        committed.append(obj)
+                        results.append((fut, seq))
+                else:
+                    self._insert_snapshot(conn, obj)
+                    results.append((fut, None))
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            log.error("store write failed, %d request(s) not acknowledged: %s", len(batch), e)
+            err = StoreUnavailable(f"the store cannot write: {e}")
+            for _, _, fut in batch:
+                fut.set_exception(err)
+            return
+        # Apply in log order before anyone hears "ok": an ack means durable *and* learned.
+        for ev in committed:
+            try:
+                assert self._apply is not None
+                self._apply(ev)
+            except Exception:  # a bug here must not wedge the writer; the event is durable and replays
+                log.exception("applying event seq=%d failed", ev.seq)
+        for fut, res in results:
+            if isinstance(res, BaseException):
+                fut.set_exception(res)
+            else:
+                fut.set_result(res)
+
+    @staticmethod
+    def _insert_decision(conn: sqlite3.Connection, d: Decision) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                d.event_id,
+                d.space,
+                d.model_id,
+                _x_blob(d.x),
+                d.created,
+                d.deadline,
+                d.propensity,
+                d.expected_qoe,
+                d.bonus,
+                d.policy_version,
+                json.dumps(d.eligible),
+                d.prefs_json(),
+                d.owner,
+            ),
+        )
+
+    @staticmethod
+    def _insert_event(conn: sqlite3.Connection, ev: LogEvent) -> int | None:
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO events (space, kind, event_id, model_id, x, reward, payload, created) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (
+                ev.space,
+                ev.kind,
+                ev.event_id,
+                ev.model_id,
+                _x_blob(ev.x),
+                ev.reward,
+                ev.payload,
+                ev.created or time.time(),
+            ),
+        )
+        return cur.lastrowid if cur.rowcount == 1 else None
+
+    @staticmethod
+    def _insert_snapshot(conn: sqlite3.Connection, s: Snapshot) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?,?)",
+            (s.space, s.seq, s.created, s.state, json.dumps(s.catalog)),
+        )
+        conn.execute(
+            "DELETE FROM snapshots WHERE space = ? AND seq NOT IN "
+            "(SELECT seq FROM snapshots WHERE space = ? ORDER BY seq DESC LIMIT ?)",
+            (s.space, s.space, SNAPSHOTS_KEPT),
+        )
+
+    # -- reads -------------------------------------------------------------------------------------
+    def latest_snapshot(self, space: str) -> Snapshot | None:
+        row = (
+            self._reader()
+            .execute("SELECT * FROM snapshots WHERE space = ? ORDER BY seq DESC LIMIT 1", (space,))
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return Snapshot(space, row["seq"], bytes(row["state"]), json.loads(row["catalog"]), row["created"])
+
+    def events_after(self, space: str, seq: int) -> Iterator[LogEvent]:
+        cur = self._reader().execute(
+            "SELECT * FROM events WHERE space = ? AND seq > ? ORDER BY seq", (space, seq)
+        )
+        for row in cur:
+            yield _row_event(row)
+
+    def get_decision(self, event_id: str) -> Decision | None:
+        row = self._reader().execute("SELECT * FROM decisions WHERE event_id = ?", (event_id,)).fetchone()
+        return None if row is None else _row_decision(row)
+
+    def feedback_kind(self, event_id: str) -> str | None:
+        row = self._reader().execute("SELECT kind FROM events WHERE event_id = ?", (event_id,)).fetchone()
+        return None if row is None else str(row["kind"])
+
+    def open_decisions(self, space: str, now: float) -> Iterator[Decision]:
+        cur = self._reader().execute(
+            "SELECT d.* FROM decisions d WHERE d.space = ? AND d.deadline > ? "
+            "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = d.event_id)",
+            (space, now),
+        )
+        for row in cur:
+            yield _row_decision(row)
+
+    def expired_open_decisions(self, space: str, now: float, since: float) -> Iterator[Decision]:
+        cur = self._reader().execute(
+            "SELECT d.* FROM decisions d WHERE d.space = ? AND d.deadline <= ? AND d.deadline > ? "
+            "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = d.event_id)",
+            (space, now, since),
+        )
+        for row in cur:
+            yield _row_decision(row)
+
+    def purge_decisions(self, before: float) -> int:
+        # A short-lived connection of its own: SQLite's busy timeout serializes it with the writer.
+        conn = self._connect()
+        try:
+            cur = conn.execute("DELETE FROM decisions WHERE created < ?", (before,))
+            return cur.rowcount
+        finally:
+            conn.close()
+
+    def decision_log(self, space: str) -> Iterator[tuple[Decision, float | None]]:
+        cur = self._reader().execute(
+            "SELECT d.*, e.reward AS reward FROM decisions d LEFT JOIN events e ON e.event_id = d.event_id "
+            "WHERE d.space = ? ORDER BY d.created",
+            (space,),
+        )
+        for row in cur:
+            yield _row_decision(row), row["reward"]
