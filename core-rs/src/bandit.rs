@@ -17,7 +17,7 @@ use std::sync::Arc;
 use crate::error::{CoreError, CoreResult};
 use crate::features;
 use crate::linalg::{
-    add_outer, axpy, cholesky_inverse, dot, matvec, pack_sym_doubled, packed_len, packed_outer,
+    add_outer, axpy, cholesky_inverse, combine_rows, dot, matvec, pack_sym_doubled, packed_len, packed_outer,
     scaled_identity, sherman_morrison,
 };
 use crate::rng::{Block, SplitMix64};
@@ -232,8 +232,9 @@ struct Ctx<'x> {
     packed: Vec<f64>,
     /// Hybrid scratch: `w = A_a⁻¹ x` (length d).
     w: Vec<f64>,
-    /// Hybrid scratch: `u` (length p+1), see `mean_var`.
+    /// Hybrid scratch: `u` (length p+1) and its coefficients (length d+1), see `mean_var`.
     u: Vec<f64>,
+    coef: Vec<f64>,
 }
 
 #[derive(Debug)]
@@ -509,15 +510,11 @@ impl Bandit {
             // T[r, l] = Σ_i x'_i C[r, (i, l)]   (k × p1)
             let mut t = vec![0.0; k * p1];
             for (crow, trow) in sh.a_inv.chunks_exact(k).zip(t.chunks_exact_mut(p1)) {
-                for (blk, &xi) in crow.chunks_exact(p1).zip(&xp) {
-                    axpy(xi, blk, trow);
-                }
+                combine_rows(&xp, crow, p1, trow);
             }
             // G[j, l] = Σ_i x'_i T[(i, j), l]   (p1 × p1)
             let mut g = vec![0.0; p1 * p1];
-            for (tblk, &xi) in t.chunks_exact(p1 * p1).zip(&xp) {
-                axpy(xi, tblk, &mut g);
-            }
+            combine_rows(&xp, &t, p1 * p1, &mut g);
             let mut packed = vec![0.0; packed_len(p1)];
             pack_sym_doubled(&g, p1, &mut packed);
             Ctx {
@@ -525,6 +522,7 @@ impl Bandit {
                 packed,
                 w: vec![0.0; d],
                 u: vec![0.0; p1],
+                coef: vec![0.0; d + 1],
             }
         } else {
             let mut packed = vec![0.0; packed_len(d)];
@@ -534,6 +532,7 @@ impl Bandit {
                 packed,
                 w: Vec::new(),
                 u: Vec::new(),
+                coef: Vec::new(),
             }
         }
     }
@@ -551,29 +550,22 @@ impl Bandit {
                 let (s, rest) = rest.split_at(d);
                 let (mp, mpack) = rest.split_at(p1);
                 let x = ctx.x;
-                // w = A_a⁻¹ x as a sum of rows (A_a⁻¹ is exactly symmetric): axpys vectorize better
-                // than d short dot products.
+                // w = A_a⁻¹ x as a combination of rows (A_a⁻¹ is exactly symmetric).
                 let w = &mut ctx.w;
-                w.fill(0.0);
-                for (row, &xj) in ainv.chunks_exact(d).zip(x) {
-                    axpy(xj, row, w);
-                }
+                combine_rows(x, ainv, d, w);
                 let var_arm = dot(w, x);
                 let var_shared = dot(&ctx.packed, mpack);
                 // With g = reshape(β, (d+1, p+1)) m', mean = zᵀβ + xᵀθ_a simplifies to
                 // g_0 (1 − w·s) + w·b + λ w·g_{1:}   (the x·g_{1:} terms cancel), i.e.
-                // mean = u·m' + w·b with u = (1 − w·s) β_0 + λ Σ_i w_i β_{i+1}.
-                let u = &mut ctx.u;
-                let mut rows = sh.beta.chunks_exact(p1);
-                let c0 = 1.0 - dot(w, s);
-                match rows.next() {
-                    Some(r0) => u.iter_mut().zip(r0).for_each(|(ui, bi)| *ui = c0 * bi),
-                    None => u.fill(0.0),
-                }
+                // mean = u·m' + w·b with u = reshape(β)ᵀ [1 − w·s, λ w].
+                let coef = &mut ctx.coef;
+                coef[0] = 1.0 - dot(w, s);
                 let lam = self.params.lam;
-                for (r, &wi) in rows.zip(w.iter()) {
-                    axpy(lam * wi, r, u);
+                for (c, &wi) in coef[1..].iter_mut().zip(w.iter()) {
+                    *c = lam * wi;
                 }
+                let u = &mut ctx.u;
+                combine_rows(coef, &sh.beta, p1, u);
                 let mean = dot(u, mp) + dot(w, b);
                 (mean, var_arm.max(0.0) + var_shared.max(0.0))
             }

@@ -19,7 +19,9 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
             acc[i] += x[i] * y[i];
         }
     }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    // Halving tree (lanes i and i+4, then i and i+2): maps onto vector halves without shuffles.
+    let h = [acc[0] + acc[4], acc[1] + acc[5], acc[2] + acc[6], acc[3] + acc[7]];
+    let mut s = (h[0] + h[2]) + (h[1] + h[3]);
     for (x, y) in ra.iter().zip(rb) {
         s += x * y;
     }
@@ -31,6 +33,45 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
 pub fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += alpha * xi;
+    }
+}
+
+/// `out = Σ_j coef[j] · M[j, :]` for a row-major matrix `M` with `ncols` columns (and at least
+/// `coef.len()` rows), i.e. `out = Mᵀ coef`. Each output element is summed over `j` in order starting
+/// from 0, with blocks of columns kept in registers (no store/load chain through `out`).
+#[inline]
+pub fn combine_rows(coef: &[f64], m: &[f64], ncols: usize, out: &mut [f64]) {
+    let out = &mut out[..ncols];
+    let mut c = 0;
+    while c + 8 <= ncols {
+        let mut acc = [0.0f64; 8];
+        for (row, &a) in m.chunks_exact(ncols).zip(coef) {
+            let r = &row[c..c + 8];
+            for t in 0..8 {
+                acc[t] += a * r[t];
+            }
+        }
+        out[c..c + 8].copy_from_slice(&acc);
+        c += 8;
+    }
+    if c + 4 <= ncols {
+        let mut acc = [0.0f64; 4];
+        for (row, &a) in m.chunks_exact(ncols).zip(coef) {
+            let r = &row[c..c + 4];
+            for t in 0..4 {
+                acc[t] += a * r[t];
+            }
+        }
+        out[c..c + 4].copy_from_slice(&acc);
+        c += 4;
+    }
+    while c < ncols {
+        let mut acc = 0.0;
+        for (row, &a) in m.chunks_exact(ncols).zip(coef) {
+            acc += a * row[c];
+        }
+        out[c] = acc;
+        c += 1;
     }
 }
 
@@ -199,6 +240,23 @@ mod tests {
             let b: Vec<f64> = (0..n).map(|_| lcg(&mut s)).collect();
             let naive: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
             assert!((dot(&a, &b) - naive).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn combine_rows_matches_axpy() {
+        let mut s = 5;
+        for (nrows, ncols) in [(0usize, 3usize), (1, 1), (3, 4), (5, 13), (9, 14), (17, 15), (4, 33)] {
+            let m: Vec<f64> = (0..nrows * ncols).map(|_| lcg(&mut s)).collect();
+            let coef: Vec<f64> = (0..nrows).map(|_| lcg(&mut s)).collect();
+            let mut expected = vec![0.0; ncols];
+            for (row, &a) in m.chunks_exact(ncols).zip(&coef) {
+                axpy(a, row, &mut expected);
+            }
+            let mut out = vec![f64::NAN; ncols];
+            combine_rows(&coef, &m, ncols, &mut out);
+            // Same summation order: bit-identical.
+            assert_eq!(out, expected);
         }
     }
 

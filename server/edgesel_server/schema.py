@@ -1,8 +1,9 @@
 """Feature schemas: named device/model features in, a normalized float64 vector out.
 
 Every feature is declared with the raw range it may take, an optional transform and an optional default.
-The normalized value is `(t(v) - t(lo)) / (t(hi) - t(lo))`, so every feature lands in [0, 1] whatever its
-units; that keeps the bandit's ridge prior (λI) and exploration bonus meaningful on fleets the operator has
+The normalized value is `(t(v) - t(lo)) / (t(hi) - t(lo))` with t = identity ("linear") or log ("log"), so
+every feature lands in [0, 1] whatever its units ("none" passes a value the sender already normalized through
+unchanged, range-checked only); that keeps the bandit's ridge prior (λI) and exploration bonus meaningful on fleets the operator has
 not seen yet, without fitting anything to the traffic.
 """
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TRANSFORMS = ("linear", "log")
+TRANSFORMS = ("linear", "log", "none")
 
 
 class FeatureError(ValueError):
@@ -46,6 +47,8 @@ class FeatureSpec:
             )
 
     def normalize(self, value: float) -> float:
+        if self.transform == "none":  # already normalized by the sender; only the range is checked
+            return value
         if self.transform == "log":
             lo, hi, v = math.log(self.min), math.log(self.max), math.log(value)
         else:

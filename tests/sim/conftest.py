@@ -17,7 +17,3 @@ def fleet_path() -> Path:
 def tiny_path() -> Path:
     return SCENARIOS / "tiny.toml"
 
-
-def needs_core():
-    """Skip a test when the compiled core (edgesel_server._core) has not been built yet."""
-    return pytest.importorskip("edgesel_server._core")

@@ -6,7 +6,6 @@ import collections
 
 import numpy as np
 import pytest
-
 from edgesel_server.sim.catalog import model_features, model_zoo, resolve_model
 from edgesel_server.sim.devices import device_static_features, device_table, resolve_device
 from edgesel_server.sim.ground_truth import PATH_ACCEL, PATH_CPU, GroundTruth, QoEParams
@@ -23,7 +22,13 @@ def truth(models: list[str], devices=None, hidden_noise: float = 0.0) -> GroundT
 
 
 def test_bigger_models_are_slower_on_every_device():
-    chain = ["resnet18", "resnet34", "resnet50:IMAGENET1K_V2", "resnet101:IMAGENET1K_V2", "resnet152:IMAGENET1K_V2"]
+    chain = [
+        "resnet18",
+        "resnet34",
+        "resnet50:IMAGENET1K_V2",
+        "resnet101:IMAGENET1K_V2",
+        "resnet152:IMAGENET1K_V2",
+    ]
     gt = truth(chain)
     assert np.all(np.diff(gt.latency_ms, axis=1) > 0)
     effnets = ["efficientnet_b0", "efficientnet_b3", "efficientnet_b5", "efficientnet_b7"]

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import io
 import json
-import tomllib
 
 import numpy as np
 import pytest
-
+import tomllib
 from edgesel_server.sim.cli import main
 from edgesel_server.sim.policies import make_learning_policy
 from edgesel_server.sim.replay import LogError, read_log, replay, replay_file, write_random_log
 from edgesel_server.sim.runner import run
 from edgesel_server.sim.scenario import build_stream, parse_scenario
-from tests.sim.conftest import needs_core
+
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +59,7 @@ def test_replay_of_a_fixed_policy_matches_its_true_value(logged):
 
 
 def test_replay_of_learning_policies_matches_their_online_value(logged, stationary):
-    needs_core()
+    pytest.importorskip("edgesel_server._core")
     stream, path = logged
     for name in ("hybrid_linucb", "epsilon_greedy"):
         res = replay_file(path, name)
@@ -76,7 +75,14 @@ def test_replay_of_learning_policies_matches_their_online_value(logged, stationa
 
 
 def test_read_log_rejects_bad_lines():
-    good = {"type": "decision", "context": [0.1], "eligible": ["a", "b"], "arm": "a", "propensity": 0.5, "reward": 1}
+    good = {
+        "type": "decision",
+        "context": [0.1],
+        "eligible": ["a", "b"],
+        "arm": "a",
+        "propensity": 0.5,
+        "reward": 1,
+    }
     cases = [
         ("not json", "not JSON"),
         (json.dumps({**good, "arm": "c"}), "'eligible'"),
@@ -99,7 +105,10 @@ def test_cli_log_and_replay(tiny_path, tmp_path, capsys):
     assert main(["log", "--scenario", str(tiny_path), "--rounds", "500", "--out", str(log)]) == 0
     capsys.readouterr()
     out = tmp_path / "est.json"
-    assert main(["replay", "--log", str(log), "--policy", "random,fixed:efficientnet_b0", "--out", str(out)]) == 0
+    assert (
+        main(["replay", "--log", str(log), "--policy", "random,fixed:efficientnet_b0", "--out", str(out)])
+        == 0
+    )
     est = json.loads(out.read_text())
     assert set(est) == {"random", "fixed:efficientnet_b0"} and est["random"]["events"] == 500
     assert main(["replay", "--log", str(log), "--policy", "nonsense"]) == 2

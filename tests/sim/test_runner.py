@@ -6,13 +6,12 @@ import json
 
 import numpy as np
 import pytest
-
 from edgesel_server.sim.cli import main
 from edgesel_server.sim.policies import ALL_POLICIES, Request
 from edgesel_server.sim.report import build_report
 from edgesel_server.sim.runner import run
 from edgesel_server.sim.scenario import build_stream, load_scenario
-from tests.sim.conftest import needs_core
+
 
 
 def _strip_runtime(report):
@@ -35,10 +34,12 @@ def test_same_seed_same_stream_and_report(tiny_path):
 
 
 def test_core_policies_are_deterministic(tiny_path):
-    needs_core()
+    pytest.importorskip("edgesel_server._core")
     sc = load_scenario(tiny_path)
     names = ["hybrid_linucb", "disjoint_linucb", "lin_ts"]
-    reports = [_strip_runtime(build_report(s, run(s, names))) for s in (build_stream(sc, 600), build_stream(sc, 600))]
+    reports = [
+        _strip_runtime(build_report(s, run(s, names))) for s in (build_stream(sc, 600), build_stream(sc, 600))
+    ]
     assert json.dumps(reports[0], sort_keys=True) == json.dumps(reports[1], sort_keys=True)
 
 
@@ -89,7 +90,7 @@ def test_a_policy_object_can_be_plugged_in(tiny_path):
 
 
 def test_hybrid_beats_random_and_common_model_on_a_short_run(tiny_path):
-    needs_core()
+    pytest.importorskip("edgesel_server._core")
     st = build_stream(load_scenario(tiny_path), 3000)
     rep = build_report(st, run(st, ["hybrid_linucb", "common_model", "random"]))
     pol = rep["policies"]
@@ -99,7 +100,7 @@ def test_hybrid_beats_random_and_common_model_on_a_short_run(tiny_path):
 
 
 def test_cli_writes_report_and_plot(tiny_path, tmp_path, capsys):
-    needs_core()
+    pytest.importorskip("edgesel_server._core")
     out = tmp_path / "out"
     rc = main(["--scenario", str(tiny_path), "--rounds", "2000", "--out", str(out), "--seed", "3", "--quiet"])
     assert rc == 0

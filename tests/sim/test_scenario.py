@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import tomllib
-
 import pytest
-
+import tomllib
 from edgesel_server.sim.scenario import ScenarioError, load_scenario, parse_scenario
 
 
@@ -38,10 +36,22 @@ def base(tiny_path):
         (lambda d: d.update(roundz=5), "roundz", "unknown field"),
         (lambda d: d["fleet"].update(eligibility="maybe"), "fleet.eligibility", "must be one of"),
         (lambda d: d["fleet"]["devices"].update(pixel_4=-1), "fleet.devices.pixel_4", "must be in"),
-        (lambda d: d["catalog"]["changes"][0].update(remove=["vgg16"]), "catalog.changes[0].remove[0]", "not in"),
-        (lambda d: d["catalog"]["changes"][0].update(add=["efficientnet_b0"]), "catalog.changes[0].add[0]", "already"),
+        (
+            lambda d: d["catalog"]["changes"][0].update(remove=["vgg16"]),
+            "catalog.changes[0].remove[0]",
+            "not in",
+        ),
+        (
+            lambda d: d["catalog"]["changes"][0].update(add=["efficientnet_b0"]),
+            "catalog.changes[0].add[0]",
+            "already",
+        ),
         (lambda d: d["catalog"]["changes"][0].pop("round"), "catalog.changes[0].round", "required"),
-        (lambda d: d.update(users={"preference_concentration": [1, 2]}), "users.preference_concentration", "three"),
+        (
+            lambda d: d.update(users={"preference_concentration": [1, 2]}),
+            "users.preference_concentration",
+            "three",
+        ),
         (lambda d: d.update(state={"battery_range": [0.9, 0.1]}), "state.battery_range", "low end"),
         (lambda d: d.update(noise={"rating_sd": float("nan")}), "noise.rating_sd", "must be in"),
         (lambda d: d.update(qoe={"accuracy_floor": 90.0}), "qoe.accuracy_ceiling", "above"),

@@ -45,7 +45,9 @@ def model_zoo() -> dict[str, ModelSpec]:
     for row in rows:
         quantized = row["quantized"].strip() == "1"
         size = float(row["file_size_mb"])
-        params = float(row["num_params"]) if row["num_params"].strip() else size * 1e6 / (1 if quantized else 4)
+        params = (
+            float(row["num_params"]) if row["num_params"].strip() else size * 1e6 / (1 if quantized else 4)
+        )
         arm_id = row["model"] if counts[row["model"]] == 1 else f"{row['model']}:{row['weights']}"
         zoo[arm_id] = ModelSpec(
             arm_id=arm_id,

@@ -1,8 +1,8 @@
 """``edgesel-sim``: run policies on a scenario, write a decision log, or replay a log.
 
-    edgesel-sim --scenario FILE [--policies a,b,...] [--rounds N] [--out DIR] [--seed S]
-    edgesel-sim log --scenario FILE --out LOG.jsonl [--rounds N] [--seed S]
-    edgesel-sim replay --log LOG.jsonl --policy NAME[,NAME...]
+edgesel-sim --scenario FILE [--policies a,b,...] [--rounds N] [--out DIR] [--seed S]
+edgesel-sim log --scenario FILE --out LOG.jsonl [--rounds N] [--seed S]
+edgesel-sim replay --log LOG.jsonl --policy NAME[,NAME...]
 """
 
 from __future__ import annotations
@@ -21,11 +21,15 @@ SUBCOMMANDS = ("run", "log", "replay")
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=None, help="exploration strength of the core policies")
     p.add_argument("--lam", type=float, default=None, help=f"ridge strength (default {DEFAULT_LAMBDA})")
-    p.add_argument("--epsilon", type=float, default=None, help=f"epsilon_greedy's ε (default {DEFAULT_EPSILON})")
+    p.add_argument(
+        "--epsilon", type=float, default=None, help=f"epsilon_greedy's ε (default {DEFAULT_EPSILON})"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgesel-sim", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="edgesel-sim", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     sub = p.add_subparsers(dest="command")
     r = sub.add_parser("run", help="run policies on a scenario (the default command)")
     r.add_argument("--scenario", required=True, help="scenario TOML file")
@@ -43,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     lg.add_argument("--seed", type=int, default=None)
     rp = sub.add_parser("replay", help="estimate policies offline from a decision log (replay + IPS)")
     rp.add_argument("--log", required=True, help="JSONL decision log")
-    rp.add_argument("--policy", required=True, help="comma-separated: core policies, random, epsilon_greedy, fixed:ARM")
+    rp.add_argument(
+        "--policy", required=True, help="comma-separated: core policies, random, epsilon_greedy, fixed:ARM"
+    )
     rp.add_argument("--seed", type=int, default=0)
     rp.add_argument("--out", default=None, help="also write the estimates to this JSON file")
     _common(rp)
@@ -63,14 +69,17 @@ def _run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.policies.split(",") if n.strip()]
     unknown = [n for n in names if n not in ALL_POLICIES]
     if unknown or not names:
-        return _fail(f"unknown policy {unknown} (known: {', '.join(ALL_POLICIES)})" if unknown else "no policies")
+        return _fail(
+            f"unknown policy {unknown} (known: {', '.join(ALL_POLICIES)})" if unknown else "no policies"
+        )
     if args.rounds is not None and args.rounds < 1:
         return _fail("--rounds must be >= 1")
     scenario = load_scenario(args.scenario)
     start = time.perf_counter()
     stream = build_stream(scenario, args.rounds, args.seed)
     print(
-        f"edgesel-sim: scenario {scenario.name!r}: {stream.rounds} rounds, {len(scenario.devices)} device types, "
+        f"edgesel-sim: scenario {scenario.name!r}: {stream.rounds} rounds, "
+        f"{len(scenario.devices)} device types, "
         f"{len(stream.arm_ids)} models, d={stream.device_dim}, p={stream.model_dim}, seed {stream.seed} "
         f"(stream built in {time.perf_counter() - start:.1f}s)",
         file=sys.stderr,
@@ -116,10 +125,15 @@ def _replay(args: argparse.Namespace) -> int:
 
     results = {}
     for name in [n.strip() for n in args.policy.split(",") if n.strip()]:
-        res = replay_file(args.log, name, alpha=args.alpha, lam=args.lam, epsilon=args.epsilon, seed=args.seed)
+        res = replay_file(
+            args.log, name, alpha=args.alpha, lam=args.lam, epsilon=args.epsilon, seed=args.seed
+        )
         results[name] = res.as_dict()
         if not res.uniform_logging:
-            print(f"warning: {name}: logging propensities are not uniform; trust IPS/SNIPS, not replay", file=sys.stderr)
+            print(
+                f"warning: {name}: logging propensities are not uniform; trust IPS/SNIPS, not replay",
+                file=sys.stderr,
+            )
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:

@@ -1,7 +1,7 @@
-"""Edge devices (``data/edge_devices.csv``) and the hidden hardware parameters the simulator derives from them.
+"""Edge devices (``data/edge_devices.csv``) and the hidden hardware parameters the simulator derives.
 
 Everything here is a documented rule of thumb (docs/simulator.md, "Latency and energy"), not a measurement.
-Unknown CPUs/accelerators get conservative defaults so a scenario can use any device row with the same columns.
+Unknown CPUs/accelerators get conservative defaults, so any device row with the same columns works.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class Accelerator:
     onchip_mb: float  # weights beyond this are streamed per inference (Edge TPU: 8 MB SRAM)
 
 
-# accelerator-name substring -> (utilization, runs_float, watts, on-chip MB, fallback TOPS if the CSV has none)
+# accelerator-name substring -> (utilization, runs_float, watts, on-chip MB, TOPS when the CSV has none)
 ACCEL_TABLE: tuple[tuple[str, tuple[float, bool, float, float, float]], ...] = (
     ("Edge TPU", (0.15, False, 2.0, 8.0, 4.0)),
     ("Hexagon 685", (0.08, False, 1.0, math.inf, 3.0)),
@@ -123,7 +123,9 @@ class DeviceSpec:
                 return Accelerator(key, tops, util, runs_float, watts, onchip)
         if self.accelerator_tops_int8 > 0:
             util, runs_float, watts, onchip = GPU_TENSOR_CORES
-            return Accelerator("gpu_tensor_cores", self.accelerator_tops_int8, util, runs_float, watts, onchip)
+            return Accelerator(
+                "gpu_tensor_cores", self.accelerator_tops_int8, util, runs_float, watts, onchip
+            )
         return None
 
     @property

@@ -57,7 +57,9 @@ class QoEParams:
     latency_half_ms: float = 100.0  # latency at which latency satisfaction is 1/2
     latency_steepness: float = 2.0
     energy_half_mj: float = 300.0  # energy per inference at which energy satisfaction is 1/2 (full battery)
-    latency_limit_ms: float = 2000.0  # patience: beyond this the whole experience collapses, whatever the weights
+    latency_limit_ms: float = (
+        2000.0  # patience: beyond this the whole experience collapses, whatever the weights
+    )
     accuracy_floor: float = 55.0  # top-1 below this is worthless to the user ...
     accuracy_ceiling: float = 88.0  # ... and above this no better
 
@@ -121,11 +123,14 @@ class GroundTruth:
                 self.power_w[i, j] = paths[best][1]
         self.footprint_mb = np.array([footprint_mb(m) for m in models])
         self.accuracy_utility = np.clip(
-            (np.array([m.top1 for m in models]) - qoe.accuracy_floor) / (qoe.accuracy_ceiling - qoe.accuracy_floor),
+            (np.array([m.top1 for m in models]) - qoe.accuracy_floor)
+            / (qoe.accuracy_ceiling - qoe.accuracy_floor),
             0.0,
             1.0,
         )
-        self.thermal_sens = np.array([THERMAL_SENSITIVITY.get(d.kind, DEFAULT_THERMAL_SENSITIVITY) for d in devices])
+        self.thermal_sens = np.array(
+            [THERMAL_SENSITIVITY.get(d.kind, DEFAULT_THERMAL_SENSITIVITY) for d in devices]
+        )
         self.free_ram = np.array([FREE_RAM_FRACTION.get(d.kind, DEFAULT_FREE_RAM_FRACTION) for d in devices])
         self.ram_mb = np.array([d.ram_gb * 1024.0 for d in devices])
         self.battery_powered = np.array([d.battery_powered for d in devices])
@@ -151,11 +156,15 @@ class GroundTruth:
         u_lat = 1.0 / (1.0 + (latency / q.latency_half_ms) ** q.latency_steepness)
         half = q.energy_half_mj * (0.25 + 0.75 * battery)[:, None]
         u_energy = np.where(self.battery_powered[dev][:, None], 1.0 / (1.0 + energy / half), 1.0)
-        value = prefs[:, 0:1] * self.accuracy_utility[None, :] + prefs[:, 1:2] * u_lat + prefs[:, 2:3] * u_energy
+        value = (
+            prefs[:, 0:1] * self.accuracy_utility[None, :] + prefs[:, 1:2] * u_lat + prefs[:, 2:3] * u_energy
+        )
         patience = 1.0 / (1.0 + (latency / q.latency_limit_ms) ** 4)
         return np.where(fits, value * patience, 0.0)
 
-    def expected_qoe(self, dev: NDArray, thermal: NDArray, load: NDArray, battery: NDArray, prefs: NDArray) -> NDArray:
+    def expected_qoe(
+        self, dev: NDArray, thermal: NDArray, load: NDArray, battery: NDArray, prefs: NDArray
+    ) -> NDArray:
         """(n, K) noiseless QoE: what regret and the oracle are measured against."""
         lat = self.request_latency(dev, thermal, load)
         energy = lat * self.power_w[dev]  # W x ms = mJ
@@ -171,7 +180,7 @@ class GroundTruth:
         latency_jitter: NDArray,
         rating_noise: NDArray,
     ) -> NDArray:
-        """(n, K) QoE a user would report: jittered latency/energy, the user's rating bias and noise, in [0,1].
+        """(n, K) QoE a user would report, in [0, 1]: jittered latency/energy, rating bias and noise.
         A model that does not fit crashes and reports exactly 0."""
         lat = self.request_latency(dev, thermal, load) * latency_jitter
         energy = lat * self.power_w[dev]

@@ -18,11 +18,19 @@ from edgesel_server.sim.scenario import Stream
 
 CORE_POLICIES = ("hybrid_linucb", "disjoint_linucb", "lin_ts")
 BASELINES = ("oracle", "common_model", "random", "epsilon_greedy")
-ALL_POLICIES = ("oracle", "hybrid_linucb", "disjoint_linucb", "lin_ts", "common_model", "epsilon_greedy", "random")
+ALL_POLICIES = (
+    "oracle",
+    "hybrid_linucb",
+    "disjoint_linucb",
+    "lin_ts",
+    "common_model",
+    "epsilon_greedy",
+    "random",
+)
 
 # Defaults chosen to be robust across scenarios (rewards in [0, 1], features ~[0, 1]), not tuned to one file:
 # see docs/simulator.md, "Policies".
-DEFAULT_ALPHA = {"hybrid_linucb": 0.5, "disjoint_linucb": 0.5, "lin_ts": 0.5}
+DEFAULT_ALPHA = {"hybrid_linucb": 0.5, "disjoint_linucb": 0.5, "lin_ts": 0.15}
 DEFAULT_LAMBDA = 1.0
 DEFAULT_EPSILON = 0.1
 
@@ -89,7 +97,9 @@ class BanditPolicy:
         )
 
     def add_arm(self, arm_id: str, features: NDArray) -> None:
-        self.bandit.add_arm(arm_id, np.asarray(features, dtype=np.float64) if self.uses_model_features else None)
+        self.bandit.add_arm(
+            arm_id, np.asarray(features, dtype=np.float64) if self.uses_model_features else None
+        )
 
     def remove_arm(self, arm_id: str) -> None:
         self.bandit.remove_arm(arm_id)

@@ -5,12 +5,12 @@ add/remove catalog models with their feature vectors, and ``decision`` records (
 ids, chosen arm, propensity, reward). The simulator writes such logs with a uniformly random logging policy
 (:func:`write_random_log`); the server will export its own log in the same format.
 
-Replay: walk the log in order; the evaluated policy picks from the logged eligible set; when it agrees with the
-logged arm the event is accepted, its reward counted and fed back to the policy, otherwise the event is
+Replay: walk the log in order; the evaluated policy picks from the logged eligible set; when it agrees with
+the logged arm the event is accepted, its reward counted and fed back to the policy, otherwise the event is
 skipped. With uniformly random logging the accepted events are distributed exactly as an online run of the
 policy, so the mean accepted reward estimates the policy's online per-round value over ~N/K rounds.
-IPS: the same walk, but every agreeing event counts ``reward / propensity`` over all N events (unbiased for any
-known logging propensities; SNIPS normalizes by the sum of weights).
+IPS: the same walk, but every agreeing event counts ``reward / propensity`` over all N events (unbiased for
+any known logging propensities; SNIPS normalizes by the sum of weights).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class ArmChange:
 
 
 def write_random_log(stream: Stream, out: str | Path | TextIO, seed: int | None = None) -> int:
-    """Log a uniformly random policy (propensity 1/|eligible|) on ``stream``; returns the number of decisions."""
+    """Log a uniformly random policy (propensity 1/|eligible|) on ``stream``; returns the decision count."""
     from edgesel_server.sim.catalog import MODEL_FEATURE_NAMES
     from edgesel_server.sim.devices import DEVICE_FEATURE_NAMES
     from edgesel_server.sim.runner import eligible_lists
@@ -71,19 +71,26 @@ def write_random_log(stream: Stream, out: str | Path | TextIO, seed: int | None 
             "model_dim": stream.model_dim,
             "device_features": list(DEVICE_FEATURE_NAMES),
             "model_features": list(MODEL_FEATURE_NAMES),
-            "source": f"edgesel-sim scenario {stream.scenario.name!r} seed {stream.seed}, uniform random logging",
+            "source": f"edgesel-sim {stream.scenario.name!r} seed {stream.seed}, uniform random logging",
         }
         fh.write(json.dumps(header) + "\n")
         col = {a: i for i, a in enumerate(stream.arm_ids)}
         feats = {a: [round(float(v), 6) for v in stream.arm_features[col[a]]] for a in stream.arm_ids}
-        fh.write(json.dumps({"type": "arms", "add": {m.arm_id: feats[m.arm_id] for m in stream.scenario.models}}) + "\n")
+        fh.write(
+            json.dumps({"type": "arms", "add": {m.arm_id: feats[m.arm_id] for m in stream.scenario.models}})
+            + "\n"
+        )
         changes = dict(stream.change_rounds)
         lists, which = eligible_lists(stream)
         logger = RandomPolicy(seed=stream.seed if seed is None else seed)
         for t in range(stream.rounds):
             ch = changes.get(t)
             if ch is not None:
-                fh.write(json.dumps({"type": "arms", "add": {a: feats[a] for a in ch.add}, "remove": list(ch.remove)}))
+                fh.write(
+                    json.dumps(
+                        {"type": "arms", "add": {a: feats[a] for a in ch.add}, "remove": list(ch.remove)}
+                    )
+                )
                 fh.write("\n")
             eligible = lists[which[t]]
             req = Request(t, stream.contexts[t], eligible)
@@ -128,14 +135,20 @@ def read_log(lines: Iterable[str]) -> Iterator[dict[str, Any] | Decision | ArmCh
         kind = rec.get("type", "decision")
         if kind == "header":
             if rec.get("format", LOG_FORMAT) != LOG_FORMAT or rec.get("version", LOG_VERSION) != LOG_VERSION:
-                raise LogError(f"line {lineno}: unsupported log format {rec.get('format')!r} v{rec.get('version')}")
+                raise LogError(
+                    f"line {lineno}: unsupported log format {rec.get('format')!r} v{rec.get('version')}"
+                )
             yield rec
         elif kind == "arms":
             add = rec.get("add", {})
             remove = rec.get("remove", [])
             if not isinstance(add, dict) or not isinstance(remove, list):
-                raise LogError(f"line {lineno}: 'add' must be an object of arm id -> features, 'remove' a list")
-            yield ArmChange({str(k): list(map(float, v or [])) for k, v in add.items()}, [str(a) for a in remove])
+                raise LogError(
+                    f"line {lineno}: 'add' must be an object of arm id -> features, 'remove' a list"
+                )
+            yield ArmChange(
+                {str(k): list(map(float, v or [])) for k, v in add.items()}, [str(a) for a in remove]
+            )
         elif kind == "decision":
             ctx = np.asarray(_field(rec, "context", lineno), dtype=np.float64)
             if ctx.ndim != 1 or not np.all(np.isfinite(ctx)):
@@ -143,14 +156,18 @@ def read_log(lines: Iterable[str]) -> Iterator[dict[str, Any] | Decision | ArmCh
             eligible = _field(rec, "eligible", lineno)
             arm = _field(rec, "arm", lineno)
             if not isinstance(eligible, list) or not eligible or arm not in eligible:
-                raise LogError(f"line {lineno}: 'eligible' must be a non-empty list containing 'arm' ({arm!r})")
+                raise LogError(
+                    f"line {lineno}: 'eligible' must be a non-empty list containing 'arm' ({arm!r})"
+                )
             p = _field(rec, "propensity", lineno)
             if not isinstance(p, (int, float)) or not 0 < p <= 1:
                 raise LogError(f"line {lineno}: 'propensity' must be in (0, 1], got {p!r}")
             r = rec.get("reward")
             if r is not None and (not isinstance(r, (int, float)) or not math.isfinite(r)):
                 raise LogError(f"line {lineno}: 'reward' must be a number or null, got {r!r}")
-            yield Decision(int(rec.get("round", lineno)), ctx, eligible, arm, float(p), r, str(rec.get("event_id", "")))
+            yield Decision(
+                int(rec.get("round", lineno)), ctx, eligible, arm, float(p), r, str(rec.get("event_id", ""))
+            )
         else:
             raise LogError(f"line {lineno}: unknown record type {kind!r}")
 

@@ -79,8 +79,9 @@ def new_model_stats(stream: Stream, runs: list[PolicyRun]) -> dict[str, Any]:
                 "optimal_requests": int(optimal_rounds.size),
                 "optimal_share_by_device": dict(sorted(by_device.items(), key=lambda kv: -kv[1])),
                 "pickup_rule": (
-                    f"rounds after the add until the first window of {PICKUP_WINDOW} consecutive requests for "
-                    f"which it is optimal has it picked >= {PICKUP_SHARE:.0%} (counted at the window's last request)"
+                    f"rounds after the add until the first window of {PICKUP_WINDOW} consecutive requests "
+                    f"for which it is optimal has it picked >= {PICKUP_SHARE:.0%} "
+                    "(counted at the window's last request)"
                 ),
                 "policies": {},
             }
@@ -111,7 +112,9 @@ def new_model_stats(stream: Stream, runs: list[PolicyRun]) -> dict[str, Any]:
     return out
 
 
-def build_report(stream: Stream, runs: list[PolicyRun], settings: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_report(
+    stream: Stream, runs: list[PolicyRun], settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
     sc = stream.scenario
     policies = {run.name: policy_metrics(stream, run) for run in runs}
     _, best_value = stream.best_expected()

@@ -71,15 +71,19 @@ def run_policy(
             qoe += q
             regret += float(best_value[t]) - q
             if (t + 1) % progress_every == 0 or t + 1 == stream.rounds:
-                progress(policy.name, t + 1, stream.rounds, qoe / (t + 1), regret, time.perf_counter() - start)
+                progress(
+                    policy.name, t + 1, stream.rounds, qoe / (t + 1), regret, time.perf_counter() - start
+                )
     return PolicyRun(policy.name, picks, time.perf_counter() - start)
 
 
-def console_progress(name: str, done: int, total: int, mean_qoe: float, regret: float, elapsed: float) -> None:
+def console_progress(
+    name: str, done: int, total: int, mean_qoe: float, regret: float, elapsed: float
+) -> None:
     end = "\n" if done == total else ""
     sys.stderr.write(
-        f"\r  {name:<16} {done:>7}/{total} rounds  mean QoE {mean_qoe:.3f}  regret {regret:9.1f}  {elapsed:6.1f}s"
-        + end
+        f"\r  {name:<16} {done:>7}/{total} rounds  mean QoE {mean_qoe:.3f}  "
+        f"regret {regret:9.1f}  {elapsed:6.1f}s" + end
     )
     sys.stderr.flush()
 

@@ -9,12 +9,12 @@ that every policy is run against, so all policies see the same devices, states, 
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tomllib
 from numpy.typing import NDArray
 
 from edgesel_server.sim.catalog import ModelSpec, model_features, resolve_model
@@ -82,7 +82,9 @@ def _err(field_name: str, problem: str) -> ScenarioError:
     return ScenarioError(f"scenario field {field_name!r}: {problem}")
 
 
-def _check_keys(table: Any, where: str, allowed: set[str], required: set[str] = frozenset()) -> dict[str, Any]:
+def _check_keys(
+    table: Any, where: str, allowed: set[str], required: set[str] = frozenset()
+) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise _err(where or "<root>", f"must be a table, got {type(table).__name__}")
     for k in table:
@@ -198,7 +200,9 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
     users = _check_keys(root.get("users", {}), "users", {"preference_concentration", "rating_bias_sd"})
     conc = users.get("preference_concentration", list(UserModel.preference_concentration))
     if not isinstance(conc, list) or len(conc) != 3:
-        raise _err("users.preference_concentration", "must be three positive numbers (accuracy, latency, energy)")
+        raise _err(
+            "users.preference_concentration", "must be three positive numbers (accuracy, latency, energy)"
+        )
     conc_t = tuple(float(_num(c, "users.preference_concentration", 1e-3, 1e6)) for c in conc)
     user_model = UserModel(
         conc_t,  # type: ignore[arg-type]
@@ -207,7 +211,9 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
 
     st = _check_keys(root.get("state", {}), "state", {"battery_range", "thermal_beta", "load_beta"})
     state = StateModel(
-        _pair(st.get("battery_range", list(StateModel.battery_range)), "state.battery_range", 0, 1, ordered=True),
+        _pair(
+            st.get("battery_range", list(StateModel.battery_range)), "state.battery_range", 0, 1, ordered=True
+        ),
         _pair(st.get("thermal_beta", list(StateModel.thermal_beta)), "state.thermal_beta", 1e-3, 1e6),
         _pair(st.get("load_beta", list(StateModel.load_beta)), "state.load_beta", 1e-3, 1e6),
     )
@@ -215,21 +221,29 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
     qd = QoEParams()
     q = _check_keys(root.get("qoe", {}), "qoe", set(qd.__dataclass_fields__))
     qoe = QoEParams(
-        latency_half_ms=float(_num(q.get("latency_half_ms", qd.latency_half_ms), "qoe.latency_half_ms", 1e-3)),
+        latency_half_ms=float(
+            _num(q.get("latency_half_ms", qd.latency_half_ms), "qoe.latency_half_ms", 1e-3)
+        ),
         latency_steepness=float(
             _num(q.get("latency_steepness", qd.latency_steepness), "qoe.latency_steepness", 0.1, 20)
         ),
-        latency_limit_ms=float(_num(q.get("latency_limit_ms", qd.latency_limit_ms), "qoe.latency_limit_ms", 1e-3)),
+        latency_limit_ms=float(
+            _num(q.get("latency_limit_ms", qd.latency_limit_ms), "qoe.latency_limit_ms", 1e-3)
+        ),
         energy_half_mj=float(_num(q.get("energy_half_mj", qd.energy_half_mj), "qoe.energy_half_mj", 1e-3)),
         accuracy_floor=float(_num(q.get("accuracy_floor", qd.accuracy_floor), "qoe.accuracy_floor", 0, 100)),
-        accuracy_ceiling=float(_num(q.get("accuracy_ceiling", qd.accuracy_ceiling), "qoe.accuracy_ceiling", 0, 100)),
+        accuracy_ceiling=float(
+            _num(q.get("accuracy_ceiling", qd.accuracy_ceiling), "qoe.accuracy_ceiling", 0, 100)
+        ),
     )
     if qoe.accuracy_ceiling <= qoe.accuracy_floor:
         raise _err("qoe.accuracy_ceiling", "must be above qoe.accuracy_floor")
 
     nd = Noise()
     nz = _check_keys(root.get("noise", {}), "noise", set(nd.__dataclass_fields__))
-    noise = Noise(**{k: float(_num(nz.get(k, getattr(nd, k)), f"noise.{k}", 0.0, 5.0)) for k in nd.__dataclass_fields__})
+    noise = Noise(
+        **{k: float(_num(nz.get(k, getattr(nd, k)), f"noise.{k}", 0.0, 5.0)) for k in nd.__dataclass_fields__}
+    )
 
     description = root.get("description", "")
     if not isinstance(description, str):
