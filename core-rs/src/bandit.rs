@@ -612,6 +612,14 @@ impl Bandit {
         self.scan_body(x, arms, f)
     }
 
+    /// Scores with the portable code path only (tests compare it with the dispatched one).
+    #[cfg(test)]
+    pub(crate) fn score_portable(&self, x: &[f64]) -> Vec<(f64, f64, f64)> {
+        let mut out = Vec::new();
+        self.scan_body(x, None, |_, _, m, b, t| out.push((m, b, t)));
+        out
+    }
+
     #[inline(always)]
     fn scan_body(
         &self,

@@ -412,3 +412,19 @@ fn learns_the_best_arm() {
         );
     }
 }
+
+#[test]
+fn simd_dispatch_is_bit_identical_to_portable_code() {
+    for policy in ["disjoint_linucb", "hybrid_linucb"] {
+        let b = trained(policy);
+        let x = [0.25, -0.5, 0.125, 0.75];
+        let s = b.score(&x, None::<&[&str]>).expect("score");
+        let p = b.score_portable(&x);
+        assert_eq!(p.len(), s.mean.len());
+        for (i, (m, bo, t)) in p.into_iter().enumerate() {
+            assert_eq!(m.to_bits(), s.mean[i].to_bits(), "{policy}");
+            assert_eq!(bo.to_bits(), s.bonus[i].to_bits(), "{policy}");
+            assert_eq!(t.to_bits(), s.total[i].to_bits(), "{policy}");
+        }
+    }
+}

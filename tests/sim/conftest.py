@@ -16,4 +16,3 @@ def fleet_path() -> Path:
 @pytest.fixture(scope="session")
 def tiny_path() -> Path:
     return SCENARIOS / "tiny.toml"
-

@@ -15,7 +15,6 @@ from edgesel_server.sim.runner import run
 from edgesel_server.sim.scenario import build_stream, parse_scenario
 
 
-
 @pytest.fixture(scope="module")
 def stationary(tiny_path):
     """tiny.toml without its catalog change: replay time and online time then see the same catalog."""

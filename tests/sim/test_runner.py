@@ -13,7 +13,6 @@ from edgesel_server.sim.runner import run
 from edgesel_server.sim.scenario import build_stream, load_scenario
 
 
-
 def _strip_runtime(report):
     for m in report["policies"].values():
         m.pop("runtime_s")

@@ -33,7 +33,8 @@ FEATURE_BOUND = 100.0
 
 def _feature_tables(kind: str, names: tuple[str, ...]) -> str:
     return "".join(
-        f'\n[[space.{kind}]]\nname = "{n}"\nmin = {-FEATURE_BOUND}\nmax = {FEATURE_BOUND}\ntransform = "none"\n'
+        f'\n[[space.{kind}]]\nname = "{n}"\nmin = {-FEATURE_BOUND}\nmax = {FEATURE_BOUND}\n'
+        'transform = "none"\n'
         for n in names
     )
 
@@ -53,7 +54,8 @@ def space_config(
     models = []
     for m in stream.scenario.models:
         feats = ", ".join(
-            f"{n} = {float(v)!r}" for n, v in zip(MODEL_FEATURE_NAMES, stream.arm_features[col[m.arm_id]])
+            f"{n} = {float(v)!r}"
+            for n, v in zip(MODEL_FEATURE_NAMES, stream.arm_features[col[m.arm_id]], strict=True)
         )
         models.append(
             f'\n[[space.models]]\nid = "{m.arm_id}"\nartifact_uri = "file:///srv/edgesel/models/{m.arm_id}.pt"\n'
@@ -89,7 +91,7 @@ class LiveServerPolicy:
             model = types_pb2.Model(
                 model_id=arm_id,
                 artifact_uri=f"file:///srv/edgesel/models/{arm_id}.pt",
-                features={n: float(v) for n, v in zip(MODEL_FEATURE_NAMES, features)},
+                features={n: float(v) for n, v in zip(MODEL_FEATURE_NAMES, features, strict=True)},
             )
             self._catalog.AddModel(catalog_pb2.AddModelRequest(space=SPACE, model=model), timeout=10)
             self._known.add(arm_id)
@@ -100,7 +102,7 @@ class LiveServerPolicy:
         self._all_active.discard(arm_id)
 
     def select(self, request: Request) -> str:
-        features = {n: float(v) for n, v in zip(DEVICE_FEATURE_NAMES, np.asarray(request.x))}
+        features = {n: float(v) for n, v in zip(DEVICE_FEATURE_NAMES, np.asarray(request.x), strict=True)}
         # Send the eligible list only when it restricts the choice, as a device app would.
         eligible = None if set(request.eligible) == self._all_active else request.eligible
         sel = self.client.select(device_features=features, eligible=eligible)
