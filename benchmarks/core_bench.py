@@ -13,22 +13,32 @@ For a fair run, unset the OpenBLAS overrides that this machine may set (they can
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/core_bench.py
 
+numpy's BLAS runs on one thread (OPENBLAS_NUM_THREADS=1 unless already set), like the Rust core;
+`OPENBLAS_NUM_THREADS=2 python benchmarks/core_bench.py` lets numpy use more.
+
 This is a script, not a timed test: nothing here asserts a speed.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
-import statistics
-import sys
-import time
 
-import numpy as np
-from edgesel_server.core import Bandit
-from numpy_fast import FastBandit
+# numpy's BLAS gets one thread unless the caller sets OPENBLAS_NUM_THREADS: the Rust core scores on one
+# thread, and on small (2-vCPU) machines multi-threaded OpenBLAS gemv is slower and erratic (measured
+# 1-10 ms instead of 0.3 ms for K=1000, d=32). Must happen before numpy is imported.
+BLAS_THREADS_DEFAULTED = "OPENBLAS_NUM_THREADS" not in os.environ
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from edgesel_server.core import Bandit  # noqa: E402
+from numpy_fast import FastBandit  # noqa: E402
 
 POLICIES = ("disjoint_linucb", "hybrid_linucb")
 ARMS = (10, 100, 1000)
@@ -55,6 +65,8 @@ def env_summary() -> list[str]:
     except Exception as e:  # noqa: BLE001 - informational only
         lines.append(f"numpy BLAS: unknown ({e.__class__.__name__})")
     seen = [f"{v}={os.environ[v]}" for v in ENV_VARS if v in os.environ]
+    if BLAS_THREADS_DEFAULTED:
+        seen = [v + " (set by this script)" if v.startswith("OPENBLAS_NUM_THREADS") else v for v in seen]
     lines.append("BLAS env: " + (", ".join(seen) if seen else "none of " + ", ".join(ENV_VARS) + " set"))
     if "OPENBLAS_CORETYPE" in os.environ or "OPENBLAS_L2_SIZE" in os.environ:
         lines.append(

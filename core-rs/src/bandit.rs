@@ -17,8 +17,8 @@ use std::sync::Arc;
 use crate::error::{CoreError, CoreResult};
 use crate::features;
 use crate::linalg::{
-    add_outer, axpy, cholesky_inverse, combine_rows, dot, matvec, pack_sym_doubled, packed_len, packed_outer,
-    scaled_identity, sherman_morrison,
+    add_outer, axpy, cholesky_inverse, combine_rows, dot, matvec, pack_sym_doubled, packed_len,
+    packed_outer, scaled_identity, sherman_morrison,
 };
 use crate::rng::{Block, SplitMix64};
 

@@ -20,7 +20,12 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
         }
     }
     // Halving tree (lanes i and i+4, then i and i+2): maps onto vector halves without shuffles.
-    let h = [acc[0] + acc[4], acc[1] + acc[5], acc[2] + acc[6], acc[3] + acc[7]];
+    let h = [
+        acc[0] + acc[4],
+        acc[1] + acc[5],
+        acc[2] + acc[6],
+        acc[3] + acc[7],
+    ];
     let mut s = (h[0] + h[2]) + (h[1] + h[3]);
     for (x, y) in ra.iter().zip(rb) {
         s += x * y;
@@ -246,7 +251,15 @@ mod tests {
     #[test]
     fn combine_rows_matches_axpy() {
         let mut s = 5;
-        for (nrows, ncols) in [(0usize, 3usize), (1, 1), (3, 4), (5, 13), (9, 14), (17, 15), (4, 33)] {
+        for (nrows, ncols) in [
+            (0usize, 3usize),
+            (1, 1),
+            (3, 4),
+            (5, 13),
+            (9, 14),
+            (17, 15),
+            (4, 33),
+        ] {
             let m: Vec<f64> = (0..nrows * ncols).map(|_| lcg(&mut s)).collect();
             let coef: Vec<f64> = (0..nrows).map(|_| lcg(&mut s)).collect();
             let mut expected = vec![0.0; ncols];

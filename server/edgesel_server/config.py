@@ -51,6 +51,27 @@ class SpaceConfig:
     rating_request_min_bonus: float = 0.1
 
 
+@dataclass(frozen=True)
+class TlsConfig:
+    """`[server.tls]`: the server's certificate and key; a client CA turns on mutual TLS."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """`[server.auth]`: bearer tokens (files with one token a line, or comma-separated env variables)."""
+
+    device_tokens_file: Path | None = None
+    device_tokens_env: str | None = None
+    admin_tokens_file: Path | None = None
+    admin_tokens_env: str | None = None
+    # Feedback for a decision is accepted only from the token that asked for it.
+    bind_feedback_to_token: bool = False
+
+
 @dataclass
 class ServerConfig:
     listen: str = "127.0.0.1:50051"
@@ -63,6 +84,12 @@ class ServerConfig:
     max_eligible: int = 10_000
     max_pending_decisions: int = 1_000_000
     decision_retention_s: float = 7 * 24 * 3600.0
+    # Requests per second per principal (bearer token, or peer address without auth); 0 turns it off.
+    rate_limit_per_s: float = 0.0
+    rate_burst: int = 0  # 0: one second's worth
+    tls: TlsConfig | None = None
+    auth: AuthConfig | None = None
+    metrics_listen: str | None = None  # `[server.metrics] listen`; no metrics endpoint when None
     spaces: list[SpaceConfig] = field(default_factory=list)
 
 
@@ -190,6 +217,47 @@ def _space(r: _Reader) -> SpaceConfig:
     return space
 
 
+def _path(r: _Reader, key: str, base_dir: Path) -> Path | None:
+    """An optional file path, relative to the config file's folder."""
+    value = r.get(key, str, None)
+    if value is None:
+        return None
+    if not value:
+        raise ConfigError(f"{r._key(key)} must not be empty")
+    return base_dir / value
+
+
+def _tls(r: _Reader, base_dir: Path) -> TlsConfig:
+    cert, key = _path(r, "cert_file", base_dir), _path(r, "key_file", base_dir)
+    if cert is None or key is None:
+        raise ConfigError(f"{r.where}: cert_file and key_file are both required")
+    tls = TlsConfig(cert_file=cert, key_file=key, client_ca_file=_path(r, "client_ca_file", base_dir))
+    r.done()
+    return tls
+
+
+def _auth(r: _Reader, base_dir: Path) -> AuthConfig:
+    auth = AuthConfig(
+        device_tokens_file=_path(r, "device_tokens_file", base_dir),
+        device_tokens_env=r.get("device_tokens_env", str, None),
+        admin_tokens_file=_path(r, "admin_tokens_file", base_dir),
+        admin_tokens_env=r.get("admin_tokens_env", str, None),
+        bind_feedback_to_token=r.get("bind_feedback_to_token", bool, False),
+    )
+    r.done()
+    sources = (auth.device_tokens_file, auth.device_tokens_env, auth.admin_tokens_file, auth.admin_tokens_env)
+    if all(not src for src in sources):
+        raise ConfigError(f"{r.where}: name at least one token file or environment variable")
+    return auth
+
+
+def _host_port(value: str, where: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{where} must be HOST:PORT, got {value!r}")
+    return value
+
+
 def parse_config(data: Mapping[str, Any], *, base_dir: Path = Path(".")) -> ServerConfig:
     root = _Reader(data, "")
     s = root.sub("server")
@@ -204,8 +272,20 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path = Path(".")) -> Serv
         max_eligible=s.get("max_eligible", int, ServerConfig.max_eligible),
         max_pending_decisions=s.get("max_pending_decisions", int, ServerConfig.max_pending_decisions),
         decision_retention_s=s.get("decision_retention_s", float, ServerConfig.decision_retention_s),
+        rate_limit_per_s=s.get("rate_limit_per_s", float, ServerConfig.rate_limit_per_s),
+        rate_burst=s.get("rate_burst", int, ServerConfig.rate_burst),
     )
+    if "tls" in s.table:
+        cfg.tls = _tls(s.sub("tls"), base_dir)
+    if "auth" in s.table:
+        cfg.auth = _auth(s.sub("auth"), base_dir)
+    if "metrics" in s.table:
+        m = s.sub("metrics")
+        cfg.metrics_listen = _host_port(m.get("listen", str), f"{m.where}.listen")
+        m.done()
     s.done()
+    if cfg.rate_limit_per_s < 0 or cfg.rate_burst < 0:
+        raise ConfigError("server.rate_limit_per_s and server.rate_burst must be >= 0")
     if cfg.durability not in DURABILITY_MODES:
         raise ConfigError(f"server.durability must be one of {DURABILITY_MODES}")
     if cfg.store != "sqlite" and not cfg.store.startswith("redis://"):

@@ -31,6 +31,7 @@ import numpy as np
 from edgesel_server.bench.fleet import BenchFleet
 from edgesel_server.bench.load import PhaseResult, PhaseSpec, run_phase
 from edgesel_server.config import load_config
+from edgesel_server.schema import FeatureSchema
 
 
 def _start(cmd: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
@@ -92,11 +93,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="edgesel-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument(
-        "--target", action="append", help="HOST:PORT of a running server (repeat for replicas)"
+    p.add_argument(
+        "--target",
+        action="append",
+        help="HOST:PORT of a running server (repeat for replicas); give --config too for its schema",
     )
-    where.add_argument("--config", help="start a server with this config on a free loopback port")
+    p.add_argument("--config", required=True, help="the server config; without --target the bench starts it")
+    p.add_argument(
+        "--catalog-sizes",
+        default="",
+        help="e.g. 8,128: also measure Select throughput with catalogs of these sizes (zoo models added over "
+        "CatalogService), each on a fresh server, and report the ratio",
+    )
     p.add_argument("--space", help="the space to use (default: the config's first)")
     p.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
     p.add_argument("--concurrency", type=int, default=16, help="calls in flight, all workers together")
@@ -116,33 +124,21 @@ def main(argv: list[str] | None = None) -> int:
     procs: list[subprocess.Popen] = []
     tmp = tempfile.mkdtemp(prefix="edgesel-bench-")
     try:
-        if args.config:
-            cfg = load_config(args.config)
-            server, target = _start(
-                [
-                    sys.executable,
-                    "-m",
-                    "edgesel_server.cli",
-                    "--config",
-                    args.config,
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--data-dir",
-                    os.path.join(tmp, "data"),
-                    "--log-level",
-                    "warning",
-                ]
-            )
+        cfg = load_config(args.config)
+        space_cfg = (
+            next((sp for sp in cfg.spaces if sp.name == args.space), None) if args.space else cfg.spaces[0]
+        )
+        if space_cfg is None:
+            p.error(f"space {args.space!r} is not in {args.config}")
+        if args.target:
+            targets, server_pid = args.target, args.server_pid
+        else:
+            server, target = _start_server(args.config, os.path.join(tmp, "data"))
             procs.append(server)
             targets, server_pid = [target], server.pid
-            space_cfg = (
-                next((s for s in cfg.spaces if s.name == args.space), cfg.spaces[0]) if cfg.spaces else None
-            )
-        else:
-            targets, server_pid, space_cfg = args.target, args.server_pid, None
-        fleet = BenchFleet(space_cfg, seed=args.seed) if space_cfg is not None else None
-        space = args.space or (space_cfg.name if space_cfg else "image-classification")
-        devices = fleet.device_feature_samples(64) if fleet else [{}]
+        fleet = BenchFleet(space_cfg, seed=args.seed)
+        space = space_cfg.name
+        devices = fleet.device_feature_samples(64)
         per_worker = max(1, args.concurrency // args.processes)
         report: dict[str, Any] = {
             "settings": {
@@ -219,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
                 report["learning"] = fleet.learning_report(res.rewards, res.regrets)
             errors.update(res.errors)
             rss[f"after_{phase}"] = _rss_mb(server_pid)
+        sizes = [int(x) for x in args.catalog_sizes.split(",") if x.strip()]
+        if sizes:
+            report["catalog_scaling"] = catalog_scaling(args, space_cfg, devices, sizes, per_worker, tmp)
+            errors.update(report["catalog_scaling"].pop("_errors"))
         report["errors"] = dict(errors)
         report["server_rss_mb"] = rss
         if "floor" in report:
@@ -238,6 +238,73 @@ def main(argv: list[str] | None = None) -> int:
         for proc in procs:
             _stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _start_server(config: str, data_dir: str) -> tuple[subprocess.Popen, str]:
+    cmd = [sys.executable, "-m", "edgesel_server.cli", "--config", config, "--listen", "127.0.0.1:0"]
+    return _start([*cmd, "--data-dir", data_dir, "--log-level", "warning"])
+
+
+def catalog_scaling(
+    args: argparse.Namespace,
+    space_cfg: Any,
+    devices: list[dict[str, float]],
+    sizes: list[int],
+    per_worker: int,
+    tmp: str,
+) -> dict[str, Any]:
+    """Select throughput at each catalog size, each on a fresh server started from the same config."""
+    out: dict[str, Any] = {"select_rps": {}, "_errors": Counter()}
+    for k in sizes:
+        server, target = _start_server(args.config, os.path.join(tmp, f"data-k{k}"))
+        try:
+            set_catalog_size(target, space_cfg, k)
+            spec = PhaseSpec(
+                kind="select", targets=[target], duration_s=args.duration, concurrency=per_worker,
+                space=space_cfg.name, devices=devices, seed=args.seed,
+            )  # fmt: skip
+            res, _ = run_phase(spec, args.processes, label=f"K={k}")
+            out["select_rps"][str(k)] = summarize(res.latencies_ms.get("select", []), res.elapsed_s)["rps"]
+            out["_errors"].update(res.errors)
+        finally:
+            _stop(server)
+    rps = out["select_rps"]
+    if len(sizes) >= 2 and rps[str(sizes[0])]:
+        out["ratio_largest_vs_smallest"] = round(rps[str(sizes[-1])] / rps[str(sizes[0])], 3)
+    return out
+
+
+def set_catalog_size(target: str, space_cfg: Any, k: int) -> None:
+    """Make the space hold exactly k active models: retire extras, add ImageNet-zoo models as needed."""
+    import csv
+    import importlib.resources
+
+    import grpc
+    from edgesel.v1 import catalog_pb2, catalog_pb2_grpc, types_pb2
+
+    names = {s.name for s in space_cfg.model_features}
+    with grpc.insecure_channel(target) as ch:
+        stub = catalog_pb2_grpc.CatalogServiceStub(ch)
+        listed = stub.ListModels(catalog_pb2.ListModelsRequest(space=space_cfg.name)).models
+        active = [m.model_id for m in listed]
+        for mid in active[k:]:
+            stub.RetireModel(catalog_pb2.RetireModelRequest(space=space_cfg.name, model_id=mid))
+        zoo = importlib.resources.files("edgesel_server.data").joinpath("imagenet_model_zoo.csv")
+        with zoo.open() as fh:
+            rows = list(csv.DictReader(fh))
+        schema = FeatureSchema(space_cfg.model_features, kind="model")
+        usable = []
+        for r in rows:  # only zoo models the space's schema accepts (e.g. within its GFLOPs range)
+            feats = {n: float(r[n]) for n in names if r.get(n)}
+            try:
+                schema.vector(feats)
+            except ValueError:
+                continue
+            usable.append((r, feats))
+        for i in range(k - min(k, len(active))):
+            r, feats = usable[i % len(usable)]
+            model = types_pb2.Model(model_id=f"bench-{i}-{r['model']}-{r['weights']}", features=feats)
+            stub.AddModel(catalog_pb2.AddModelRequest(space=space_cfg.name, model=model))
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -264,6 +331,13 @@ def print_report(report: dict[str, Any]) -> None:
             f"learning: mean QoE {lr['mean_qoe']:.3f} (first quarter {lr['mean_qoe_first_quarter']:.3f}, "
             f"last quarter {lr['mean_qoe_last_quarter']:.3f}); oracle {lr['oracle_mean_qoe']:.3f}, "
             f"best single model {lr['common_model_mean_qoe']:.3f}"
+        )
+    if "catalog_scaling" in report:
+        cs = report["catalog_scaling"]
+        sizes = ", ".join(f"K={k}: {v:.0f}" for k, v in cs["select_rps"].items())
+        ratio = cs.get("ratio_largest_vs_smallest")
+        print(
+            f"catalog scaling, Select req/s: {sizes}" + (f" (largest/smallest {ratio:.2f})" if ratio else "")
         )
     rss = {k: v for k, v in report.get("server_rss_mb", {}).items() if v is not None}
     if rss:

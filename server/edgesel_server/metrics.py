@@ -1,0 +1,127 @@
+"""Prometheus metrics on their own registry and HTTP port (`[server.metrics] listen`).
+
+RPC counts and latencies are observed by the interceptor; store commit latency by a hook the store calls;
+per-space figures are read from each space's counters at scrape time, so the hot path pays nothing for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from edgesel_server.engine import Engine
+
+log = logging.getLogger(__name__)
+
+RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+COMMIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+# (stats key, metric name, help)
+_SPACE_COUNTERS = (
+    ("decisions", "edgesel_decisions", "Decisions made (Select calls that returned a model)."),
+    ("feedback", "edgesel_feedback", "Feedback accepted and learned from."),
+    ("duplicates", "edgesel_feedback_duplicates", "Feedback for a decision that already had it."),
+    ("expired", "edgesel_decisions_expired", "Decisions whose feedback window closed without feedback."),
+    ("defaults_applied", "edgesel_default_rewards", "Default rewards applied to expired decisions."),
+    ("exploratory", "edgesel_exploratory_decisions", "Decisions that picked an arm other than the best mean."),
+)
+
+
+class _SpaceCollector(Collector):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.started = time.time()
+
+    def collect(self) -> Iterator[Metric]:
+        now = time.time()
+        counters = {
+            key: CounterMetricFamily(name, doc, labels=["space"]) for key, name, doc in _SPACE_COUNTERS
+        }
+        join = GaugeMetricFamily(
+            "edgesel_feedback_join_ratio", "Feedback accepted / decisions made, since start.", labels=["space"]
+        )
+        explore = GaugeMetricFamily(
+            "edgesel_exploration_ratio", "Exploratory decisions / decisions, since start.", labels=["space"]
+        )
+        snapshot_age = GaugeMetricFamily(
+            "edgesel_snapshot_age_seconds",
+            "Seconds since the learned state was last snapshotted (since start when never).",
+            labels=["space"],
+        )
+        pending = GaugeMetricFamily(
+            "edgesel_pending_decisions", "Decisions waiting for feedback.", labels=["space"]
+        )
+        seq = GaugeMetricFamily(
+            "edgesel_policy_version", "Sequence number of the last log event applied.", labels=["space"]
+        )
+        for space in list(self.engine.spaces.values()):
+            stats = dict(space.stats)
+            for key, family in counters.items():
+                family.add_metric([space.name], stats.get(key, 0))
+            decisions = stats.get("decisions", 0)
+            join.add_metric([space.name], stats.get("feedback", 0) / decisions if decisions else math.nan)
+            explore.add_metric([space.name], stats.get("exploratory", 0) / decisions if decisions else math.nan)
+            snapshot_age.add_metric([space.name], now - (space.last_snapshot_time or self.started))
+            pending.add_metric([space.name], len(space.pending))
+            seq.add_metric([space.name], space.applied_seq)
+        yield from counters.values()
+        yield from (join, explore, snapshot_age, pending, seq)
+
+
+class Metrics:
+    def __init__(self, engine: Engine) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.rpc_handled = Counter(
+            "edgesel_grpc_server_handled",
+            "RPCs completed, by service, method and status code.",
+            ["grpc_service", "grpc_method", "grpc_code"],
+            registry=self.registry,
+        )
+        self.rpc_seconds = Histogram(
+            "edgesel_grpc_server_handling_seconds",
+            "Time to handle an RPC, by service, method and status code.",
+            ["grpc_service", "grpc_method", "grpc_code"],
+            buckets=RPC_BUCKETS,
+            registry=self.registry,
+        )
+        self.commit_seconds = Histogram(
+            "edgesel_store_commit_seconds",
+            "Time to make one batch of writes durable (group commit), by outcome.",
+            ["outcome"],
+            buckets=COMMIT_BUCKETS,
+            registry=self.registry,
+        )
+        ProcessCollector(registry=self.registry)
+        self.registry.register(_SpaceCollector(engine))
+        self._http = None
+
+    def observe_rpc(self, service: str, method: str, code: str, seconds: float) -> None:
+        self.rpc_handled.labels(service, method, code).inc()
+        self.rpc_seconds.labels(service, method, code).observe(seconds)
+
+    def observe_commit(self, seconds: float, ok: bool) -> None:
+        """Called by the store's writer thread after every commit attempt."""
+        self.commit_seconds.labels("ok" if ok else "failed").observe(seconds)
+
+    def serve(self, listen: str) -> str:
+        """Start the /metrics HTTP endpoint; returns the address it listens on (port 0 picks one)."""
+        host, _, port = listen.rpartition(":")
+        server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
+        self._http = server
+        bound = f"{host}:{server.server_port}"
+        log.info("metrics listening", extra={"metrics_listen": bound})
+        return bound
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
