@@ -37,8 +37,9 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-from edgesel_server.core import Bandit  # noqa: E402
 from numpy_fast import FastBandit  # noqa: E402
+
+from edgesel_server.core import Bandit  # noqa: E402
 
 POLICIES = ("disjoint_linucb", "hybrid_linucb")
 ARMS = (10, 100, 1000)

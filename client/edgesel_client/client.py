@@ -8,8 +8,8 @@ from types import TracebackType
 from typing import Any
 
 import grpc
-from edgesel.v1 import selection_pb2, selection_pb2_grpc, types_pb2
 
+from edgesel.v1 import selection_pb2, selection_pb2_grpc, types_pb2
 from edgesel_client.channel import PemSource, channel_credentials, merge_options, wants_tls
 from edgesel_client.client_state import REQUEUE_CODES, ClientState
 from edgesel_client.errors import EdgeselError

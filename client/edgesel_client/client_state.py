@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any
 
 import grpc
-from edgesel.v1 import selection_pb2, types_pb2
 
+from edgesel.v1 import selection_pb2, types_pb2
 from edgesel_client.channel import auth_metadata
 from edgesel_client.device import detect_device_features
 from edgesel_client.messages import build_feedback_request, build_select_request

@@ -8,7 +8,6 @@ from datetime import timezone
 from typing import Any
 
 from edgesel.v1 import selection_pb2, types_pb2
-
 from edgesel_client.preferences import Preferences
 from edgesel_client.selection import FeedbackOutcome, FeedbackReceipt, RankedModel
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from edgesel.v1 import selection_pb2
-
 from edgesel_client.selection import BaseSelection
 
 CacheKey = tuple[str, frozenset[str]]

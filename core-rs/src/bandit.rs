@@ -395,6 +395,11 @@ impl Bandit {
             Some(m) => {
                 check_len(m, p, "model_features")?;
                 check_finite(m, "model_features")?;
+                if !dot(m, m).is_finite() {
+                    return Err(CoreError::invalid(
+                        "model_features are too large (their squared norm overflows)",
+                    ));
+                }
                 Ok(m.to_vec())
             }
         }
@@ -494,6 +499,27 @@ impl Bandit {
     fn check_x(&self, x: &[f64]) -> CoreResult<()> {
         check_len(x, self.d, "x")?;
         check_finite(x, "x")
+    }
+
+    /// Validates one observation for arm `i`: finite, right length, and small enough that the
+    /// statistics it is added to cannot overflow (so a single absurd value cannot poison the state).
+    fn check_observation(&self, i: usize, x: &[f64], reward: f64, what: &str) -> CoreResult<()> {
+        check_len(x, self.d, what)?;
+        check_finite(x, what)?;
+        if !reward.is_finite() {
+            return Err(CoreError::invalid(format!(
+                "reward must be finite, got {reward} ({what})"
+            )));
+        }
+        let xx = 1.0 + dot(x, x);
+        let mm = 1.0 + dot(&self.arms[i].m, &self.arms[i].m);
+        let zz = if self.hybrid { xx * mm } else { xx };
+        if !(zz * (1.0 + reward * reward)).is_finite() {
+            return Err(CoreError::invalid(format!(
+                "{what} or the reward is too large: the update would overflow"
+            )));
+        }
+        Ok(())
     }
 
     /// Resolves arm ids to indices.
@@ -655,7 +681,7 @@ impl Bandit {
     }
 
     /// Scores the arms at `arms` (indices from [`Bandit::resolve`]) or all arms.
-    pub fn score_indices(&self, x: &[f64], arms: Option<&[usize]>) -> CoreResult<Scores> {
+    pub(crate) fn score_indices(&self, x: &[f64], arms: Option<&[usize]>) -> CoreResult<Scores> {
         let n = arms.map_or(self.arms.len(), |a| a.len());
         let mut out = Scores {
             ids: Vec::with_capacity(n),
@@ -687,7 +713,7 @@ impl Bandit {
     }
 
     /// Highest total among `arms` (indices) or all arms; ties go to the smallest id.
-    pub fn select_indices(&self, x: &[f64], arms: Option<&[usize]>) -> CoreResult<Choice> {
+    pub(crate) fn select_indices(&self, x: &[f64], arms: Option<&[usize]>) -> CoreResult<Choice> {
         let mut best: Option<(usize, f64, f64, f64)> = None;
         self.scan(x, arms, |_, i, m, b, t| {
             let better = match &best {
@@ -770,12 +796,7 @@ impl Bandit {
     /// Adds one observation: `reward` for `arm_id` in context `x`.
     pub fn update(&mut self, arm_id: &str, x: &[f64], reward: f64) -> CoreResult<()> {
         let i = self.arm_index(arm_id)?;
-        self.check_x(x)?;
-        if !reward.is_finite() {
-            return Err(CoreError::invalid(format!(
-                "reward must be finite, got {reward}"
-            )));
-        }
+        self.check_observation(i, x, reward, "x")?;
         let mut scratch = Vec::new();
         self.apply(i, x, reward, &mut scratch);
         self.refresh_beta();
@@ -804,14 +825,8 @@ impl Bandit {
             )));
         }
         let idx = self.resolve(arm_ids)?;
-        for (row, chunk) in xs.chunks_exact(d).enumerate() {
-            check_finite(chunk, &format!("xs row {row}"))?;
-        }
-        if let Some(i) = rewards.iter().position(|r| !r.is_finite()) {
-            return Err(CoreError::invalid(format!(
-                "rewards contains a non-finite value ({}) at index {i}",
-                rewards[i]
-            )));
+        for (row, ((&i, x), &r)) in idx.iter().zip(xs.chunks_exact(d)).zip(rewards).enumerate() {
+            self.check_observation(i, x, r, &format!("xs row {row}"))?;
         }
         let mut scratch = Vec::new();
         for ((&i, x), &r) in idx.iter().zip(xs.chunks_exact(d)).zip(rewards) {

@@ -318,6 +318,18 @@ fn edge_cases() {
         Err(CoreError::Invalid(_))
     ));
     assert!(matches!(
+        b.update("a", &[1e200, 0.0], 1.0),
+        Err(CoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        b.update("a", &x, 1e300),
+        Err(CoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        b.add_arm("b", Some(&[1e300])),
+        Err(CoreError::Invalid(_))
+    ));
+    assert!(matches!(
         b.add_arm("a", Some(&[1.0])),
         Err(CoreError::Invalid(_))
     ));

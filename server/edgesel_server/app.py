@@ -8,12 +8,15 @@ import signal
 import sys
 
 import grpc
-from edgesel.v1 import catalog_pb2, catalog_pb2_grpc, selection_pb2, selection_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from edgesel_server.config import ServerConfig
+from edgesel.v1 import catalog_pb2, catalog_pb2_grpc, selection_pb2, selection_pb2_grpc
+from edgesel_server.config import ConfigError, ServerConfig
 from edgesel_server.engine import Engine
+from edgesel_server.interceptor import EdgeselInterceptor
+from edgesel_server.metrics import Metrics
+from edgesel_server.security import TokenRegistry, server_credentials, warn_if_exposed
 from edgesel_server.servicers import CatalogServicer, SelectionServicer
 
 log = logging.getLogger(__name__)
@@ -33,15 +36,23 @@ class EdgeselServer:
         self.server: grpc.aio.Server | None = None
         self.port = 0
         self._background: asyncio.Task | None = None
+        self.metrics: Metrics | None = None
 
     async def start(self) -> int:
+        # Read tokens and certificates before the (possibly long) state rebuild, so a typo fails fast.
+        tokens = TokenRegistry.from_config(self.cfg.auth) if self.cfg.auth else None
+        credentials = server_credentials(self.cfg.tls) if self.cfg.tls else None
+        if self.cfg.metrics_listen:
+            self.metrics = Metrics(self.engine)
+            self.engine.store.commit_observer = self.metrics.observe_commit
         await asyncio.to_thread(self.engine.start)
         opts = [
             ("grpc.max_receive_message_length", self.cfg.max_message_bytes),
             ("grpc.max_send_message_length", max(self.cfg.max_message_bytes, 64 << 20)),
             ("grpc.so_reuseport", 0),
         ]
-        server = grpc.aio.server(options=opts)
+        interceptor = EdgeselInterceptor.from_config(self.cfg, tokens, self.metrics)
+        server = grpc.aio.server(interceptors=[interceptor], options=opts)
         selection_pb2_grpc.add_SelectionServiceServicer_to_server(SelectionServicer(self.engine), server)
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(self.engine), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -53,11 +64,17 @@ class EdgeselServer:
             ),
             server,
         )
-        self.port = server.add_insecure_port(self.cfg.listen)
+        if credentials is not None:
+            self.port = server.add_secure_port(self.cfg.listen, credentials)
+        else:
+            self.port = server.add_insecure_port(self.cfg.listen)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.cfg.listen}")
         await server.start()
         self.server = server
+        warn_if_exposed(self.cfg)
+        if self.metrics is not None and self.cfg.metrics_listen:
+            self.metrics.serve(self.cfg.metrics_listen)
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._background = asyncio.create_task(self.engine.run_background(), name="edgesel-background")
@@ -75,6 +92,8 @@ class EdgeselServer:
             except asyncio.CancelledError:
                 pass
         await self.engine.close()
+        if self.metrics is not None:
+            self.metrics.close()
 
 
 async def serve(cfg: ServerConfig) -> int:
@@ -102,6 +121,9 @@ def run(cfg: ServerConfig) -> int:
         return asyncio.run(serve(cfg))
     except KeyboardInterrupt:
         return 0
+    except ConfigError as e:
+        print(f"edgesel-server: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         print(f"edgesel-server: {e}", file=sys.stderr)
         return 1

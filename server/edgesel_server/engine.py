@@ -105,15 +105,19 @@ class Engine:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             now = time.time()
-            for space in self.spaces.values():
-                await self._expire(space, now)
-                if space.since_snapshot >= self.cfg.snapshot_every:
-                    await self.snapshot(space.name)
-            if now - last_purge > PURGE_INTERVAL_S:
-                last_purge = now
-                n = await asyncio.to_thread(self.store.purge_decisions, now - self.cfg.decision_retention_s)
-                if n:
-                    log.info("purged old decisions", extra={"count": n})
+            # A failing store (disk full, backend down) must not end this loop: retry on the next sweep.
+            try:
+                for space in self.spaces.values():
+                    await self._expire(space, now)
+                    if space.since_snapshot >= self.cfg.snapshot_every:
+                        await self.snapshot(space.name)
+                if now - last_purge > PURGE_INTERVAL_S:
+                    last_purge = now
+                    n = await asyncio.to_thread(self.store.purge_decisions, now - self.cfg.decision_retention_s)
+                    if n:
+                        log.info("purged old decisions", extra={"count": n})
+            except ev.StoreUnavailable as e:
+                log.warning("background pass skipped: the store is unavailable", extra={"error": str(e)})
 
     async def _expire(self, space: SpaceRuntime, now: float) -> None:
         expired = space.pop_expired(now)

@@ -31,7 +31,7 @@ _SPACE_COUNTERS = (
     ("duplicates", "edgesel_feedback_duplicates", "Feedback for a decision that already had it."),
     ("expired", "edgesel_decisions_expired", "Decisions whose feedback window closed without feedback."),
     ("defaults_applied", "edgesel_default_rewards", "Default rewards applied to expired decisions."),
-    ("exploratory", "edgesel_exploratory_decisions", "Decisions that picked an arm other than the best mean."),
+    ("exploratory", "edgesel_exploratory_decisions", "Decisions not for the best-mean arm."),
 )
 
 
@@ -46,7 +46,9 @@ class _SpaceCollector(Collector):
             key: CounterMetricFamily(name, doc, labels=["space"]) for key, name, doc in _SPACE_COUNTERS
         }
         join = GaugeMetricFamily(
-            "edgesel_feedback_join_ratio", "Feedback accepted / decisions made, since start.", labels=["space"]
+            "edgesel_feedback_join_ratio",
+            "Feedback accepted / decisions made, since start.",
+            labels=["space"],
         )
         explore = GaugeMetricFamily(
             "edgesel_exploration_ratio", "Exploratory decisions / decisions, since start.", labels=["space"]
@@ -68,7 +70,9 @@ class _SpaceCollector(Collector):
                 family.add_metric([space.name], stats.get(key, 0))
             decisions = stats.get("decisions", 0)
             join.add_metric([space.name], stats.get("feedback", 0) / decisions if decisions else math.nan)
-            explore.add_metric([space.name], stats.get("exploratory", 0) / decisions if decisions else math.nan)
+            explore.add_metric(
+                [space.name], stats.get("exploratory", 0) / decisions if decisions else math.nan
+            )
             snapshot_age.add_metric([space.name], now - (space.last_snapshot_time or self.started))
             pending.add_metric([space.name], len(space.pending))
             seq.add_metric([space.name], space.applied_seq)

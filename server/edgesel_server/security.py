@@ -107,7 +107,9 @@ class TokenRegistry:
         if auth.admin_tokens_env:
             admin += tokens_from_env(auth.admin_tokens_env)
         registry = cls(device, admin)
-        log.info("bearer tokens loaded", extra={"device_tokens": len(set(device)), "admin_tokens": len(set(admin))})
+        log.info(
+            "bearer tokens loaded", extra={"device_tokens": len(set(device)), "admin_tokens": len(set(admin))}
+        )
         return registry
 
     def __len__(self) -> int:

@@ -8,9 +8,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-from edgesel.v1 import catalog_pb2, catalog_pb2_grpc, selection_pb2, selection_pb2_grpc, types_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from edgesel.v1 import catalog_pb2, catalog_pb2_grpc, selection_pb2, selection_pb2_grpc, types_pb2
 from edgesel_server.catalog import CatalogError, Model, UnknownModelError
 from edgesel_server.core import SnapshotError
 from edgesel_server.engine import (
@@ -20,12 +20,15 @@ from edgesel_server.engine import (
     UnknownEventError,
     UnknownSpaceError,
 )
+from edgesel_server.security import current_principal
 from edgesel_server.space import NoEligibleModel
 from edgesel_server.store.base import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 STATE_FORMAT = "edgesel-state-v1"
+# Error details echo caller input (ids, names); keep them well under the clients' metadata size limit.
+DETAILS_MAX = 1024
 
 # Most specific first: UnknownModelError is a ValueError too, but means NOT_FOUND.
 _STATUS: list[tuple[type[BaseException], grpc.StatusCode]] = [
@@ -66,7 +69,10 @@ def rpc(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
                 log.exception("internal error in %s", method.__name__)
                 await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}")
             assert code is not None
-            await context.abort(code, str(e))
+            details = str(e)
+            if len(details) > DETAILS_MAX:
+                details = details[:DETAILS_MAX] + "..."
+            await context.abort(code, details)
             raise  # unreachable: abort raises
 
     return wrapper
@@ -100,16 +106,20 @@ def model_from_message(msg: types_pb2.Model) -> Model:
 
 
 def caller_identity(context: grpc.aio.ServicerContext) -> str:
-    """Who is calling, for binding decisions to the token that made them (set by the auth interceptor)."""
-    for key, value in context.invocation_metadata() or ():
-        if key == "x-edgesel-principal":
-            return str(value)
-    return ""
+    """Who is calling: a hash of the bearer token, set by the auth interceptor ("" without auth).
+
+    Never taken from client-supplied metadata, which anyone could forge."""
+    return current_principal()
 
 
 class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.bind_feedback = bool(engine.cfg.auth and engine.cfg.auth.bind_feedback_to_token)
+
+    def _owner(self, context: grpc.aio.ServicerContext) -> str:
+        """The identity a decision is bound to, if the config binds feedback to the token."""
+        return caller_identity(context) if self.bind_feedback else ""
 
     @rpc
     async def Select(
@@ -124,7 +134,7 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
             max_model_size_mb=prefs.max_model_size_mb if prefs.HasField("max_model_size_mb") else None,
             qoe_weights=dict(prefs.qoe_weights),
             include_ranking=request.include_ranking,
-            owner=caller_identity(context),
+            owner=self._owner(context),
         )
         d = choice.decision
         space = self.engine.spaces[d.space]
@@ -157,7 +167,7 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
             m = request.measurements
             measurements = {f.name: v for f, v in m.ListFields()}
         result = await self.engine.feedback(
-            request.event_id, reward, measurements, owner=caller_identity(context)
+            request.event_id, reward, measurements, owner=self._owner(context)
         )
         status = (
             selection_pb2.FEEDBACK_STATUS_DUPLICATE

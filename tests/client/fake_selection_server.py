@@ -9,9 +9,10 @@ from concurrent import futures
 from dataclasses import dataclass, field
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from edgesel.v1 import selection_pb2, selection_pb2_grpc, types_pb2
 from edgesel_client import RetryPolicy
-from google.protobuf.timestamp_pb2 import Timestamp
 
 MODELS = {
     "mobilenet-int8": types_pb2.Model(

@@ -5,8 +5,9 @@ import time
 
 import grpc
 import pytest
-from edgesel_client import AsyncEdgeselClient, AsyncSelection, EdgeselError, FeedbackOutcome, RetryPolicy
 from fake_selection_server import FAST_RECONNECT, FAST_RETRY, FakeSelectionService, LoopbackServer
+
+from edgesel_client import AsyncEdgeselClient, AsyncSelection, EdgeselError, FeedbackOutcome, RetryPolicy
 
 
 def make_client(target: str, **kwargs: object) -> AsyncEdgeselClient:

@@ -6,6 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import grpc
 import pytest
+from fake_selection_server import FAST_RECONNECT, FAST_RETRY, FakeSelectionService, LoopbackServer
+
 from edgesel_client import (
     EdgeselClient,
     EdgeselError,
@@ -14,7 +16,6 @@ from edgesel_client import (
     RetryPolicy,
     Selection,
 )
-from fake_selection_server import FAST_RECONNECT, FAST_RETRY, FakeSelectionService, LoopbackServer
 
 
 def make_client(target: str, **kwargs: object) -> EdgeselClient:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from fake_selection_server import FAST_RETRY, FakeSelectionService
+
 from edgesel.v1 import selection_pb2_grpc
 from edgesel_client import EdgeselClient, EdgeselError, FeedbackOutcome
-from fake_selection_server import FAST_RETRY, FakeSelectionService
 
 
 def _openssl(*arguments: str, cwd: Path) -> None:

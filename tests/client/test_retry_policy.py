@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+
 from edgesel_client import EdgeselError, RetryPolicy
 from edgesel_client.retry import FEEDBACK_RETRYABLE_CODES, SELECT_RETRYABLE_CODES, call_with_retry
 

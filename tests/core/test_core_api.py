@@ -13,8 +13,9 @@ import zlib
 
 import numpy as np
 import pytest
-from edgesel_server.core import Bandit, SnapshotError, UnknownArmError
 from numpy_reference import ReferenceBandit, best_index
+
+from edgesel_server.core import Bandit, SnapshotError, UnknownArmError
 
 POLICIES = ["disjoint_linucb", "hybrid_linucb", "lin_ts"]
 D, P = 3, 2

@@ -10,10 +10,11 @@ import math
 
 import numpy as np
 import pytest
-from edgesel_server.core import Bandit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy_reference import ReferenceBandit, SplitMix64, best_index, joint_features
+
+from edgesel_server.core import Bandit
 
 RTOL = 1e-9
 POLICIES = ["disjoint_linucb", "hybrid_linucb", "lin_ts"]

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from edgesel.v1 import catalog_pb2_grpc, selection_pb2_grpc
 
+from edgesel.v1 import catalog_pb2_grpc, selection_pb2_grpc
 from tests.server.serverproc import ServerProcess, write_config
 
 

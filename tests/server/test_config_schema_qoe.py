@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from edgesel_server.config import ConfigError, load_config, parse_config
 from edgesel_server.qoe import QoeFunction, RewardError
 from edgesel_server.schema import FeatureError, FeatureSchema, FeatureSpec

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 import grpc
+
 from edgesel.v1 import catalog_pb2, selection_pb2
 from edgesel.v1 import catalog_pb2_grpc as cat_grpc
 from edgesel.v1 import selection_pb2_grpc as sel_grpc
-
 from tests.server.serverproc import ServerProcess, write_config
 
 DEVICES = [{"ram_gb": 1.0 + i, "has_npu": float(i % 2), "battery_percent": 10.0 * i} for i in range(8)]

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from edgesel.v1 import catalog_pb2, selection_pb2, types_pb2
 from edgesel.v1 import catalog_pb2_grpc as cat_grpc
 from edgesel.v1 import selection_pb2_grpc as sel_grpc
 from edgesel_client import AsyncEdgeselClient, EdgeselClient, EdgeselError, RetryPolicy
-
 from tests.server.serverproc import ServerProcess, write_config
 
 PHONE = {"ram_gb": 2.0, "has_npu": 0.0, "battery_percent": 40.0}

@@ -6,6 +6,7 @@ import collections
 
 import numpy as np
 import pytest
+
 from edgesel_server.sim.catalog import model_features, model_zoo, resolve_model
 from edgesel_server.sim.devices import device_static_features, device_table, resolve_device
 from edgesel_server.sim.ground_truth import PATH_ACCEL, PATH_CPU, GroundTruth, QoEParams

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import tomllib
+
 from edgesel_server.sim.cli import main
 from edgesel_server.sim.policies import make_learning_policy
 from edgesel_server.sim.replay import LogError, read_log, replay, replay_file, write_random_log

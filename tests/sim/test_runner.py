@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from edgesel_server.sim.cli import main
 from edgesel_server.sim.policies import ALL_POLICIES, Request
 from edgesel_server.sim.report import build_report

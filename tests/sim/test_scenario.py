@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import tomllib
+
 from edgesel_server.sim.scenario import ScenarioError, load_scenario, parse_scenario
 
 

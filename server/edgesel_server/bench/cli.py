@@ -280,6 +280,7 @@ def set_catalog_size(target: str, space_cfg: Any, k: int) -> None:
     import importlib.resources
 
     import grpc
+
     from edgesel.v1 import catalog_pb2, catalog_pb2_grpc, types_pb2
 
     names = {s.name for s in space_cfg.model_features}

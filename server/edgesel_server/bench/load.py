@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from edgesel.v1 import selection_pb2, selection_pb2_grpc
 
+from edgesel.v1 import selection_pb2, selection_pb2_grpc
 from edgesel_server.bench.floor import METHOD as FLOOR_METHOD
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-from edgesel.v1 import catalog_pb2, catalog_pb2_grpc, types_pb2
-from edgesel_client import EdgeselClient, RetryPolicy
 from numpy.typing import NDArray
 
+from edgesel.v1 import catalog_pb2, catalog_pb2_grpc, types_pb2
+from edgesel_client import EdgeselClient, RetryPolicy
 from edgesel_server.sim.catalog import MODEL_FEATURE_NAMES
 from edgesel_server.sim.devices import DEVICE_FEATURE_NAMES
 from edgesel_server.sim.policies import Request

@@ -88,6 +88,9 @@ ApplyFn = Callable[[LogEvent], None]
 class Store(abc.ABC):
     """Backends: SqliteStore (embedded default) and RedisStore (several replicas)."""
 
+    # Called as (seconds, ok) after every attempt to make a batch of writes durable (metrics).
+    commit_observer: Callable[[float, bool], None] | None = None
+
     @abc.abstractmethod
     def open(self, apply: ApplyFn) -> None:
         """Connect; `apply` is called with every committed event, in log order."""

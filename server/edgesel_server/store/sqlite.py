@@ -206,6 +206,7 @@ class SqliteStore(Store):
     def _commit(self, conn: sqlite3.Connection, batch: list[tuple]) -> None:
         results: list[tuple[Future, object]] = []
         committed: list[LogEvent] = []
+        started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
             for kind, obj, fut in batch:
@@ -233,7 +234,9 @@ class SqliteStore(Store):
             err = StoreUnavailable(f"the store cannot write: {e}")
             for _, _, fut in batch:
                 fut.set_exception(err)
+            self._observe_commit(started, ok=False)
             return
+        self._observe_commit(started, ok=True)
         # Apply in log order before anyone hears "ok": an ack means durable *and* learned.
         for ev in committed:
             try:
@@ -246,6 +249,10 @@ class SqliteStore(Store):
                 fut.set_exception(res)
             else:
                 fut.set_result(res)
+
+    def _observe_commit(self, started: float, *, ok: bool) -> None:
+        if self.commit_observer is not None:
+            self.commit_observer(time.perf_counter() - started, ok)
 
     @staticmethod
     def _insert_decision(conn: sqlite3.Connection, d: Decision) -> None:
@@ -344,12 +351,15 @@ class SqliteStore(Store):
 
     def purge_decisions(self, before: float) -> int:
         # A short-lived connection of its own: SQLite's busy timeout serializes it with the writer.
-        conn = self._connect()
         try:
-            cur = conn.execute("DELETE FROM decisions WHERE created < ?", (before,))
-            return cur.rowcount
-        finally:
-            conn.close()
+            conn = self._connect()
+            try:
+                cur = conn.execute("DELETE FROM decisions WHERE created < ?", (before,))
+                return cur.rowcount
+            finally:
+                conn.close()
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"cannot purge old decisions: {e}") from None
 
     def decision_log(self, space: str) -> Iterator[tuple[Decision, float | None]]:
         cur = self._reader().execute(
