@@ -55,7 +55,9 @@ class Engine:
     def __init__(self, cfg: ServerConfig, store: Store | None = None) -> None:
         self.cfg = cfg
         self.spaces = {s.name: SpaceRuntime(s, cfg) for s in cfg.spaces}
-        self.store = store or open_store(cfg.store, cfg.data_dir, durability=cfg.durability)
+        self.store = store or open_store(
+            cfg.store, cfg.data_dir, durability=cfg.durability, retention_s=cfg.decision_retention_s
+        )
         # Feedbacks being written right now, so a concurrent duplicate waits for the first one's fate.
         self._inflight: dict[str, asyncio.Future] = {}
         self._tasks: list[asyncio.Task] = []

@@ -57,7 +57,9 @@ class Stubs:
         kw.setdefault("device_features", PHONE)
         return self.sel.Select(selection_pb2.SelectRequest(**kw), metadata=md(token), timeout=10)
 
-    def feedback(self, event_id: str, reward: float, token: str | None = DEVICE_A) -> selection_pb2.FeedbackResponse:
+    def feedback(
+        self, event_id: str, reward: float, token: str | None = DEVICE_A
+    ) -> selection_pb2.FeedbackResponse:
         request = selection_pb2.FeedbackRequest(event_id=event_id, reward=reward)
         return self.sel.Feedback(request, metadata=md(token), timeout=10)
 

@@ -12,14 +12,18 @@ from edgesel_server.store.base import (
 __all__ = ["Decision", "DuplicateEvent", "LogEvent", "Snapshot", "Store", "StoreUnavailable", "open_store"]
 
 
-def open_store(url: str, data_dir, *, durability: str = "fsync") -> Store:
-    """The store a config names: "sqlite" (under data_dir) or "redis://host:port/db"."""
+def open_store(
+    url: str, data_dir, *, durability: str = "fsync", retention_s: float = 7 * 24 * 3600.0
+) -> Store:
+    """The store a config names: "sqlite" (under data_dir) or "redis://host:port/db".
+
+    `retention_s` is how long Redis keeps the exactly-once claim of a feedback event id."""
     if url == "sqlite":
         from edgesel_server.store.sqlite import SqliteStore
 
         return SqliteStore(data_dir, durability=durability)
     if url.startswith("redis://"):
-        from edgesel_server.store.redis import RedisStore  # type: ignore[import-not-found]
+        from edgesel_server.store.redis import RedisStore
 
-        return RedisStore(url, data_dir)
+        return RedisStore(url, data_dir, retention_s=retention_s)
     raise ValueError(f"unknown store {url!r}: use 'sqlite' or a redis:// URL")

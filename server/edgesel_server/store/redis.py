@@ -1,0 +1,627 @@
+"""The scale-out store: one Redis server shared by several replicas.
+
+Layout (every key starts with ``edgesel:``; ``<space>`` is the space name as is):
+
+- ``log:<space>``: a Stream, the space's ordered durable log. Entry ids are ``0-<seq>`` where ``seq`` is a
+  dense per-space counter (``seq:<space>``, INCR'd by the same Lua script as the XADD). So the interface's
+  integer seq *is* the stream id, ``events_after(seq)`` is ``XRANGE 0-<seq+1> +``, and a gap (an entry
+  trimmed before this replica applied it) shows as a jump in seq.
+- ``fb:<event_id>``: the exactly-once claim of a feedback or default reward, ``"<kind> <seq>"``. The append
+  script checks it first (an existing claim returns "duplicate" and appends nothing), then INCR + XADD +
+  ``SET PX``, all atomically; it is kept ``retention_s`` (the server's decision_retention_s).
+- ``models:<space>``: hash model id -> ``"add_model <seq>"``, the claim of an AddModel, so replicas starting
+  together on an empty Redis add each configured model once.
+- ``dec:<event_id>``: a pending decision (JSON, context vector as base64 little-endian f64) whose TTL is the
+  rest of its reward window + ``decision_margin_s`` (so a late Feedback hears "expired", not "unknown");
+  ``decidx:<space>``: sorted set event id by deadline, for ``open_decisions``.
+- ``snap:<space>:<seq>``: a snapshot (hash: state, catalog, created); ``snaps:<space>``: sorted set of their
+  seqs; the newest ``SNAPSHOTS_KEPT`` are kept.
+- ``pos:<space>``: sorted set replica id -> the seq that replica has applied (or is about to load from);
+  ``alive:<replica>``: its heartbeat (TTL). The log is trimmed (``XTRIM MINID``) only below
+  ``min(newest snapshot, positions of live replicas)``, so neither a live replica nor one loading a
+  snapshot can miss an entry.
+
+Threads: a writer thread sends whatever has queued up as one pipeline (decisions + appends; group commit).
+A tailer thread ``XREAD BLOCK``s every space's stream and hands each entry to ``apply`` in stream order;
+the future of an append resolves only when the XADD succeeded *and* this replica's tailer applied it, so an
+ack means durable (Redis with AOF ``appendfsync always`` replies after the fsync) and in the local state.
+Every replica applies every entry, so all converge to the same state at a given seq. If Redis goes away,
+appends fail with StoreUnavailable (never a false ack), decisions are kept in memory only by the engine,
+and the tailer reconnects with backoff and catches up.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import queue
+import random
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+from redis.retry import Retry
+
+from edgesel_server.store.base import (
+    ADD_MODEL,
+    ApplyFn,
+    Decision,
+    DuplicateEvent,
+    LogEvent,
+    Snapshot,
+    Store,
+    StoreUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+PREFIX = "edgesel:"
+BATCH_MAX = 512
+SNAPSHOTS_KEPT = 3
+READ_COUNT = 1000
+BLOCK_MS = 250  # also how long a space registered for tailing may wait before its first read
+# An appended event not applied here within this fails with StoreUnavailable (a retry then hears DUPLICATE).
+APPLY_TIMEOUT_S = 10.0
+DOWN_HOLD_S = 0.5  # after a connection error, fail writes fast for this long (the tailer probes meanwhile)
+HEARTBEAT_S = 1.0
+ALIVE_TTL_MS = 30_000
+BACKOFF_MIN_S = 0.05
+BACKOFF_MAX_S = 2.0
+DECISION_MARGIN_S = 600.0
+RETENTION_S = 7 * 24 * 3600.0
+
+# Append one event; claim first. KEYS: log, seq counter, claim key (string for events, hash for models).
+# ARGV: claim mode ("", "event", "model"), claim ttl ms (event) or model id (model), kind, field/value pairs.
+# The OOM check happens at the first write (INCR): after it, the script runs to the end, so an entry is
+# never appended without its claim and the seq counter never skips.
+APPEND_LUA = """
+local mode = ARGV[1]
+if mode == 'event' then
+  local prev = redis.call('GET', KEYS[3])
+  if prev then return {0, prev} end
+elseif mode == 'model' then
+  local prev = redis.call('HGET', KEYS[3], ARGV[2])
+  if prev then return {0, prev} end
+end
+local seq = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[1], string.format('0-%d', seq), unpack(ARGV, 4))
+local claim = ARGV[3] .. ' ' .. string.format('%d', seq)
+if mode == 'event' then
+  redis.call('SET', KEYS[3], claim, 'PX', ARGV[2])
+elseif mode == 'model' then
+  redis.call('HSET', KEYS[3], ARGV[2], claim)
+end
+return {1, seq}
+"""
+
+
+def _key(*parts: str) -> str:
+    return PREFIX + ":".join(parts)
+
+
+def _x_bytes(x: np.ndarray | None) -> bytes:
+    return b"" if x is None else np.ascontiguousarray(x, dtype="<f8").tobytes()
+
+
+def _seq_of(stream_id: bytes | str) -> int:
+    s = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
+    ms, _, n = s.partition("-")
+    if ms != "0":
+        raise ValueError(f"unexpected stream id {s!r} (not written by edgesel)")
+    return int(n)
+
+
+def _event_fields(e: LogEvent) -> list[bytes | str]:
+    return [
+        "k",
+        e.kind,
+        "e",
+        e.event_id or "",
+        "m",
+        e.model_id,
+        "x",
+        b"\x00" if e.x is None else b"\x01" + _x_bytes(e.x),
+        "r",
+        repr(float(e.reward)),
+        "p",
+        e.payload,
+        "c",
+        repr(float(e.created or time.time())),
+    ]
+
+
+def _decode_event(space: str, seq: int, f: dict[bytes, bytes]) -> LogEvent:
+    xb = f[b"x"]
+    return LogEvent(
+        space=space,
+        kind=f[b"k"].decode(),
+        event_id=f[b"e"].decode() or None,
+        model_id=f[b"m"].decode(),
+        x=np.frombuffer(xb[1:], dtype="<f8").copy() if xb[:1] == b"\x01" else None,
+        reward=float(f[b"r"]),
+        payload=f[b"p"],
+        created=float(f[b"c"]),
+        seq=seq,
+    )
+
+
+def _decision_json(d: Decision) -> str:
+    return json.dumps(
+        {
+            "event_id": d.event_id,
+            "space": d.space,
+            "model_id": d.model_id,
+            "x": base64.b64encode(_x_bytes(d.x)).decode(),
+            "created": d.created,
+            "deadline": d.deadline,
+            "propensity": d.propensity,
+            "expected_qoe": d.expected_qoe,
+            "bonus": d.bonus,
+            "policy_version": d.policy_version,
+            "eligible": d.eligible,
+            "prefs": d.prefs,
+            "owner": d.owner,
+        },
+        separators=(",", ":"),
+    )
+
+
+def _decision_from_json(raw: bytes) -> Decision:
+    d = json.loads(raw)
+    d["x"] = np.frombuffer(base64.b64decode(d["x"]), dtype="<f8").copy()
+    return Decision(**d)
+
+
+def _exit_process(msg: str) -> None:
+    log.critical("%s; exiting so that a restart rebuilds this replica from the latest snapshot", msg)
+    logging.shutdown()
+    os._exit(70)
+
+
+class RedisStore(Store):
+    def __init__(
+        self,
+        url: str,
+        data_dir: Path | str | None = None,
+        *,
+        retention_s: float = RETENTION_S,
+        decision_margin_s: float = DECISION_MARGIN_S,
+        on_fatal: Callable[[str], None] = _exit_process,
+    ) -> None:
+        self.url = url
+        self.data_dir = data_dir  # unused: everything lives in Redis
+        self.retention_ms = max(1000, int(retention_s * 1000))
+        self.decision_margin_s = decision_margin_s
+        self.on_fatal = on_fatal
+        self.replica_id = secrets.token_hex(8)
+        opts: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_keepalive": True}
+        # Reads are idempotent: one retry hides a pooled connection that went stale across a Redis restart.
+        self._r: Any = redis.Redis.from_url(url, socket_timeout=5.0, retry=Retry(NoBackoff(), 1), **opts)
+        # Appends are not retried blindly: a lost reply surfaces as StoreUnavailable, a retry as DUPLICATE.
+        self._w: Any = redis.Redis.from_url(url, socket_timeout=5.0, retry=Retry(NoBackoff(), 0), **opts)
+        self._t: Any = redis.Redis.from_url(
+            url, socket_timeout=BLOCK_MS / 1000 + 5.0, retry=Retry(NoBackoff(), 0), **opts
+        )
+        self._append_sha = ""
+        self._queue: queue.Queue = queue.Queue()
+        self._apply: ApplyFn | None = None
+        self._lock = threading.Lock()
+        self._applied: dict[str, int] = {}  # spaces being tailed -> last seq applied here
+        self._loading: dict[str, int] = {}  # spaces being loaded -> the seq their replay starts after
+        self._waiters: dict[str, dict[int, tuple[Future, float]]] = {}
+        self._down_until = 0.0
+        self._closed = False
+        self._stop = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._tailer: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def open(self, apply: ApplyFn) -> None:
+        self._apply = apply
+        try:
+            self._append_sha = str(self._r.script_load(APPEND_LUA))
+            self._r.set(_key("alive", self.replica_id), b"1", px=ALIVE_TTL_MS)
+        except RedisError as e:
+            raise StoreUnavailable(f"cannot reach redis at {self.url}: {e}") from e
+        self._writer = threading.Thread(target=self._write_loop, name="edgesel-redis-writer", daemon=True)
+        self._tailer = threading.Thread(target=self._tail_loop, name="edgesel-redis-tailer", daemon=True)
+        self._writer.start()
+        self._tailer.start()
+        log.info("redis store open", extra={"url": self.url, "replica": self.replica_id})
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join(timeout=30)
+        self._stop.set()
+        if self._tailer is not None:
+            self._tailer.join(timeout=30)
+        self._fail_waiters(lambda _age: True, "the store is closed")
+        try:
+            pipe = self._r.pipeline(transaction=False)
+            for space in self._applied:
+                pipe.zrem(_key("pos", space), self.replica_id)
+            pipe.delete(_key("alive", self.replica_id))
+            pipe.execute()
+        except RedisError:
+            pass
+        for client in (self._r, self._w, self._t):
+            client.close()
+
+    # -- writes ------------------------------------------------------------------------------------
+    def submit_decision(self, decision: Decision) -> Future[None]:
+        fut: Future[None] = Future()
+        self._put(("decision", decision, fut))
+        return fut
+
+    def submit_event(self, event: LogEvent) -> Future[int]:
+        fut: Future[int] = Future()
+        self._put(("event", event, fut))
+        return fut
+
+    def _put(self, item: tuple) -> None:
+        if self._closed:
+            item[2].set_exception(StoreUnavailable("the store is closed"))
+            return
+        self._queue.put(item)
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            stop = False
+            while len(batch) < BATCH_MAX:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            try:
+                self._commit(batch)
+            except Exception as e:  # a bug must not wedge the writer or leave callers waiting
+                log.exception("redis write failed unexpectedly")
+                for _, _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(StoreUnavailable(f"the store cannot write: {e}"))
+            if stop:
+                return
+
+    def _append_call(self, pipe: Any, e: LogEvent) -> None:
+        keys = [_key("log", e.space), _key("seq", e.space)]
+        if e.event_id:
+            keys.append(_key("fb", e.event_id))
+            head: list[Any] = ["event", self.retention_ms, e.kind]
+        elif e.kind == ADD_MODEL:
+            keys.append(_key("models", e.space))
+            head = ["model", e.model_id, e.kind]
+        else:
+            keys.append(keys[0])
+            head = ["", "", e.kind]
+        pipe.evalsha(self._append_sha, len(keys), *keys, *head, *_event_fields(e))
+
+    def _commit(self, batch: list[tuple]) -> None:
+        if time.monotonic() < self._down_until:
+            err = StoreUnavailable(f"redis at {self.url} is unreachable")
+            for _, _, fut in batch:
+                fut.set_exception(err)
+            return
+        now = time.time()
+        todo = batch
+        for _attempt in range(2):  # a second round only for scripts Redis forgot (it restarted)
+            pipe = self._w.pipeline(transaction=False)
+            for kind, obj, _ in todo:
+                if kind == "decision":
+                    ttl_ms = int(max(1.0, obj.deadline - now + self.decision_margin_s) * 1000)
+                    pipe.set(_key("dec", obj.event_id), _decision_json(obj), px=ttl_ms)
+                    pipe.zadd(_key("decidx", obj.space), {obj.event_id: obj.deadline})
+                else:
+                    self._append_call(pipe, obj)
+            try:
+                results = pipe.execute(raise_on_error=False)
+            except RedisError as e:
+                self._down_until = time.monotonic() + DOWN_HOLD_S
+                log.error("redis write failed, %d request(s) not acknowledged: %s", len(todo), e)
+                err = StoreUnavailable(f"the store cannot write: {e}")
+                for _, _, fut in todo:
+                    fut.set_exception(err)
+                return
+            self._down_until = 0.0
+            retry: list[tuple] = []
+            i = 0
+            for item in todo:
+                kind, obj, fut = item
+                if kind == "decision":
+                    res = next((r for r in results[i : i + 2] if isinstance(r, Exception)), None)
+                    i += 2
+                    if res is None:
+                        fut.set_result(None)
+                    else:
+                        fut.set_exception(StoreUnavailable(f"the store cannot write: {res}"))
+                    continue
+                res = results[i]
+                i += 1
+                if isinstance(res, NoScriptError):
+                    retry.append(item)
+                elif isinstance(res, Exception):
+                    fut.set_exception(StoreUnavailable(f"the store cannot write: {res}"))
+                elif int(res[0]) == 1:
+                    self._await_apply(obj.space, int(res[1]), fut)
+                elif obj.kind == ADD_MODEL:  # already added (by another replica): done once it is applied
+                    self._await_apply(obj.space, int(res[1].split()[-1]), fut)
+                else:
+                    fut.set_exception(DuplicateEvent(f"event {obj.event_id} already has feedback"))
+            if not retry:
+                return
+            try:
+                self._append_sha = str(self._w.script_load(APPEND_LUA))
+            except RedisError as e:
+                for _, _, fut in retry:
+                    fut.set_exception(StoreUnavailable(f"the store cannot write: {e}"))
+                return
+            todo = retry
+        for _, _, fut in todo:
+            fut.set_exception(StoreUnavailable("redis keeps forgetting the append script"))
+
+    def _await_apply(self, space: str, seq: int, fut: Future) -> None:
+        with self._lock:
+            if self._applied.get(space, -1) < seq:
+                self._waiters.setdefault(space, {})[seq] = (fut, time.monotonic())
+                return
+        fut.set_result(seq)
+
+    def _fail_waiters(self, pred: Callable[[float], bool], why: str) -> None:
+        now = time.monotonic()
+        failed: list[Future] = []
+        with self._lock:
+            for waiters in self._waiters.values():
+                for seq, (fut, since) in list(waiters.items()):
+                    if pred(now - since):
+                        failed.append(fut)
+                        del waiters[seq]
+        for fut in failed:
+            if not fut.done():
+                fut.set_exception(StoreUnavailable(why))
+
+    def save_snapshot(self, snap: Snapshot) -> None:
+        space = snap.space
+        index = _key("snaps", space)
+        try:
+            newest = self._r.zrevrange(index, 0, 0, withscores=True)
+            if not newest or int(newest[0][1]) < snap.seq:
+                pipe = self._r.pipeline(transaction=True)
+                pipe.hset(
+                    _key("snap", space, str(snap.seq)),
+                    mapping={
+                        "state": snap.state,
+                        "catalog": json.dumps(snap.catalog),
+                        "created": repr(snap.created),
+                    },
+                )
+                pipe.zadd(index, {str(snap.seq): snap.seq})
+                pipe.execute()
+                old = self._r.zrange(index, 0, -(SNAPSHOTS_KEPT + 1))
+                if old:
+                    pipe = self._r.pipeline(transaction=True)
+                    pipe.delete(*[_key("snap", space, m.decode()) for m in old])
+                    pipe.zrem(index, *old)
+                    pipe.execute()
+            self._trim(space)
+        except RedisError as e:
+            raise StoreUnavailable(f"the store cannot write a snapshot: {e}") from e
+
+    def _trim(self, space: str) -> None:
+        """Drop log entries that the newest snapshot covers and every live replica has applied."""
+        newest = self._r.zrevrange(_key("snaps", space), 0, 0, withscores=True)
+        if not newest:
+            return
+        upto = int(newest[0][1])
+        pos_key = _key("pos", space)
+        positions = self._r.zrange(pos_key, 0, -1, withscores=True)
+        if positions:
+            alive = self._r.mget([_key("alive", m.decode()) for m, _ in positions])
+            dead = [m for (m, _), a in zip(positions, alive, strict=True) if a is None]
+            if dead:
+                self._r.zrem(pos_key, *dead)
+            live = [int(s) for (_, s), a in zip(positions, alive, strict=True) if a is not None]
+            if live:
+                upto = min(upto, *live)
+        if upto > 0:
+            self._r.xtrim(_key("log", space), minid=f"0-{upto + 1}", approximate=True)
+
+    # -- the tailer --------------------------------------------------------------------------------
+    def _tail_loop(self) -> None:
+        backoff = BACKOFF_MIN_S
+        connected = True
+        last_beat = 0.0
+        while not self._stop.is_set():
+            try:
+                if not connected:
+                    self._t.ping()
+                    self._check_not_behind()
+                    connected = True
+                    self._down_until = 0.0
+                    backoff = BACKOFF_MIN_S
+                    log.warning("redis reachable again; catching up", extra={"url": self.url})
+                if time.monotonic() - last_beat >= HEARTBEAT_S:
+                    self._heartbeat()
+                    last_beat = time.monotonic()
+                self._fail_waiters(lambda age: age > APPLY_TIMEOUT_S, "appended but not yet applied here")
+                with self._lock:
+                    streams = {_key("log", s): f"0-{seq}" for s, seq in self._applied.items()}
+                if not streams:
+                    self._stop.wait(BLOCK_MS / 1000)
+                    continue
+                resp = self._t.xread(streams, count=READ_COUNT, block=BLOCK_MS)
+                for key, entries in resp or []:
+                    self._apply_entries(key.decode()[len(PREFIX) + len("log:") :], entries)
+            except RedisError as e:
+                if connected:
+                    log.error("lost redis; reconnecting", extra={"url": self.url, "error": str(e)})
+                    connected = False
+                self._down_until = time.monotonic() + DOWN_HOLD_S
+                self._t.connection_pool.disconnect()
+                self._fail_waiters(lambda age: age > APPLY_TIMEOUT_S, "appended but not yet applied here")
+                self._stop.wait(backoff * (0.5 + random.random()))
+                backoff = min(BACKOFF_MAX_S, backoff * 2)
+
+    def _apply_entries(self, space: str, entries: list) -> None:
+        for stream_id, fields in entries:
+            seq = _seq_of(stream_id)
+            with self._lock:
+                last = self._applied[space]
+            if seq <= last:
+                continue
+            if seq != last + 1:
+                self.on_fatal(
+                    f"space {space!r}: the log jumps from seq {last} to {seq}; the entries between were "
+                    "trimmed before this replica applied them"
+                )
+                return
+            e = _decode_event(space, seq, fields)
+            try:
+                assert self._apply is not None
+                self._apply(e)
+            except Exception:  # a bug here must not wedge the tailer; the event is durable and replays
+                log.exception("applying event seq=%d of space %s failed", seq, space)
+            with self._lock:
+                self._applied[space] = seq
+                waiter = self._waiters.get(space, {}).pop(seq, None)
+            if waiter is not None and not waiter[0].done():
+                waiter[0].set_result(seq)
+
+    def _check_not_behind(self) -> None:
+        with self._lock:
+            spaces = dict(self._applied)
+        if not spaces:
+            return
+        counters = self._t.mget([_key("seq", s) for s in spaces])
+        for (space, applied), c in zip(spaces.items(), counters, strict=True):
+            if int(c or 0) < applied:
+                self.on_fatal(
+                    f"space {space!r}: redis's log ends at seq {int(c or 0)} but this replica has applied "
+                    f"{applied}: redis lost data"
+                )
+
+    def _heartbeat(self) -> None:
+        with self._lock:
+            positions = {**self._loading, **self._applied}
+        pipe = self._t.pipeline(transaction=False)
+        pipe.set(_key("alive", self.replica_id), b"1", px=ALIVE_TTL_MS)
+        for space, seq in positions.items():
+            pipe.zadd(_key("pos", space), {self.replica_id: seq})
+            # Index entries whose decision has certainly expired.
+            pipe.zremrangebyscore(_key("decidx", space), "-inf", time.time() - self.decision_margin_s)
+        pipe.execute()
+
+    # -- reads -------------------------------------------------------------------------------------
+    def latest_snapshot(self, space: str) -> Snapshot | None:
+        try:
+            # Hold trimming back before looking: a snapshot written meanwhile can trim only what it covers.
+            with self._lock:
+                self._loading[space] = 0
+            pipe = self._r.pipeline(transaction=False)
+            pipe.set(_key("alive", self.replica_id), b"1", px=ALIVE_TTL_MS)
+            pipe.zadd(_key("pos", space), {self.replica_id: 0})
+            pipe.execute()
+            newest = self._r.zrevrange(_key("snaps", space), 0, 0)
+            if not newest:
+                return None
+            seq = int(newest[0])
+            h = self._r.hgetall(_key("snap", space, str(seq)))
+        except RedisError as e:
+            raise StoreUnavailable(f"cannot read the snapshot of space {space!r}: {e}") from e
+        if not h:  # deleted between the two reads: a newer one exists
+            return self.latest_snapshot(space)
+        with self._lock:
+            self._loading[space] = seq
+        return Snapshot(space, seq, h[b"state"], json.loads(h[b"catalog"]), float(h[b"created"]))
+
+    def events_after(self, space: str, seq: int) -> Iterator[LogEvent]:
+        """Replay the log after `seq`; once exhausted, this replica's tailer continues from there."""
+        key = _key("log", space)
+        last = seq
+        while True:
+            try:
+                entries = self._r.xrange(key, min=f"0-{last + 1}", max="+", count=READ_COUNT)
+            except RedisError as e:
+                raise StoreUnavailable(f"cannot read the log of space {space!r}: {e}") from e
+            for stream_id, fields in entries:
+                n = _seq_of(stream_id)
+                if n != last + 1:
+                    raise RuntimeError(
+                        f"space {space!r}: the log jumps from seq {last} to {n} (trimmed beyond the snapshot)"
+                    )
+                yield _decode_event(space, n, fields)
+                last = n
+            if len(entries) < READ_COUNT:
+                break
+        with self._lock:
+            self._loading.pop(space, None)
+            self._applied.setdefault(space, last)
+
+    def get_decision(self, event_id: str) -> Decision | None:
+        try:
+            raw = self._r.get(_key("dec", event_id))
+        except RedisError as e:
+            raise StoreUnavailable(f"cannot read decision {event_id}: {e}") from e
+        return None if raw is None else _decision_from_json(raw)
+
+    def feedback_kind(self, event_id: str) -> str | None:
+        try:
+            raw = self._r.get(_key("fb", event_id))
+        except RedisError as e:
+            raise StoreUnavailable(f"cannot read event {event_id}: {e}") from e
+        return None if raw is None else raw.decode().split()[0]
+
+    def open_decisions(self, space: str, now: float) -> Iterator[Decision]:
+        """Every replica's open decisions (so a restarted replica can apply default rewards for them)."""
+        index = _key("decidx", space)
+        start = 0
+        while True:
+            try:
+                ids = self._r.zrangebyscore(index, f"({now!r}", "+inf", start=start, num=READ_COUNT)
+                if not ids:
+                    return
+                pipe = self._r.pipeline(transaction=False)
+                for eid in ids:
+                    pipe.get(_key("dec", eid.decode()))
+                    pipe.exists(_key("fb", eid.decode()))
+                res = pipe.execute()
+            except RedisError as e:
+                raise StoreUnavailable(f"cannot read the open decisions of space {space!r}: {e}") from e
+            for raw, closed in zip(res[::2], res[1::2], strict=True):
+                if raw is not None and not closed:
+                    yield _decision_from_json(raw)
+            start += len(ids)
+
+    def purge_decisions(self, before: float) -> int:
+        # Decisions expire by their TTL; this only drops index entries of decisions long gone.
+        try:
+            with self._lock:
+                spaces = list(self._applied)
+            return sum(int(self._r.zremrangebyscore(_key("decidx", s), "-inf", before)) for s in spaces)
+        except RedisError as e:
+            raise StoreUnavailable(f"cannot purge decisions: {e}") from e
+
+    # -- for tests and tools -----------------------------------------------------------------------
+    def applied_seq(self, space: str) -> int:
+        with self._lock:
+            return self._applied.get(space, 0)
