@@ -17,6 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", help="where the embedded store keeps its database")
     p.add_argument("--store", help="'sqlite' or a redis://host:port/db URL (overrides the config)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--export-log", metavar="FILE", help="instead of serving, write --space's decision log (JSONL)"
+    )
+    p.add_argument("--space", help="with --export-log: the space to export")
     args = p.parse_args(argv)
     setup_logging(args.log_level)
     try:
@@ -30,6 +34,14 @@ def main(argv: list[str] | None = None) -> int:
         cfg.data_dir = Path(args.data_dir)
     if args.store:
         cfg.store = args.store
+    if args.export_log:
+        from edgesel_server.export_log import export_decision_log
+
+        if not args.space:
+            p.error("--export-log needs --space")
+        n = export_decision_log(cfg, args.space, Path(args.export_log))
+        print(f"wrote {n} decisions of space {args.space!r} to {args.export_log}")
+        return 0
     from edgesel_server.app import run
 
     return run(cfg)

@@ -34,6 +34,9 @@ class PolicyConfig:
     lam: float = 1.0
     refactor_every: int = 1000
     seed: int = 0
+    # μLinUCB-style forced sampling: with this probability a Select picks uniformly among the eligible models,
+    # so the learner cannot get stuck and every logged decision has a known propensity for offline evaluation.
+    forced_sampling: float = 0.0
 
 
 @dataclass
@@ -164,12 +167,15 @@ def _space(r: _Reader) -> SpaceConfig:
         lam=p.get("lam", float, PolicyConfig.lam),
         refactor_every=p.get("refactor_every", int, PolicyConfig.refactor_every),
         seed=p.get("seed", int, PolicyConfig.seed),
+        forced_sampling=p.get("forced_sampling", float, PolicyConfig.forced_sampling),
     )
     p.done()
     if policy.kind not in POLICIES:
         raise ConfigError(f"{p.where}.kind must be one of {', '.join(POLICIES)}, got {policy.kind!r}")
     if policy.alpha < 0 or policy.lam <= 0 or policy.refactor_every < 1:
         raise ConfigError(f"{p.where}: needs alpha >= 0, lam > 0, refactor_every >= 1")
+    if not 0.0 <= policy.forced_sampling <= 1.0:
+        raise ConfigError(f"{p.where}.forced_sampling must be in [0, 1]")
     q = r.sub("qoe")
     defaults = QoeFunction()
     try:

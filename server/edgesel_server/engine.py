@@ -115,7 +115,9 @@ class Engine:
                         await self.snapshot(space.name)
                 if now - last_purge > PURGE_INTERVAL_S:
                     last_purge = now
-                    n = await asyncio.to_thread(self.store.purge_decisions, now - self.cfg.decision_retention_s)
+                    n = await asyncio.to_thread(
+                        self.store.purge_decisions, now - self.cfg.decision_retention_s
+                    )
                     if n:
                         log.info("purged old decisions", extra={"count": n})
             except ev.StoreUnavailable as e:

@@ -37,6 +37,7 @@ Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
 def _request_id(request: Any, context: grpc.aio.ServicerContext) -> str:
+    """The request's own `request_id` field, else an `x-request-id` header, else a fresh one."""
     rid = getattr(request, "request_id", "")
     if not rid:
         rid = next((v for k, v in context.invocation_metadata() or () if k == "x-request-id"), "")
@@ -101,7 +102,7 @@ class EdgeselInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             principal = ""
-            request_id = ""
+            request = None
             try:
                 if guarded:
                     principal = await self._authorize(context, service)
@@ -113,7 +114,6 @@ class EdgeselInterceptor(grpc.aio.ServerInterceptor):
                     await context.abort(
                         grpc.StatusCode.INVALID_ARGUMENT, f"malformed {method} request message"
                     )
-                request_id = _request_id(request, context)
                 reset = PRINCIPAL.set(principal)
                 try:
                     response = behavior(request, context)
@@ -134,6 +134,7 @@ class EdgeselInterceptor(grpc.aio.ServerInterceptor):
                 raise
             finally:
                 seconds = time.perf_counter() - started
+                request_id = _request_id(request, context)
                 if self.metrics is not None:
                     self.metrics.observe_rpc(service, method, code.name, seconds)
                 log.log(

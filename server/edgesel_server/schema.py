@@ -3,8 +3,8 @@
 Every feature is declared with the raw range it may take, an optional transform and an optional default.
 The normalized value is `(t(v) - t(lo)) / (t(hi) - t(lo))` with t = identity ("linear") or log ("log"), so
 every feature lands in [0, 1] whatever its units ("none" passes a value the sender already normalized through
-unchanged, range-checked only); that keeps the bandit's ridge prior (λI) and exploration bonus meaningful on fleets the operator has
-not seen yet, without fitting anything to the traffic.
+unchanged, range-checked only). That keeps the bandit's ridge prior (λI) and exploration bonus meaningful on
+fleets the operator has not seen yet, without fitting anything to the traffic.
 """
 
 from __future__ import annotations

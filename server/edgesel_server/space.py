@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
 import secrets
 import threading
 import time
@@ -89,6 +90,7 @@ class SpaceRuntime:
         self.since_snapshot = 0
         self.last_snapshot_time = 0.0
         self.pending: dict[str, Decision] = {}
+        self._rng = random.Random(cfg.policy.seed)
         self.stats = {
             "decisions": 0,
             "feedback": 0,
@@ -252,7 +254,15 @@ class SpaceRuntime:
         )
         best = float(total.max())
         ties = np.flatnonzero(total == best)
-        i = int(ties[0]) if len(ties) == 1 else min(ties, key=lambda j: ids[j])
+        greedy = int(ties[0]) if len(ties) == 1 else min(ties, key=lambda j: ids[j])
+        i, propensity = greedy, 1.0
+        eps = self.cfg.policy.forced_sampling
+        if eps > 0.0:
+            if self._rng.random() < eps:
+                i = self._rng.randrange(len(ids))
+            propensity = eps / len(ids) + (1.0 - eps) * (i == greedy)
+        if self.cfg.policy.kind == "lin_ts" and eps < 1.0:
+            propensity = math.nan  # Thompson sampling's choice probability has no closed form
         exploratory = bool(mean[i] < mean.max())
         now = time.time()
         decision = Decision(
@@ -262,7 +272,7 @@ class SpaceRuntime:
             x=x,
             created=now,
             deadline=now + self.cfg.reward_window_s,
-            propensity=1.0 if self.cfg.policy.kind != "lin_ts" else float("nan"),
+            propensity=propensity,
             expected_qoe=float(mean[i]),
             bonus=float(bonus[i]),
             policy_version=self.applied_seq,

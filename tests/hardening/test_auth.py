@@ -9,10 +9,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from edgesel.v1 import catalog_pb2, selection_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from edgesel.v1 import catalog_pb2, selection_pb2
 from edgesel_server.config import ConfigError, parse_config
 from edgesel_server.security import RateLimiter, Role, TokenRegistry, bearer_token, principal_of
 from tests.hardening.support import (

@@ -390,3 +390,42 @@ def test_sdk_reports_refusals_as_errors(server: ServerProcess) -> None:
         with pytest.raises(EdgeselError) as info:
             client.select(space="nope", device_features=PHONE)
         assert info.value.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_forced_sampling_logs_exact_propensities_for_offline_replay(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    text = cfg.read_text().replace('kind = "hybrid_linucb"', 'kind = "hybrid_linucb"\nforced_sampling = 1.0')
+    cfg.write_text(text)
+    proc = ServerProcess(cfg, tmp_path / "data").start()
+    picks = []
+    try:
+        with grpc.insecure_channel(proc.target) as ch:
+            s = sel_grpc.SelectionServiceStub(ch)
+            for i in range(300):
+                r = select(s, device_features=PHONE if i % 2 else JETSON)
+                picks.append(r.model.model_id)
+                if i % 3:  # some decisions never get feedback
+                    s.Feedback(selection_pb2.FeedbackRequest(event_id=r.event_id, reward=0.5))
+    finally:
+        assert proc.terminate() == 0
+    # forced_sampling = 1: uniform over the 3 models whatever was learned
+    assert all(60 <= picks.count(m) <= 140 for m in ("tiny", "small", "big")), picks
+    out = tmp_path / "log.jsonl"
+    from edgesel_server.cli import main as server_main
+
+    assert server_main(["--config", str(cfg), "--data-dir", str(tmp_path / "data"), "--export-log", str(out),
+                        "--space", "vision"]) == 0  # fmt: skip
+    import json
+
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert lines[0]["type"] == "header" and lines[0]["propensities"] == "exact"
+    assert set(lines[1]["add"]) == {"tiny", "small", "big"} and len(lines[1]["add"]["tiny"]) == 3
+    decisions = lines[2:]
+    assert len(decisions) == 300
+    assert all(math.isclose(d["propensity"], 1 / 3) for d in decisions)
+    assert sum(d["reward"] is None for d in decisions) == 100
+    assert [d["arm"] for d in decisions] == picks
+    from edgesel_server.sim.replay import replay_file
+
+    est = replay_file(str(out), "random")
+    assert est.uniform_logging
