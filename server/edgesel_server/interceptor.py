@@ -105,7 +105,22 @@ class EdgeselInterceptor(grpc.aio.ServerInterceptor):
             request = None
             try:
                 if guarded:
-                    principal = await self._authorize(context, service)
+                    if self.tokens is not None:
+                        token = bearer_token(context.invocation_metadata())
+                        found = self.tokens.authenticate(token) if token is not None else None
+                        if found is None:
+                            await context.abort(
+                                grpc.StatusCode.UNAUTHENTICATED,
+                                "missing or malformed bearer token"
+                                if token is None
+                                else "invalid bearer token",
+                            )
+                        assert found is not None
+                        role, principal = found
+                        if role is not Role.ADMIN and service not in DEVICE_SERVICES:
+                            await context.abort(
+                                grpc.StatusCode.PERMISSION_DENIED, f"{service} needs an admin token"
+                            )
                     if self.limiter is not None and not self.limiter.allow(principal or _peer_host(context)):
                         await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "request rate limit exceeded")
                 try:
@@ -151,20 +166,3 @@ class EdgeselInterceptor(grpc.aio.ServerInterceptor):
                 )
 
         return call
-
-    async def _authorize(self, context: grpc.aio.ServicerContext, service: str) -> str:
-        """The caller's principal, or abort. "" when auth is off."""
-        if self.tokens is None:
-            return ""
-        token = bearer_token(context.invocation_metadata())
-        found = self.tokens.authenticate(token) if token is not None else None
-        if found is None:
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "missing or malformed bearer token" if token is None else "invalid bearer token",
-            )
-        assert found is not None
-        role, principal = found
-        if role is not Role.ADMIN and service not in DEVICE_SERVICES:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{service} needs an admin token")
-        return principal

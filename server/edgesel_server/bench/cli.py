@@ -313,7 +313,7 @@ def print_report(report: dict[str, Any]) -> None:
         f"\n{'call':<10}{'req/s':>10}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>8}"
         f"{'rps/floor':>11}{'p99/floor':>11}"
     )
-    rows = [(k, report[k]) for k in ("floor", "select", "feedback") if k in report]
+    rows: list[tuple[str, Any]] = [(k, report[k]) for k in ("floor", "select", "feedback") if k in report]
     rows += [(f"mixed:{k}", v) for k, v in report.get("mixed", {}).items()]
     for name, r in rows:
         if not r.get("count"):

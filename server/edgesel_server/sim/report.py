@@ -89,8 +89,10 @@ def new_model_stats(stream: Stream, runs: list[PolicyRun]) -> dict[str, Any]:
                 picked = run.picks[optimal_rounds] == j
                 pickup = None
                 if picked.size >= PICKUP_WINDOW:
-                    share = np.convolve(picked.astype(float), np.ones(PICKUP_WINDOW), "valid") / PICKUP_WINDOW
-                    hit = np.flatnonzero(share >= PICKUP_SHARE)
+                    window_share = (
+                        np.convolve(picked.astype(float), np.ones(PICKUP_WINDOW), "valid") / PICKUP_WINDOW
+                    )
+                    hit = np.flatnonzero(window_share >= PICKUP_SHARE)
                     if hit.size:
                         pickup = int(optimal_rounds[hit[0] + PICKUP_WINDOW - 1] - r0)
                 first = np.flatnonzero(run.picks[after] == j)

@@ -83,7 +83,7 @@ def _err(field_name: str, problem: str) -> ScenarioError:
 
 
 def _check_keys(
-    table: Any, where: str, allowed: set[str], required: set[str] = frozenset()
+    table: Any, where: str, allowed: set[str], required: frozenset[str] | set[str] = frozenset()
 ) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise _err(where or "<root>", f"must be a table, got {type(table).__name__}")

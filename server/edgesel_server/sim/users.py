@@ -42,6 +42,6 @@ def draw_states(
     n = battery_powered.shape[0]
     lo, hi = model.battery_range
     battery = np.where(battery_powered, rng.uniform(lo, hi, size=n), 1.0)
-    thermal = rng.beta(*model.thermal_beta, size=n)
-    load = rng.beta(*model.load_beta, size=n)
+    thermal = np.asarray(rng.beta(*model.thermal_beta, size=n))
+    load = np.asarray(rng.beta(*model.load_beta, size=n))
     return battery, thermal, load
