@@ -22,6 +22,7 @@ from edgesel_server.servicers import CatalogServicer, SelectionServicer
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 10.0
+SHUTDOWN_DRAIN_S = 3.0
 SERVICE_NAMES = (
     selection_pb2.DESCRIPTOR.services_by_name["SelectionService"].full_name,
     catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
@@ -37,6 +38,7 @@ class EdgeselServer:
         self.port = 0
         self._background: asyncio.Task | None = None
         self.metrics: Metrics | None = None
+        self.interceptor: EdgeselInterceptor | None = None
 
     async def start(self) -> int:
         # Read tokens and certificates before the (possibly long) state rebuild, so a typo fails fast.
@@ -51,8 +53,8 @@ class EdgeselServer:
             ("grpc.max_send_message_length", max(self.cfg.max_message_bytes, 64 << 20)),
             ("grpc.so_reuseport", 0),
         ]
-        interceptor = EdgeselInterceptor.from_config(self.cfg, tokens, self.metrics)
-        server = grpc.aio.server(interceptors=[interceptor], options=opts)
+        self.interceptor = EdgeselInterceptor.from_config(self.cfg, tokens, self.metrics)
+        server = grpc.aio.server(interceptors=[self.interceptor], options=opts)
         selection_pb2_grpc.add_SelectionServiceServicer_to_server(SelectionServicer(self.engine), server)
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(self.engine), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -83,6 +85,8 @@ class EdgeselServer:
     async def stop(self, grace: float = SHUTDOWN_GRACE_S) -> None:
         """Stop accepting, let in-flight RPCs finish, then flush and snapshot."""
         await self.health.enter_graceful_shutdown()
+        if self.interceptor is not None:
+            await self.interceptor.drain(min(grace, SHUTDOWN_DRAIN_S))
         if self.server is not None:
             await self.server.stop(grace)
         if self._background is not None:

@@ -32,6 +32,7 @@ OPEN_SERVICES = frozenset(
 )
 DEVICE_SERVICES = frozenset({selection_pb2.DESCRIPTOR.services_by_name["SelectionService"].full_name})
 REQUEST_ID_MAX = 128
+DRAIN_QUIET_S = 0.2
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
@@ -62,6 +63,9 @@ class EdgeselInterceptor(grpc.aio.ServerInterceptor):
         self.tokens = tokens
         self.limiter = limiter
         self.metrics = metrics
+        self.draining = False
+        self.in_flight = 0
+        self._last_arrival = 0.0
 
     @classmethod
     def from_config(
@@ -72,9 +76,9 @@ class EdgeselInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(details)
         if handler is None:
             return handler  # unknown method: the runtime answers UNIMPLEMENTED
@@ -90,12 +94,27 @@ class EdgeselInterceptor(grpc.aio.ServerInterceptor):
             response_serializer=handler.response_serializer,
         )
 
+    async def drain(self, timeout: float) -> None:
+        """Answer new RPCs UNAVAILABLE (which clients retry) until those in flight have finished and no new
+        one has arrived for a moment. Calls still queued inside gRPC when the server stops would be
+        CANCELLED, which clients do not retry; draining first empties that queue."""
+        self.draining = True
+        if timeout <= 0:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.in_flight == 0 and time.monotonic() - self._last_arrival >= DRAIN_QUIET_S:
+                return
+            await asyncio.sleep(0.02)
+        log.warning("drain timed out; stopping with RPCs still arriving", extra={"in_flight": self.in_flight})
+
     @staticmethod
     async def _refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> None:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "streaming RPCs are not served behind auth")
 
     def _wrap(self, handler: grpc.RpcMethodHandler, service: str, method: str, guarded: bool) -> Handler:
-        behavior = handler.unary_unary
+        behavior: Callable[..., Any] | None = handler.unary_unary
+        assert behavior is not None  # checked by intercept_service
         parse = handler.request_deserializer
 
         async def call(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
@@ -103,7 +122,11 @@ class EdgeselInterceptor(grpc.aio.ServerInterceptor):
             code = grpc.StatusCode.OK
             principal = ""
             request = None
+            self.in_flight += 1
+            self._last_arrival = time.monotonic()
             try:
+                if self.draining and guarded:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry")
                 if guarded:
                     if self.tokens is not None:
                         token = bearer_token(context.invocation_metadata())
@@ -148,6 +171,7 @@ class EdgeselInterceptor(grpc.aio.ServerInterceptor):
                 code = grpc.StatusCode.UNKNOWN  # a bug the servicer let through: the runtime says UNKNOWN
                 raise
             finally:
+                self.in_flight -= 1
                 seconds = time.perf_counter() - started
                 request_id = _request_id(request, context)
                 if self.metrics is not None:

@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -105,7 +106,7 @@ class Metrics:
         )
         ProcessCollector(registry=self.registry)
         self.registry.register(_SpaceCollector(engine))
-        self._http = None
+        self._http: WSGIServer | None = None
 
     def observe_rpc(self, service: str, method: str, code: str, seconds: float) -> None:
         self.rpc_handled.labels(service, method, code).inc()

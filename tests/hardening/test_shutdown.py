@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sqlite3
 import threading
 import time
@@ -50,10 +49,8 @@ def test_sigterm_finishes_in_flight_rpcs_then_snapshots(tmp_path: Path) -> None:
     for t in threads:
         t.start()
     time.sleep(1.0)
-    assert proc.proc is not None
     sigterm_at = time.monotonic()
-    proc.proc.send_signal(signal.SIGTERM)
-    assert proc.proc.wait(timeout=30) == 0
+    assert proc.terminate(timeout=30) == 0
     stop.set()
     for t in threads:
         t.join(timeout=30)

@@ -15,11 +15,11 @@ import redis
 
 REDIS_SERVER = shutil.which("redis-server")
 
-if REDIS_SERVER is None:
-    pytest.skip(
-        "redis-server is not on PATH (scripts/test.sh installs it: apt-get install -y redis-server)",
-        allow_module_level=True,
-    )
+# Every test module here sets `pytestmark = requires_redis`.
+requires_redis = pytest.mark.skipif(
+    REDIS_SERVER is None,
+    reason="redis-server is not on PATH (scripts/test.sh installs it: apt-get install -y redis-server)",
+)
 
 
 def free_port() -> int:

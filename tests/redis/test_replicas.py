@@ -1,4 +1,4 @@
-"""Several edgesel replicas on one real Redis: convergence, exactly-once, crashes of a replica and of Redis."""
+"""Several edgesel replicas on one real Redis: convergence, exactly-once, replica and Redis crashes."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from pathlib import Path
 import grpc
 import pytest
 import redis
+
 from edgesel.v1 import catalog_pb2, selection_pb2, types_pb2
 from edgesel.v1 import catalog_pb2_grpc as cat_grpc
 from edgesel.v1 import selection_pb2_grpc as sel_grpc
-
-from tests.redis.conftest import RedisServer
+from tests.redis.conftest import RedisServer, requires_redis
 from tests.server.serverproc import ServerProcess, write_config
 
+pytestmark = requires_redis
 ACCEPTED = selection_pb2.FEEDBACK_STATUS_ACCEPTED
 DUPLICATE = selection_pb2.FEEDBACK_STATUS_DUPLICATE
 DEVICES = [{"ram_gb": 1.0 + i, "has_npu": float(i % 2), "battery_percent": 10.0 * i} for i in range(8)]
@@ -173,7 +174,11 @@ def test_duplicate_feedback_to_several_replicas_is_learned_once(
                 )
                 barrier = threading.Barrier(3)
 
-                def send(stub: sel_grpc.SelectionServiceStub, event_id: str = d.event_id) -> int:
+                def send(
+                    stub: sel_grpc.SelectionServiceStub,
+                    event_id: str = d.event_id,
+                    barrier: threading.Barrier = barrier,
+                ) -> int:
                     barrier.wait()
                     req = selection_pb2.FeedbackRequest(event_id=event_id, reward=0.5)
                     return stub.Feedback(req, timeout=5).status
@@ -246,7 +251,7 @@ def test_redis_restart_loses_no_acknowledged_feedback(tmp_path: Path, redis_serv
             load.wait_acked(200)
             redis_server.kill()
             time.sleep(0.3)
-            # Outage: Select keeps answering from the local state, Feedback is UNAVAILABLE (never a false ack).
+            # Outage: Select answers from the local state, Feedback is UNAVAILABLE (never a false ack).
             probe = a.Select(
                 selection_pb2.SelectRequest(space="vision", device_features=DEVICES[0]), timeout=5
             )

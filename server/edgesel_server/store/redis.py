@@ -219,8 +219,13 @@ class RedisStore(Store):
         self._applied: dict[str, int] = {}  # spaces being tailed -> last seq applied here
         self._loading: dict[str, int] = {}  # spaces being loaded -> the seq their replay starts after
         self._waiters: dict[str, dict[int, tuple[Future, float]]] = {}
+        # get_decision reads the claim too: the engine asks feedback_kind right after (one round trip).
+        self._claims_seen: dict[str, bytes | None] = {}
         self._down_until = 0.0
+        self._reconnects = 0  # bumped by the tailer each time Redis is back
+        self._writer_reconnects = 0
         self._closed = False
+        self._fatal = ""  # set when this replica's state can no longer follow the log
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
         self._tailer: threading.Thread | None = None
@@ -318,11 +323,15 @@ class RedisStore(Store):
         pipe.evalsha(self._append_sha, len(keys), *keys, *head, *_event_fields(e))
 
     def _commit(self, batch: list[tuple]) -> None:
-        if time.monotonic() < self._down_until:
-            err = StoreUnavailable(f"redis at {self.url} is unreachable")
+        if self._fatal or time.monotonic() < self._down_until:
+            err = StoreUnavailable(self._fatal or f"redis at {self.url} is unreachable")
             for _, _, fut in batch:
                 fut.set_exception(err)
             return
+        if self._writer_reconnects != self._reconnects:
+            # Redis came back: drop pooled connections to the old process instead of failing on them.
+            self._writer_reconnects = self._reconnects
+            self._w.connection_pool.disconnect()
         now = time.time()
         todo = batch
         for _attempt in range(2):  # a second round only for scripts Redis forgot (it restarted)
@@ -437,6 +446,9 @@ class RedisStore(Store):
         positions = self._r.zrange(pos_key, 0, -1, withscores=True)
         if positions:
             alive = self._r.mget([_key("alive", m.decode()) for m, _ in positions])
+            # Heartbeats expire while Redis is down too: right after a restart, wait for them to come back.
+            if int(self._r.info("server")["uptime_in_seconds"]) * 1000 < 2 * ALIVE_TTL_MS:
+                alive = [b"1"] * len(positions)
             dead = [m for (m, _), a in zip(positions, alive, strict=True) if a is None]
             if dead:
                 self._r.zrem(pos_key, *dead)
@@ -451,12 +463,13 @@ class RedisStore(Store):
         backoff = BACKOFF_MIN_S
         connected = True
         last_beat = 0.0
-        while not self._stop.is_set():
+        while not self._stop.is_set() and not self._fatal:
             try:
                 if not connected:
                     self._t.ping()
                     self._check_not_behind()
                     connected = True
+                    self._reconnects += 1
                     self._down_until = 0.0
                     backoff = BACKOFF_MIN_S
                     log.warning("redis reachable again; catching up", extra={"url": self.url})
@@ -490,7 +503,7 @@ class RedisStore(Store):
             if seq <= last:
                 continue
             if seq != last + 1:
-                self.on_fatal(
+                self._die(
                     f"space {space!r}: the log jumps from seq {last} to {seq}; the entries between were "
                     "trimmed before this replica applied them"
                 )
@@ -515,10 +528,15 @@ class RedisStore(Store):
         counters = self._t.mget([_key("seq", s) for s in spaces])
         for (space, applied), c in zip(spaces.items(), counters, strict=True):
             if int(c or 0) < applied:
-                self.on_fatal(
+                self._die(
                     f"space {space!r}: redis's log ends at seq {int(c or 0)} but this replica has applied "
                     f"{applied}: redis lost data"
                 )
+
+    def _die(self, msg: str) -> None:
+        self._fatal = msg
+        self._fail_waiters(lambda _age: True, msg)
+        self.on_fatal(msg)
 
     def _heartbeat(self) -> None:
         with self._lock:
@@ -579,16 +597,27 @@ class RedisStore(Store):
 
     def get_decision(self, event_id: str) -> Decision | None:
         try:
-            raw = self._r.get(_key("dec", event_id))
+            raw, claim = self._r.mget([_key("dec", event_id), _key("fb", event_id)])
         except RedisError as e:
             raise StoreUnavailable(f"cannot read decision {event_id}: {e}") from e
-        return None if raw is None else _decision_from_json(raw)
+        if raw is None:
+            return None
+        with self._lock:
+            if len(self._claims_seen) >= 4096:
+                self._claims_seen.clear()
+            self._claims_seen[event_id] = claim
+        return _decision_from_json(raw)
 
     def feedback_kind(self, event_id: str) -> str | None:
-        try:
-            raw = self._r.get(_key("fb", event_id))
-        except RedisError as e:
-            raise StoreUnavailable(f"cannot read event {event_id}: {e}") from e
+        # A claim read a moment ago by get_decision will do: if it was made since, the append says DUPLICATE.
+        with self._lock:
+            seen = event_id in self._claims_seen
+            raw = self._claims_seen.pop(event_id, None)
+        if not seen:
+            try:
+                raw = self._r.get(_key("fb", event_id))
+            except RedisError as e:
+                raise StoreUnavailable(f"cannot read event {event_id}: {e}") from e
         return None if raw is None else raw.decode().split()[0]
 
     def open_decisions(self, space: str, now: float) -> Iterator[Decision]:
