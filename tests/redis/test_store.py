@@ -96,8 +96,9 @@ def test_decisions_are_shared_with_a_ttl(two: tuple[Replica, Replica], redis_ser
     assert [x.event_id for x in b.store.open_decisions("s", now)] == ["d1"]
     ttl = redis_server.client().pttl("edgesel:dec:d1")
     assert 30_000 < ttl <= (30 + a.store.decision_margin_s) * 1000
-    b.store.submit_event(reward(ev.FEEDBACK, "d1")).result(timeout=5)
+    b.store.submit_event(reward(ev.FEEDBACK, "d1", 0.75)).result(timeout=5)
     assert list(a.store.open_decisions("s", now)) == []
+    assert [(x.event_id, r) for x, r in a.store.decision_log("s")] == [("d1", 0.75)]
 
 
 def test_trim_keeps_what_a_loading_replica_needs(

@@ -6,9 +6,9 @@ Layout (every key starts with ``edgesel:``; ``<space>`` is the space name as is)
   dense per-space counter (``seq:<space>``, INCR'd by the same Lua script as the XADD). So the interface's
   integer seq *is* the stream id, ``events_after(seq)`` is ``XRANGE 0-<seq+1> +``, and a gap (an entry
   trimmed before this replica applied it) shows as a jump in seq.
-- ``fb:<event_id>``: the exactly-once claim of a feedback or default reward, ``"<kind> <seq>"``. The append
-  script checks it first (an existing claim returns "duplicate" and appends nothing), then INCR + XADD +
-  ``SET PX``, all atomically; it is kept ``retention_s`` (the server's decision_retention_s).
+- ``fb:<event_id>``: the exactly-once claim of a feedback or default reward, ``"<kind> <reward> <seq>"``.
+  The append script checks it first (an existing claim returns "duplicate" and appends nothing), then
+  INCR + XADD + ``SET PX``, all atomically; it is kept ``retention_s`` (the server's decision_retention_s).
 - ``models:<space>``: hash model id -> ``"add_model <seq>"``, the claim of an AddModel, so replicas starting
   together on an empty Redis add each configured model once.
 - ``dec:<event_id>``: a pending decision (JSON, context vector as base64 little-endian f64) whose TTL is the
@@ -81,7 +81,8 @@ DECISION_MARGIN_S = 600.0
 RETENTION_S = 7 * 24 * 3600.0
 
 # Append one event; claim first. KEYS: log, seq counter, claim key (string for events, hash for models).
-# ARGV: claim mode ("", "event", "model"), claim ttl ms (event) or model id (model), kind, field/value pairs.
+# ARGV: claim mode ("", "event", "model"), claim ttl ms (event) or model id (model), the claim's text (seq is
+# appended to it), field/value pairs.
 # The OOM check happens at the first write (INCR): after it, the script runs to the end, so an entry is
 # never appended without its claim and the seq counter never skips.
 APPEND_LUA = """
@@ -313,7 +314,7 @@ class RedisStore(Store):
         keys = [_key("log", e.space), _key("seq", e.space)]
         if e.event_id:
             keys.append(_key("fb", e.event_id))
-            head: list[Any] = ["event", self.retention_ms, e.kind]
+            head: list[Any] = ["event", self.retention_ms, f"{e.kind} {float(e.reward)!r}"]
         elif e.kind == ADD_MODEL:
             keys.append(_key("models", e.space))
             head = ["model", e.model_id, e.kind]
@@ -649,6 +650,25 @@ class RedisStore(Store):
             return sum(int(self._r.zremrangebyscore(_key("decidx", s), "-inf", before)) for s in spaces)
         except RedisError as e:
             raise StoreUnavailable(f"cannot purge decisions: {e}") from e
+
+    def decision_log(self, space: str) -> Iterator[tuple[Decision, float | None]]:
+        """The decisions still in Redis (window + decision_margin_s), by deadline, with their rewards."""
+        index = _key("decidx", space)
+        start = 0
+        while True:
+            try:
+                ids = self._r.zrange(index, start, start + READ_COUNT - 1)
+                if not ids:
+                    return
+                keys = [_key(kind, eid.decode()) for eid in ids for kind in ("dec", "fb")]
+                res = self._r.mget(keys)
+            except RedisError as e:
+                raise StoreUnavailable(f"cannot read the decisions of space {space!r}: {e}") from e
+            for raw, claim in zip(res[::2], res[1::2], strict=True):
+                if raw is not None:
+                    parts = claim.split() if claim is not None else []
+                    yield _decision_from_json(raw), float(parts[1]) if len(parts) == 3 else None
+            start += len(ids)
 
     # -- for tests and tools -----------------------------------------------------------------------
     def applied_seq(self, space: str) -> int:
