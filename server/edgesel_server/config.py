@@ -85,7 +85,8 @@ class ServerConfig:
     max_message_bytes: int = 1 << 20
     max_features: int = 256
     max_eligible: int = 10_000
-    max_pending_decisions: int = 1_000_000
+    # Bounds memory (a pending decision takes ~0.5 KB); the oldest are closed early beyond it.
+    max_pending_decisions: int = 250_000
     decision_retention_s: float = 7 * 24 * 3600.0
     # Requests per second per principal (bearer token, or peer address without auth); 0 turns it off.
     rate_limit_per_s: float = 0.0

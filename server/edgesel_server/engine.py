@@ -60,7 +60,7 @@ class Engine:
         )
         # Feedbacks being written right now, so a concurrent duplicate waits for the first one's fate.
         self._inflight: dict[str, asyncio.Future] = {}
-        self._tasks: list[asyncio.Task] = []
+        self._side_tasks: set[asyncio.Task] = set()
         self.started = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -124,19 +124,29 @@ class Engine:
                 log.warning("background pass skipped: the store is unavailable", extra={"error": str(e)})
 
     async def _expire(self, space: SpaceRuntime, now: float) -> None:
+        retry, space.default_retry = space.default_retry, []
         expired = space.pop_expired(now)
         space.stats["expired"] += len(expired)
-        if space.cfg.on_missing_feedback != "default":
+        await self._close_missing(space, retry + expired)
+
+    async def _close_missing(self, space: SpaceRuntime, decisions: list[Decision]) -> None:
+        """Decisions whose window passed without feedback: learn the default reward, or drop them."""
+        if not decisions or space.cfg.on_missing_feedback != "default":
             return
-        for d in expired:
-            try:
-                await self._append_reward(space, d, space.cfg.default_reward, ev.DEFAULT_REWARD)
+        # All at once: they share group commits instead of paying one fsync each.
+        results = await asyncio.gather(
+            *(self._append_reward(space, d, space.cfg.default_reward, ev.DEFAULT_REWARD) for d in decisions),
+            return_exceptions=True,
+        )
+        for d, r in zip(decisions, results, strict=True):
+            if isinstance(r, ev.StoreUnavailable):
+                space.default_retry.append(d)  # not lost: tried again on the next sweep
+            elif isinstance(r, DuplicateEvent):
+                pass  # real feedback (or another replica's default) got there first
+            elif isinstance(r, BaseException):
+                log.error("default reward failed", extra={"event_id": d.event_id, "error": repr(r)})
+            else:
                 space.stats["defaults_applied"] += 1
-            except DuplicateEvent:
-                pass
-            except ev.StoreUnavailable:
-                space.pending[d.event_id] = d  # try again on the next sweep
-                return
 
     async def snapshot(self, space_name: str) -> int:
         space = self.spaces[space_name]
@@ -199,9 +209,13 @@ class Engine:
         except ev.StoreUnavailable as e:
             # Selection keeps serving from the local state; the decision lives in memory only.
             log.warning("decision not persisted", extra={"event_id": d.event_id, "error": str(e)})
-        for old in space.remember(d):
-            space.stats["expired"] += 1
-            log.warning("pending decision evicted by the pending bound", extra={"event_id": old.event_id})
+        evicted = space.remember(d)
+        if evicted:
+            log.warning("pending decisions evicted by max_pending_decisions", extra={"count": len(evicted)})
+            space.stats["expired"] += len(evicted)
+            task = asyncio.create_task(self._close_missing(space, evicted))
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
         return choice
 
     # -- feedback ----------------------------------------------------------------------------------

@@ -173,20 +173,21 @@ class EdgeselInterceptor(grpc.aio.ServerInterceptor):
             finally:
                 self.in_flight -= 1
                 seconds = time.perf_counter() - started
-                request_id = _request_id(request, context)
                 if self.metrics is not None:
                     self.metrics.observe_rpc(service, method, code.name, seconds)
-                log.log(
-                    logging.DEBUG if code is grpc.StatusCode.OK else logging.INFO,
-                    "rpc",
-                    extra={
-                        "rpc": f"/{service}/{method}",
-                        "status": code.name,
-                        "duration_ms": round(seconds * 1000, 3),
-                        "request_id": request_id,
-                        "principal": principal,
-                        "peer": context.peer(),
-                    },
-                )
+                level = logging.DEBUG if code is grpc.StatusCode.OK else logging.INFO
+                if log.isEnabledFor(level):  # building the fields costs more than the RPC's own work
+                    log.log(
+                        level,
+                        "rpc",
+                        extra={
+                            "rpc": f"/{service}/{method}",
+                            "status": code.name,
+                            "duration_ms": round(seconds * 1000, 3),
+                            "request_id": _request_id(request, context),
+                            "principal": principal,
+                            "peer": context.peer(),
+                        },
+                    )
 
         return call

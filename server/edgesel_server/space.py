@@ -90,6 +90,7 @@ class SpaceRuntime:
         self.since_snapshot = 0
         self.last_snapshot_time = 0.0
         self.pending: dict[str, Decision] = {}
+        self.default_retry: list[Decision] = []  # expired decisions whose default reward could not be stored
         self._rng = random.Random(cfg.policy.seed)
         self.stats = {
             "decisions": 0,

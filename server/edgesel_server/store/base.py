@@ -29,7 +29,7 @@ class DuplicateEvent(RuntimeError):
     """A feedback event for this event id is already in the log."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     event_id: str
     space: str
