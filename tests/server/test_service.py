@@ -429,3 +429,27 @@ def test_forced_sampling_logs_exact_propensities_for_offline_replay(tmp_path: Pa
 
     est = replay_file(str(out), "random")
     assert est.uniform_logging
+
+
+def test_pending_bound_closes_the_oldest_decisions_with_the_default_reward(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, on_missing="default")
+    cfg.write_text(
+        cfg.read_text().replace("max_eligible = 500", "max_eligible = 500\nmax_pending_decisions = 5")
+    )
+    proc = ServerProcess(cfg, tmp_path / "data").start()
+    try:
+        with grpc.insecure_channel(proc.target) as ch:
+            s, cat = sel_grpc.SelectionServiceStub(ch), cat_grpc.CatalogServiceStub(ch)
+            events = [select(s).event_id for _ in range(12)]
+            deadline = time.time() + 10
+            while total_updates(cat) < 7 and time.time() < deadline:
+                time.sleep(0.1)
+            assert total_updates(cat) == 7  # the 7 oldest were closed with default_reward = 0.25
+            stats = cat.GetArmStats(catalog_pb2.GetArmStatsRequest(space="vision"))
+            assert math.isclose(sum(a.reward_sum for a in stats.arms), 7 * 0.25)
+            late = code_of(lambda: s.Feedback(selection_pb2.FeedbackRequest(event_id=events[0], reward=0.9)))
+            assert late == grpc.StatusCode.FAILED_PRECONDITION
+            ok = s.Feedback(selection_pb2.FeedbackRequest(event_id=events[-1], reward=0.9))
+            assert ok.status == selection_pb2.FEEDBACK_STATUS_ACCEPTED
+    finally:
+        proc.kill()
