@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import abc
 import json
+import queue
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -84,6 +86,50 @@ class Snapshot:
 
 ApplyFn = Callable[[LogEvent], None]
 
+BATCH_MAX = 512
+
+
+class WriteQueue:
+    """What callers hand to a store's writer thread: (kind, object, future) items, taken in batches.
+
+    Both backends group-commit: the writer takes whatever has queued up (at most `batch_max`) as one batch,
+    so concurrent requests share one fsync (SQLite) or one round trip (Redis).
+    """
+
+    def __init__(self, batch_max: int = BATCH_MAX) -> None:
+        self._q: queue.Queue = queue.Queue()
+        self.batch_max = batch_max
+        self.closed = False
+
+    def submit(self, kind: str, obj: object) -> Future:
+        fut: Future = Future()
+        if self.closed:
+            fut.set_exception(StoreUnavailable("the store is closed"))
+        else:
+            self._q.put((kind, obj, fut))
+        return fut
+
+    def close(self) -> None:
+        """No new items; the writer finishes what is queued, then `next_batch` says stop."""
+        self.closed = True
+        self._q.put(None)
+
+    def next_batch(self) -> tuple[list[tuple[str, Any, Future]], bool]:
+        """Block for the next batch; the flag is True once the queue is closed (after this batch)."""
+        item = self._q.get()
+        if item is None:
+            return [], True
+        batch = [item]
+        while len(batch) < self.batch_max:
+            try:
+                nxt = self._q.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:
+                return batch, True
+            batch.append(nxt)
+        return batch, False
+
 
 class Store(abc.ABC):
     """Backends: SqliteStore (embedded default) and RedisStore (several replicas)."""
@@ -107,14 +153,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def save_snapshot(self, snap: Snapshot) -> None: ...
 
-    @abc.abstractmethod
+    _writes: WriteQueue
+
     def submit_decision(self, decision: Decision) -> Future[None]:
         """Make a decision durable; the future resolves when it is (or fails with StoreUnavailable)."""
+        return self._writes.submit("decision", decision)
 
-    @abc.abstractmethod
     def submit_event(self, event: LogEvent) -> Future[int]:
         """Append an event; resolves to its seq once durable and applied (DuplicateEvent,
         StoreUnavailable on failure)."""
+        return self._writes.submit("event", event)
 
     @abc.abstractmethod
     def get_decision(self, event_id: str) -> Decision | None: ...

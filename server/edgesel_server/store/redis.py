@@ -36,7 +36,6 @@ import base64
 import json
 import logging
 import os
-import queue
 import random
 import secrets
 import threading
@@ -61,12 +60,12 @@ from edgesel_server.store.base import (
     Snapshot,
     Store,
     StoreUnavailable,
+    WriteQueue,
 )
 
 log = logging.getLogger(__name__)
 
 PREFIX = "edgesel:"
-BATCH_MAX = 512
 SNAPSHOTS_KEPT = 3
 READ_COUNT = 1000
 BLOCK_MS = 250  # also how long a space registered for tailing may wait before its first read
@@ -214,7 +213,7 @@ class RedisStore(Store):
             url, socket_timeout=BLOCK_MS / 1000 + 5.0, retry=Retry(NoBackoff(), 0), **opts
         )
         self._append_sha = ""
-        self._queue: queue.Queue = queue.Queue()
+        self._writes = WriteQueue()
         self._apply: ApplyFn | None = None
         self._lock = threading.Lock()
         self._applied: dict[str, int] = {}  # spaces being tailed -> last seq applied here
@@ -249,8 +248,8 @@ class RedisStore(Store):
         if self._closed:
             return
         self._closed = True
+        self._writes.close()
         if self._writer is not None:
-            self._queue.put(None)
             self._writer.join(timeout=30)
         self._stop.set()
         if self._tailer is not None:
@@ -268,38 +267,12 @@ class RedisStore(Store):
             client.close()
 
     # -- writes ------------------------------------------------------------------------------------
-    def submit_decision(self, decision: Decision) -> Future[None]:
-        fut: Future[None] = Future()
-        self._put(("decision", decision, fut))
-        return fut
-
-    def submit_event(self, event: LogEvent) -> Future[int]:
-        fut: Future[int] = Future()
-        self._put(("event", event, fut))
-        return fut
-
-    def _put(self, item: tuple) -> None:
-        if self._closed:
-            item[2].set_exception(StoreUnavailable("the store is closed"))
-            return
-        self._queue.put(item)
-
     def _write_loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            stop = False
-            while len(batch) < BATCH_MAX:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
+        stop = False
+        while not stop:
+            batch, stop = self._writes.next_batch()
+            if not batch:
+                continue
             try:
                 self._commit(batch)
             except Exception as e:  # a bug must not wedge the writer or leave callers waiting
@@ -307,8 +280,6 @@ class RedisStore(Store):
                 for _, _, fut in batch:
                     if not fut.done():
                         fut.set_exception(StoreUnavailable(f"the store cannot write: {e}"))
-            if stop:
-                return
 
     def _append_call(self, pipe: Any, e: LogEvent) -> None:
         keys = [_key("log", e.space), _key("seq", e.space)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import sqlite3
 import threading
 import time
@@ -28,6 +27,7 @@ from edgesel_server.store.base import (
     Snapshot,
     Store,
     StoreUnavailable,
+    WriteQueue,
 )
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,6 @@ CREATE TABLE IF NOT EXISTS snapshots (
 );
 """
 
-BATCH_MAX = 512
 SNAPSHOTS_KEPT = 3
 
 
@@ -120,11 +119,10 @@ class SqliteStore(Store):
     def __init__(self, data_dir: Path, *, durability: str = "fsync") -> None:
         self.path = Path(data_dir) / "edgesel.sqlite3"
         self.durability = durability
-        self._queue: queue.Queue = queue.Queue()
+        self._writes = WriteQueue()
         self._writer: threading.Thread | None = None
         self._apply: ApplyFn | None = None
         self._read_local = threading.local()
-        self._closed = False
 
     # -- connections -------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -151,9 +149,8 @@ class SqliteStore(Store):
         self._writer.start()
 
     def close(self) -> None:
-        if self._writer is not None and not self._closed:
-            self._closed = True
-            self._queue.put(None)
+        if self._writer is not None and not self._writes.closed:
+            self._writes.close()
             self._writer.join(timeout=30)
         conn = getattr(self._read_local, "conn", None)
         if conn is not None:
@@ -161,45 +158,17 @@ class SqliteStore(Store):
             self._read_local.conn = None
 
     # -- writes ------------------------------------------------------------------------------------
-    def submit_decision(self, decision: Decision) -> Future[None]:
-        fut: Future[None] = Future()
-        self._put(("decision", decision, fut))
-        return fut
-
-    def submit_event(self, event: LogEvent) -> Future[int]:
-        fut: Future[int] = Future()
-        self._put(("event", event, fut))
-        return fut
-
     def save_snapshot(self, snap: Snapshot) -> None:
-        fut: Future[None] = Future()
-        self._put(("snapshot", snap, fut))
-        fut.result()
-
-    def _put(self, item: tuple) -> None:
-        if self._closed:
-            item[2].set_exception(StoreUnavailable("the store is closed"))
-            return
-        self._queue.put(item)
+        self._writes.submit("snapshot", snap).result()
 
     def _write_loop(self) -> None:
         conn = self._connect()
         try:
-            while True:
-                item = self._queue.get()
-                if item is None:
-                    return
-                batch = [item]
-                while len(batch) < BATCH_MAX:
-                    try:
-                        nxt = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if nxt is None:
-                        self._commit(conn, batch)
-                        return
-                    batch.append(nxt)
-                self._commit(conn, batch)
+            stop = False
+            while not stop:
+                batch, stop = self._writes.next_batch()
+                if batch:
+                    self._commit(conn, batch)
         finally:
             conn.close()
 
