@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -12,27 +10,15 @@ from fake_selection_server import FAST_RETRY, FakeSelectionService
 
 from edgesel.v1 import selection_pb2_grpc
 from edgesel_client import EdgeselClient, EdgeselError, FeedbackOutcome
-
-
-def _openssl(*arguments: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *arguments], cwd=cwd, check=True, capture_output=True)
+from tests.pki import make_pki
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A throwaway CA with a server certificate for 127.0.0.1 and a client certificate."""
-    if shutil.which("openssl") is None:
+    root = make_pki(tmp_path_factory.mktemp("pki"))
+    if root is None:
         pytest.skip("openssl not available")
-    root = tmp_path_factory.mktemp("pki")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
-             "-keyout", "ca.key", "-out", "ca.pem", cwd=root)  # fmt: skip
-    (root / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name in ("server", "client"):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-                 "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=root)  # fmt: skip
-        extension = ["-extfile", "server.ext"] if name == "server" else []
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-days", "1", "-out", f"{name}.pem", *extension, cwd=root)  # fmt: skip
     return root
 
 

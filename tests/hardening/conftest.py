@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.hardening.support import ADMIN, ADMIN_ENV, make_pki, write_secure_config
+from tests.hardening.support import ADMIN, ADMIN_ENV, write_secure_config
+from tests.pki import make_pki
 from tests.server.serverproc import ServerProcess
 
 
