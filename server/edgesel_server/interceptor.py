@@ -66,6 +66,7 @@ class EdgeselInterceptor(grpc.aio.ServerInterceptor):
         self.draining = False
         self.in_flight = 0
         self._last_arrival = 0.0
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     @classmethod
     def from_config(
@@ -79,10 +80,18 @@ class EdgeselInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
+        cached = self._handlers.get(details.method)
+        if cached is not None:  # one wrapped handler per method, built on its first call
+            return cached
         handler = await continuation(details)
         if handler is None:
             return handler  # unknown method: the runtime answers UNIMPLEMENTED
-        service, _, method = details.method.lstrip("/").rpartition("/")
+        wrapped = self._build(handler, details.method)
+        self._handlers[details.method] = wrapped
+        return wrapped
+
+    def _build(self, handler: grpc.RpcMethodHandler, full_method: str) -> grpc.RpcMethodHandler:
+        service, _, method = full_method.lstrip("/").rpartition("/")
         guarded = service not in OPEN_SERVICES
         if handler.unary_unary is None:
             if guarded:  # no guarded service streams; refuse rather than serve one unauthenticated
