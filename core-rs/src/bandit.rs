@@ -5,14 +5,17 @@
 //!
 //! * disjoint statistics: `[packed upper triangle of A_a⁻¹, off-diagonals doubled | θ_a]`, so
 //!   `var = dot(hot, packed_outer(x))` and `mean = θ_a·x` are two contiguous dot products;
-//! * hybrid statistics: `[A_a⁻¹ (d×d) | b_a | s_a | m'_a | packed outer product of m'_a]`; the shared
-//!   variance is `dot(packed G, packed m'm'ᵀ)` with `G` contracted from `A_0⁻¹` and `x'` once per request.
+//! * hybrid statistics: `[A_a⁻¹ (d×d) | packed outer product of m'_a]`; the shared variance is
+//!   `dot(packed G, packed m'm'ᵀ)` with `G` contracted from `A_0⁻¹` and `x'` once per request (from `Q`,
+//!   see [`build_q`], in O(k²/4)). The mean is `g_0 + w·h_a` with `w = A_a⁻¹x` and the per-arm pair
+//!   `(g_0, h_a)` of [`MeanCache`], which depends on `β` but not on `x`.
 //!
-//! The hot rows and `β` are derived data: they are recomputed from the exact statistics by the same code
-//! after every update and after a snapshot restore, so a restored bandit scores bit-identically.
+//! The hot rows, `β`, `Q` and the mean cache are derived data: they are recomputed from the exact
+//! statistics by the same code after every update (the mean cache lazily, at the next scoring) and after
+//! a snapshot restore, so a restored bandit scores bit-identically.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use crate::error::{CoreError, CoreResult};
 use crate::features;
@@ -232,9 +235,38 @@ struct Ctx<'x> {
     packed: Vec<f64>,
     /// Hybrid scratch: `w = A_a⁻¹ x` (length d).
     w: Vec<f64>,
-    /// Hybrid scratch: `u` (length p+1) and its coefficients (length d+1), see `mean_var`.
-    u: Vec<f64>,
-    coef: Vec<f64>,
+    /// Hybrid: the rows of [`MeanCache`], fresh for every scored arm.
+    means: &'x [f64],
+}
+
+/// What scoring reads from a fresh [`MeanCache`] (empty for disjoint statistics).
+#[derive(Clone, Copy)]
+struct Derived<'c> {
+    means: &'c [f64],
+    q: &'c [f64],
+}
+
+/// Hybrid only: data derived from the shared statistics that scoring needs, computed at the first scoring
+/// after a change rather than at every update (updates often come in runs, e.g. a log replay), and then
+/// reused by every scoring until the next update: `Q` for the shared variance, and per arm the row `[g_0 | h_a]` (length d+1) with `g = reshape(β, (d+1, p+1)) m'_a` and
+/// `h_a = b_a − g_0 s_a + λ g_{1:}`, so that `mean = zᵀβ + xᵀθ_a = g_0 + w·h_a` (docs/core.md; the `x·g_{1:}`
+/// terms cancel). It depends on `β` and the arm but not on `x`, so it is computed once per `β` (costing
+/// what one scoring pass used to spend on it) instead of at every request. A row is fresh when its stamp
+/// equals `Bandit::beta_version`; stale rows are recomputed at the next scoring that needs them, by
+/// [`Bandit::mean_row`], which reads only exact statistics and `β`: the values do not depend on when
+/// (or in which process) they were computed.
+#[derive(Debug, Default)]
+struct MeanCache {
+    stamp: Vec<u64>,
+    rows: Vec<f64>,
+    /// Per arm `[m'_a | b_a | s_a]` (length p+1+2d), a contiguous copy of the inputs of a row so that a
+    /// refresh streams one buffer (kept up to date with the arm's statistics, like the hot rows).
+    src: Vec<f64>,
+    /// Every row is fresh for this version (fast path for scoring all arms).
+    all_fresh: u64,
+    /// `Q` of [`build_q`] (a function of `A_0⁻¹`), fresh when `q_fresh == beta_version`.
+    q: Vec<f64>,
+    q_fresh: u64,
 }
 
 #[derive(Debug)]
@@ -249,6 +281,9 @@ pub struct Bandit {
     index: HashMap<Arc<str>, usize>,
     hot: Vec<f64>,
     pub(crate) shared: Option<Shared>,
+    /// Bumped whenever `β` (or any arm's statistics) changes; 0 is never current.
+    beta_version: u64,
+    mean_cache: RwLock<MeanCache>,
     pub(crate) rng: SplitMix64,
     pub(crate) n_updates: u64,
 }
@@ -280,6 +315,59 @@ fn explore(alpha: f64, var: f64, block: Option<&Block>, pos: usize) -> f64 {
     match block {
         Some(b) => bonus * b.normal(pos as u64),
         None => bonus,
+    }
+}
+
+/// `Q` for `C = A_0⁻¹` (`k = d1·p1`, blocks `C_ik[j, l] = C[(i, j), (k, l)]` of size `p1 × p1`): one row per
+/// pair `i ≤ k` of `0..d1`, in packed order, holding `C_ik` packed like [`pack_sym_doubled`] (diagonal
+/// `C_ik[j, j]`, then `C_ik[j, l] + C_ik[l, j]` for `j < l`; `C_ik[l, j]` is read as `C[(k, j), (i, l)]`,
+/// its mirror image, so that both operands are contiguous).
+///
+/// Why: `G = Σ_{i,k} x'_i x'_k C_ik`, and since `C` is symmetric (`C_ki = C_ikᵀ`) the pair `(k, i)`
+/// contributes to the packed-doubled `G` exactly what `(i, k)` does, so packed `G` = `Σ_{i ≤ k} c_ik Q_ik`
+/// with `c_ik = x'_i x'_k`, doubled for `i < k`. That reads `(d1(d1+1)/2)·(p1(p1+1)/2) ≈ k²/4` numbers
+/// per request instead of the `k²` of contracting `C` directly.
+#[inline(always)]
+fn build_q(c: &[f64], d1: usize, p1: usize, q: &mut Vec<f64>) {
+    let k = d1 * p1;
+    let pl = packed_len(p1);
+    q.resize(packed_len(d1) * pl, 0.0);
+    let mut out = q.chunks_exact_mut(pl);
+    for bi in 0..d1 {
+        // The p1 rows of C that hold the blocks C_bi,bk for every bk.
+        let rows = &c[bi * p1 * k..(bi + 1) * p1 * k];
+        for bk in bi..d1 {
+            let qr = out.next().expect("packed_len(d1) rows");
+            let mut t = 0;
+            for j in 0..p1 {
+                // C_ik[j, ·] is row (bi, j) of C; C_ik[·, j] is, by symmetry, row (bk, j) of C.
+                let r1 = &rows[j * k + bk * p1..j * k + bk * p1 + p1];
+                let r2 = &c[(bk * p1 + j) * k + bi * p1..(bk * p1 + j) * k + bi * p1 + p1];
+                qr[t] = r1[j];
+                let n = p1 - j - 1;
+                for ((o, &u), &v) in qr[t + 1..t + 1 + n]
+                    .iter_mut()
+                    .zip(&r1[j + 1..])
+                    .zip(&r2[j + 1..])
+                {
+                    *o = u + v;
+                }
+                t += 1 + n;
+            }
+        }
+    }
+}
+
+/// Packed upper triangle of `v vᵀ` with off-diagonals doubled (the order of [`pack_sym_doubled`]).
+fn packed_outer_doubled(v: &[f64], out: &mut [f64]) {
+    let mut t = 0;
+    for (i, &vi) in v.iter().enumerate() {
+        out[t] = vi * vi;
+        t += 1;
+        for &vj in &v[i + 1..] {
+            out[t] = 2.0 * (vi * vj);
+            t += 1;
+        }
     }
 }
 
@@ -319,7 +407,7 @@ impl Bandit {
         let p1 = params.model_dim + 1;
         let k = params.joint_dim();
         let stride = if hybrid {
-            d * d + 2 * d + p1 + packed_len(p1)
+            d * d + packed_len(p1)
         } else {
             packed_len(d) + d
         };
@@ -342,9 +430,17 @@ impl Bandit {
             index: HashMap::new(),
             hot: Vec::new(),
             shared,
+            beta_version: 1,
+            mean_cache: RwLock::new(MeanCache::default()),
             rng: SplitMix64::new(params.seed),
             n_updates: 0,
         }
+        .with_shared_derived()
+    }
+
+    fn with_shared_derived(mut self) -> Self {
+        self.refresh_beta();
+        self
     }
 
     pub fn params(&self) -> &Params {
@@ -435,6 +531,54 @@ impl Bandit {
         self.arms.push(arm);
         self.hot.resize((i + 1) * self.stride, 0.0);
         self.rebuild_hot(i);
+        let (w, ws) = (self.mean_width(), self.mean_src_width());
+        let cache = self
+            .mean_cache
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        cache.stamp.push(0);
+        cache.rows.resize((i + 1) * w, 0.0);
+        cache.src.resize((i + 1) * ws, 0.0);
+        cache.all_fresh = 0;
+        self.rebuild_mean_src(i);
+    }
+
+    /// Length of a [`MeanCache`] source row (0 for disjoint statistics).
+    fn mean_src_width(&self) -> usize {
+        if self.hybrid {
+            self.p1 + 2 * self.d
+        } else {
+            0
+        }
+    }
+
+    /// Copies arm `i`'s `[m' | b | s]` into the mean cache's source buffer.
+    fn rebuild_mean_src(&mut self, i: usize) {
+        if !self.hybrid {
+            return;
+        }
+        let ws = self.mean_src_width();
+        let arm = &self.arms[i];
+        let cache = self
+            .mean_cache
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        let row = &mut cache.src[i * ws..(i + 1) * ws];
+        let (mp, rest) = row.split_at_mut(self.p1);
+        let (b, s) = rest.split_at_mut(self.d);
+        mp[0] = 1.0;
+        mp[1..].copy_from_slice(&arm.m);
+        b.copy_from_slice(&arm.b);
+        s.copy_from_slice(&arm.s);
+    }
+
+    /// Length of a [`MeanCache`] row (0 for disjoint statistics).
+    fn mean_width(&self) -> usize {
+        if self.hybrid {
+            self.d + 1
+        } else {
+            0
+        }
     }
 
     pub fn remove_arm(&mut self, id: &str) -> CoreResult<()> {
@@ -442,6 +586,14 @@ impl Bandit {
         self.arms.remove(i);
         self.index.remove(id);
         self.hot.drain(i * self.stride..(i + 1) * self.stride);
+        let (w, ws) = (self.mean_width(), self.mean_src_width());
+        let cache = self
+            .mean_cache
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        cache.stamp.remove(i);
+        cache.rows.drain(i * w..(i + 1) * w);
+        cache.src.drain(i * ws..(i + 1) * ws);
         for (j, arm) in self.arms.iter().enumerate().skip(i) {
             if let Some(slot) = self.index.get_mut(&arm.id) {
                 *slot = j;
@@ -456,16 +608,9 @@ impl Bandit {
         let arm = &self.arms[i];
         let row = &mut self.hot[i * self.stride..(i + 1) * self.stride];
         if self.hybrid {
-            let (ainv, rest) = row.split_at_mut(d * d);
-            let (b, rest) = rest.split_at_mut(d);
-            let (s, rest) = rest.split_at_mut(d);
-            let (mp, mpack) = rest.split_at_mut(p1);
+            let (ainv, mpack) = row.split_at_mut(d * d);
             ainv.copy_from_slice(&arm.a_inv);
-            b.copy_from_slice(&arm.b);
-            s.copy_from_slice(&arm.s);
-            mp[0] = 1.0;
-            mp[1..].copy_from_slice(&arm.m);
-            packed_outer(mp, mpack);
+            packed_outer(&features::with_bias(&arm.m), &mut mpack[..packed_len(p1)]);
         } else {
             let (packed, theta) = row.split_at_mut(packed_len(d));
             pack_sym_doubled(&arm.a_inv, d, packed);
@@ -473,15 +618,124 @@ impl Bandit {
         }
     }
 
-    /// Recomputes the cached `β = A_0⁻¹ b_0`.
+    /// Recomputes the cached `β = A_0⁻¹ b_0` and `Q`, and marks every mean-cache row stale.
     pub(crate) fn refresh_beta(&mut self) {
+        self.beta_version += 1;
         if let Some(sh) = self.shared.as_mut() {
             let k = self.k;
-            let mut beta = std::mem::take(&mut sh.beta);
-            beta.resize(k, 0.0);
-            matvec(&sh.a_inv, k, &sh.b, &mut beta);
-            sh.beta = beta;
+            sh.beta.resize(k, 0.0);
+            matvec(&sh.a_inv, k, &sh.b, &mut sh.beta);
         }
+    }
+
+    /// A [`MeanCache`] row `[g_0 | h]` from its source row `[m' | b | s]` (`beta_t` is `reshape(β)ᵀ`,
+    /// `(p+1) × (d+1)`, so that `g = Σ_j m'_j beta_t[j, :]` with the `d+1` sums in registers), written
+    /// through `out`.
+    #[inline(always)]
+    fn mean_row(&self, src: &[f64], beta_t: &[f64], out: &mut [f64]) {
+        let (d, p1, lam) = (self.d, self.p1, self.params.lam);
+        let (mp, rest) = src.split_at(p1);
+        let (b, s) = rest.split_at(d);
+        combine_rows(mp, beta_t, d + 1, out);
+        let g0 = out[0];
+        for ((o, &bj), &sj) in out[1..].iter_mut().zip(b).zip(s) {
+            *o = bj - g0 * sj + lam * *o;
+        }
+    }
+
+    /// [`Bandit::refresh_body`] compiled with AVX2 (bit-identical results, as for `scan_avx2`).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn refresh_avx2(&self, c: &mut MeanCache, arms: Option<&[usize]>) {
+        self.refresh_body(c, arms)
+    }
+
+    /// Recomputes `Q` if stale and the stale rows among `arms` (all arms if `None`).
+    #[inline(always)]
+    fn refresh_body(&self, c: &mut MeanCache, arms: Option<&[usize]>) {
+        let v = self.beta_version;
+        let (d1, p1) = (self.d + 1, self.p1);
+        if c.q_fresh != v {
+            let c_inv = self.shared.as_ref().map_or(&[][..], |sh| &sh.a_inv[..]);
+            build_q(c_inv, d1, p1, &mut c.q);
+            c.q_fresh = v;
+        }
+        let beta = self.shared.as_ref().map_or(&[][..], |sh| &sh.beta[..]);
+        let mut beta_t = vec![0.0; d1 * p1];
+        for (i, row) in beta.chunks_exact(p1).enumerate() {
+            for (j, &bij) in row.iter().enumerate() {
+                beta_t[j * d1 + i] = bij;
+            }
+        }
+        let ws = self.mean_src_width();
+        // Plain loops rather than a shared closure: closures do not inherit `target_feature`.
+        match arms {
+            None => {
+                for i in 0..self.arms.len() {
+                    if c.stamp[i] != v {
+                        let src = &c.src[i * ws..(i + 1) * ws];
+                        self.mean_row(src, &beta_t, &mut c.rows[i * d1..(i + 1) * d1]);
+                        c.stamp[i] = v;
+                    }
+                }
+                c.all_fresh = v;
+            }
+            Some(list) => {
+                for &i in list {
+                    if c.stamp[i] != v {
+                        let src = &c.src[i * ws..(i + 1) * ws];
+                        self.mean_row(src, &beta_t, &mut c.rows[i * d1..(i + 1) * d1]);
+                        c.stamp[i] = v;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Read access to the mean cache with every row in `arms` (all arms if `None`) fresh, recomputing
+    /// stale rows first. Callers hold `&self`, so `β` cannot change meanwhile.
+    fn fresh_means(&self, arms: Option<&[usize]>) -> RwLockReadGuard<'_, MeanCache> {
+        let v = self.beta_version;
+        let all_fresh = |c: &MeanCache| {
+            c.q_fresh == v
+                && match arms {
+                    None => c.all_fresh == v,
+                    Some(list) => list.iter().all(|&i| c.stamp[i] == v),
+                }
+        };
+        let read = || {
+            self.mean_cache
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        {
+            let c = read();
+            if all_fresh(&c) {
+                return c;
+            }
+        }
+        let mut c = self
+            .mean_cache
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !all_fresh(&c) {
+            self.refresh(&mut c, arms);
+        }
+        drop(c);
+        read()
+    }
+
+    /// Dispatches [`Bandit::refresh_body`] to the AVX2 build when the CPU has it (see [`Bandit::scan`]).
+    fn refresh(&self, c: &mut MeanCache, arms: Option<&[usize]>) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2, checked just above.
+                unsafe { self.refresh_avx2(c, arms) };
+                return;
+            }
+        }
+        self.refresh_body(c, arms);
     }
 
     /// Rebuilds every derived quantity (used after a snapshot restore).
@@ -492,6 +746,21 @@ impl Bandit {
         for i in 0..self.arms.len() {
             self.index.insert(self.arms[i].id.clone(), i);
             self.rebuild_hot(i);
+        }
+        let (n, w, ws) = (self.arms.len(), self.mean_width(), self.mean_src_width());
+        *self
+            .mean_cache
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = MeanCache {
+            stamp: vec![0; n],
+            rows: vec![0.0; n * w],
+            src: vec![0.0; n * ws],
+            all_fresh: 0,
+            q: Vec::new(),
+            q_fresh: 0,
+        };
+        for i in 0..n {
+            self.rebuild_mean_src(i);
         }
         self.refresh_beta();
     }
@@ -528,27 +797,23 @@ impl Bandit {
     }
 
     #[inline(always)]
-    fn context<'x>(&self, x: &'x [f64]) -> Ctx<'x> {
+    fn context<'x>(&self, x: &'x [f64], derived: Derived<'x>) -> Ctx<'x> {
+        let means = derived.means;
         let d = self.d;
-        if let (true, Some(sh)) = (self.hybrid, self.shared.as_ref()) {
-            let (p1, k) = (self.p1, self.k);
+        if self.hybrid {
+            // packed G (off-diagonals doubled) = Σ_{i ≤ k} c_ik Q_ik with c = packed x'x'ᵀ, off-diagonals
+            // doubled (see `build_q`).
             let xp = features::with_bias(x);
-            // T[r, l] = Σ_i x'_i C[r, (i, l)]   (k × p1)
-            let mut t = vec![0.0; k * p1];
-            for (crow, trow) in sh.a_inv.chunks_exact(k).zip(t.chunks_exact_mut(p1)) {
-                combine_rows(&xp, crow, p1, trow);
-            }
-            // G[j, l] = Σ_i x'_i T[(i, j), l]   (p1 × p1)
-            let mut g = vec![0.0; p1 * p1];
-            combine_rows(&xp, &t, p1 * p1, &mut g);
-            let mut packed = vec![0.0; packed_len(p1)];
-            pack_sym_doubled(&g, p1, &mut packed);
+            let mut coef = vec![0.0; packed_len(d + 1)];
+            packed_outer_doubled(&xp, &mut coef);
+            let pl = packed_len(self.p1);
+            let mut packed = vec![0.0; pl];
+            combine_rows(&coef, derived.q, pl, &mut packed);
             Ctx {
                 x,
                 packed,
                 w: vec![0.0; d],
-                u: vec![0.0; p1],
-                coef: vec![0.0; d + 1],
+                means,
             }
         } else {
             let mut packed = vec![0.0; packed_len(d)];
@@ -557,8 +822,7 @@ impl Bandit {
                 x,
                 packed,
                 w: Vec::new(),
-                u: Vec::new(),
-                coef: Vec::new(),
+                means,
             }
         }
     }
@@ -568,31 +832,17 @@ impl Bandit {
     fn mean_var(&self, ctx: &mut Ctx<'_>, i: usize) -> (f64, f64) {
         let d = self.d;
         let row = &self.hot[i * self.stride..(i + 1) * self.stride];
-        match (self.hybrid, self.shared.as_ref()) {
-            (true, Some(sh)) => {
-                let p1 = self.p1;
-                let (ainv, rest) = row.split_at(d * d);
-                let (b, rest) = rest.split_at(d);
-                let (s, rest) = rest.split_at(d);
-                let (mp, mpack) = rest.split_at(p1);
+        match self.hybrid {
+            true => {
+                let (ainv, mpack) = row.split_at(d * d);
                 let x = ctx.x;
                 // w = A_a⁻¹ x as a combination of rows (A_a⁻¹ is exactly symmetric).
                 let w = &mut ctx.w;
                 combine_rows(x, ainv, d, w);
                 let var_arm = dot(w, x);
                 let var_shared = dot(&ctx.packed, mpack);
-                // With g = reshape(β, (d+1, p+1)) m', mean = zᵀβ + xᵀθ_a simplifies to
-                // g_0 (1 − w·s) + w·b + λ w·g_{1:}   (the x·g_{1:} terms cancel), i.e.
-                // mean = u·m' + w·b with u = reshape(β)ᵀ [1 − w·s, λ w].
-                let coef = &mut ctx.coef;
-                coef[0] = 1.0 - dot(w, s);
-                let lam = self.params.lam;
-                for (c, &wi) in coef[1..].iter_mut().zip(w.iter()) {
-                    *c = lam * wi;
-                }
-                let u = &mut ctx.u;
-                combine_rows(coef, &sh.beta, p1, u);
-                let mean = dot(u, mp) + dot(w, b);
+                let gh = &ctx.means[i * (d + 1)..(i + 1) * (d + 1)];
+                let mean = gh[0] + dot(w, &gh[1..]);
                 (mean, var_arm.max(0.0) + var_shared.max(0.0))
             }
             _ => {
@@ -615,15 +865,22 @@ impl Bandit {
         f: impl FnMut(usize, usize, f64, f64, f64),
     ) -> CoreResult<()> {
         self.check_x(x)?;
+        let cache = self.hybrid.then(|| self.fresh_means(arms));
+        let derived = cache
+            .as_ref()
+            .map_or(Derived { means: &[], q: &[] }, |c| Derived {
+                means: &c.rows,
+                q: &c.q,
+            });
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU supports AVX2, checked just above.
-                unsafe { self.scan_avx2(x, arms, f) };
+                unsafe { self.scan_avx2(x, arms, derived, f) };
                 return Ok(());
             }
         }
-        self.scan_body(x, arms, f);
+        self.scan_body(x, arms, derived, f);
         Ok(())
     }
 
@@ -633,16 +890,24 @@ impl Bandit {
         &self,
         x: &[f64],
         arms: Option<&[usize]>,
+        derived: Derived<'_>,
         f: impl FnMut(usize, usize, f64, f64, f64),
     ) {
-        self.scan_body(x, arms, f)
+        self.scan_body(x, arms, derived, f)
     }
 
     /// Scores with the portable code path only (tests compare it with the dispatched one).
     #[cfg(test)]
     pub(crate) fn score_portable(&self, x: &[f64]) -> Vec<(f64, f64, f64)> {
         let mut out = Vec::new();
-        self.scan_body(x, None, |_, _, m, b, t| out.push((m, b, t)));
+        let cache = self.hybrid.then(|| self.fresh_means(None));
+        let derived = cache
+            .as_ref()
+            .map_or(Derived { means: &[], q: &[] }, |c| Derived {
+                means: &c.rows,
+                q: &c.q,
+            });
+        self.scan_body(x, None, derived, |_, _, m, b, t| out.push((m, b, t)));
         out
     }
 
@@ -651,13 +916,14 @@ impl Bandit {
         &self,
         x: &[f64],
         arms: Option<&[usize]>,
+        derived: Derived<'_>,
         mut f: impl FnMut(usize, usize, f64, f64, f64),
     ) {
         let n = arms.map_or(self.arms.len(), |a| a.len());
         if n == 0 {
             return;
         }
-        let mut ctx = self.context(x);
+        let mut ctx = self.context(x, derived);
         let alpha = self.params.alpha;
         let block: Option<Block> =
             (self.params.policy == Policy::LinTs).then(|| self.rng.reserve_normals(n));
@@ -791,6 +1057,7 @@ impl Bandit {
         }
         self.n_updates += 1;
         self.rebuild_hot(i);
+        self.rebuild_mean_src(i);
     }
 
     /// Adds one observation: `reward` for `arm_id` in context `x`.

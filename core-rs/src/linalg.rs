@@ -10,7 +10,9 @@
 /// Sixteen independent accumulators: with 4-wide SIMD that is four dependency chains, enough to hide
 /// the latency of the (non-fused) adds, so long dots run at load bandwidth. A tail of 8 and of 4
 /// elements goes into the first accumulators, then the rest is added one by one.
-#[inline]
+// `inline(always)`: the scoring loop is compiled a second time with AVX2 enabled, and only code
+// inlined into it gets the wider instructions (a call would run the baseline SSE2 version).
+#[inline(always)]
 pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
@@ -60,7 +62,7 @@ pub fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
 /// `coef.len()` rows), i.e. `out = Mᵀ coef`. Each output element is summed over `j` in order starting
 /// from 0, with blocks of up to 32 columns kept in registers (no store/load chain through `out`; wide
 /// blocks give independent add chains). The block width does not change any result.
-#[inline]
+#[inline(always)]
 pub fn combine_rows(coef: &[f64], m: &[f64], ncols: usize, out: &mut [f64]) {
     let out = &mut out[..ncols];
     let mut c = 0;
