@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,29 @@ def _rss_mb(pid: int | None) -> float | None:
         return psutil.Process(pid).memory_info().rss / 2**20
     except Exception:  # noqa: BLE001 - psutil missing or process gone: just no memory figure
         return None
+
+
+class MemorySampler:
+    """The server's RSS every few seconds of each phase, to show that memory stays flat on long runs."""
+
+    def __init__(self, pid: int | None, every_s: float = 5.0) -> None:
+        self.pid = pid
+        self.every_s = every_s
+        self.timeline: dict[str, list[list[float]]] = {}
+
+    def tick(self, phase: str) -> Callable[[float], str]:
+        points = self.timeline.setdefault(phase, [])
+
+        def sample(elapsed: float) -> str:
+            if self.pid is None:
+                return ""
+            if not points or elapsed - points[-1][0] >= self.every_s:
+                mb = _rss_mb(self.pid)
+                if mb is not None:
+                    points.append([round(elapsed, 1), round(mb, 1)])
+            return f"server RSS {points[-1][1]:.0f} MB" if points else ""
+
+        return sample
 
 
 def summarize(latencies: list[float], elapsed: float, errors: int = 0) -> dict[str, float]:
@@ -152,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             "errors": {},
         }
         rss: dict[str, float | None] = {"start": _rss_mb(server_pid)}
+        sampler = MemorySampler(server_pid)
         ids: list[list[str]] | None = None
         print(
             f"edgesel-bench: {len(targets)} target(s), space {space!r}, "
@@ -184,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 procs.append(floor)
                 spec.targets = [ftarget]
-                res, _ = run_phase(spec, args.processes, label="floor")
+                res, _ = run_phase(spec, args.processes, label="floor", on_tick=sampler.tick(phase))
                 _stop(floor)
                 report["floor"] = summarize(
                     res.latencies_ms.get("floor", []), res.elapsed_s, _errors(res, "floor")
@@ -193,12 +218,12 @@ def main(argv: list[str] | None = None) -> int:
                 if not ids:
                     print("  feedback phase skipped: run the select phase first")
                     continue
-                res, ids = run_phase(spec, args.processes, ids, label="feedback")
+                res, ids = run_phase(spec, args.processes, ids, label="feedback", on_tick=sampler.tick(phase))
                 report["feedback"] = summarize(
                     res.latencies_ms.get("feedback", []), res.elapsed_s, _errors(res, "feedback")
                 )
             elif phase == "select":
-                res, ids = run_phase(spec, args.processes, label="select")
+                res, ids = run_phase(spec, args.processes, label="select", on_tick=sampler.tick(phase))
                 report["select"] = summarize(
                     res.latencies_ms.get("select", []), res.elapsed_s, _errors(res, "select")
                 )
@@ -208,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                         "  mixed phase skipped: it needs --config (its ground truth comes from the catalog)"
                     )
                     continue
-                res, _ = run_phase(spec, args.processes, label="mixed")
+                res, _ = run_phase(spec, args.processes, label="mixed", on_tick=sampler.tick(phase))
                 report["mixed"] = {
                     k: summarize(v, res.elapsed_s, _errors(res, k)) for k, v in res.latencies_ms.items()
                 }
@@ -221,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             errors.update(report["catalog_scaling"].pop("_errors"))
         report["errors"] = dict(errors)
         report["server_rss_mb"] = rss
+        if sampler.timeline:
+            report["server_rss_mb_timeline"] = sampler.timeline
         if "floor" in report:
             fl = report["floor"]
             for kind in ("select", "feedback"):

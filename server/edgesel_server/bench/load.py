@@ -11,6 +11,7 @@ import multiprocessing as mp
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,9 +151,11 @@ def run_phase(
     *,
     label: str = "",
     quiet: bool = False,
+    on_tick: Callable[[float], str] | None = None,
 ) -> tuple[PhaseResult, list[list[str]]]:
     """Run a phase in `processes` worker processes with a live progress line; returns the merged result and
-    the event ids each worker holds afterwards (select phases produce them, feedback phases consume them)."""
+    the event ids each worker holds afterwards (select phases produce them, feedback phases consume them).
+    `on_tick(elapsed_s)` is called about once a second; what it returns is appended to the progress line."""
     ctx = mp.get_context("spawn")
     progress = ctx.Value("q", 0)
     out = ctx.Queue()
@@ -172,12 +175,13 @@ def run_phase(
         except Exception:  # noqa: BLE001 - queue.Empty: time to print progress
             if not any(p.is_alive() for p in procs) and out.empty():
                 raise RuntimeError("a bench worker died") from None
+        el = time.monotonic() - t0
+        extra = on_tick(el) if on_tick is not None else ""
         if not quiet:
-            el = time.monotonic() - t0
             n = progress.value
             print(
                 f"\r  {label:<9} {min(el, spec.duration_s):5.1f}/{spec.duration_s:.0f}s  {n:>8} calls  "
-                f"{n / max(el, 1e-9):8.0f}/s",
+                f"{n / max(el, 1e-9):8.0f}/s  {extra}",
                 end="",
                 flush=True,
             )
