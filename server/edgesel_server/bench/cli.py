@@ -4,7 +4,7 @@
     edgesel-bench --target 127.0.0.1:50051 --space image-classification --duration 30
 
 Phases, each for --duration seconds at --concurrency calls in flight (split over --processes workers):
-  floor     a trivial unary RPC of the same size on the same grpc.aio stack (a separate do-nothing server)
+  floor     a do-nothing unary RPC on the same grpc.aio stack: a SelectRequest in, a canned SelectResponse out
   select    Select only
   feedback  Feedback (durable) for the decisions the select phase made
   mixed     simulated devices doing Select then Feedback with a hidden ground-truth QoE (learning quality)
@@ -203,8 +203,6 @@ def main(argv: list[str] | None = None) -> int:
                         "edgesel_server.bench.floor",
                         "--listen",
                         "127.0.0.1:0",
-                        "--response-bytes",
-                        "400",
                     ]
                 )
                 procs.append(floor)

@@ -1,8 +1,10 @@
-"""The floor: a trivial gRPC unary RPC on the same server stack (grpc.aio, same options), no work at all.
+"""The floor: a trivial gRPC unary RPC on the same server stack (grpc.aio, same options) that does no work.
 
-Requests and responses are raw bytes of a given size, so the bench can compare Select/Feedback against
-an RPC of the same size that does nothing: what is left is the cost of edgesel itself.
-Run as `python -m edgesel_server.bench.floor --listen 127.0.0.1:0 --response-bytes N`.
+It takes a SelectRequest and answers a canned SelectResponse of the same shape and size as a real one (a
+model with its features and metadata, scores, a deadline, an event id), so request parsing and response
+serialization cost what they cost for Select, and what Select takes beyond the floor is edgesel's own work
+(validation, scoring, the durable decision record).
+Run as `python -m edgesel_server.bench.floor --listen 127.0.0.1:0`.
 """
 
 from __future__ import annotations
@@ -13,24 +15,53 @@ import signal
 
 import grpc
 
-METHOD = "/edgesel.bench.v1.FloorService/Echo"
+from edgesel.v1 import selection_pb2, types_pb2
+
+SERVICE = "edgesel.bench.v1.FloorService"
+METHOD = f"/{SERVICE}/Echo"
 
 
-def _identity(b: bytes) -> bytes:
-    return b
+def canned_response() -> selection_pb2.SelectResponse:
+    """A response like a real Select's for a model of the example catalog."""
+    model = types_pb2.Model(
+        model_id="mobilenet_v3_large_int8",
+        version="IMAGENET1K_QNNPACK_V1",
+        artifact_uri="file:///srv/edgesel/models/mobilenet_v3_large_int8/IMAGENET1K_QNNPACK_V1.pt",
+        features={
+            "top1": 73.004,
+            "gflops": 0.217,
+            "file_size_mb": 21.554,
+            "quantized": 1.0,
+            "input_size": 224.0,
+        },
+        metadata={"family": "mobilenetv3", "top5": "90.858"},
+    )
+    resp = selection_pb2.SelectResponse(
+        event_id="0123456789abcdef0123456789abcdef",
+        model=model,
+        expected_qoe=0.7312,
+        exploration_bonus=0.0811,
+        score=0.8123,
+        policy_version="123456",
+    )
+    resp.feedback_deadline.FromSeconds(1_800_000_000)
+    return resp
 
 
-async def serve(listen: str, response_bytes: int) -> None:
-    payload = b"x" * response_bytes
+async def serve(listen: str) -> None:
+    response = canned_response()
 
-    async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        return payload
+    async def echo(request: selection_pb2.SelectRequest, context: grpc.aio.ServicerContext
+                   ) -> selection_pb2.SelectResponse:  # fmt: skip
+        return response
 
     handler = grpc.method_handlers_generic_handler(
-        "edgesel.bench.v1.FloorService",
+        SERVICE,
         {
             "Echo": grpc.unary_unary_rpc_method_handler(
-                echo, request_deserializer=_identity, response_serializer=_identity
+                echo,
+                request_deserializer=selection_pb2.SelectRequest.FromString,
+                response_serializer=selection_pb2.SelectResponse.SerializeToString,
             )
         },
     )
@@ -50,9 +81,8 @@ async def serve(listen: str, response_bytes: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--listen", default="127.0.0.1:0")
-    p.add_argument("--response-bytes", type=int, default=300)
     args = p.parse_args()
-    asyncio.run(serve(args.listen, args.response_bytes))
+    asyncio.run(serve(args.listen))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ class PhaseSpec:
     concurrency: int  # in flight per worker process
     space: str
     devices: list[dict[str, float]]
-    request_bytes: int = 200
     fleet: Any = None  # mixed phase: an object with .sample(rng) -> (features, reward_fn)
     seed: int = 0
 
@@ -51,20 +50,19 @@ class PhaseResult:
         self.elapsed_s = max(self.elapsed_s, other.elapsed_s)
 
 
-def _identity(b: bytes) -> bytes:
-    return b
-
-
 async def _run_phase(spec: PhaseSpec, worker: int, progress: Any, event_ids: list[str]) -> PhaseResult:
     result = PhaseResult()
     rng = random.Random(spec.seed * 1000 + worker)
     channels = [grpc.aio.insecure_channel(t) for t in spec.targets]
     stubs = [selection_pb2_grpc.SelectionServiceStub(c) for c in channels]
     echoes = [
-        c.unary_unary(FLOOR_METHOD, request_serializer=_identity, response_deserializer=_identity)
+        c.unary_unary(
+            FLOOR_METHOD,
+            request_serializer=selection_pb2.SelectRequest.SerializeToString,
+            response_deserializer=selection_pb2.SelectResponse.FromString,
+        )
         for c in channels
     ]
-    payload = b"y" * spec.request_bytes
     end = time.monotonic() + spec.duration_s
     lat: dict[str, list[float]] = {"select": [], "feedback": [], "floor": []}
     ids = list(event_ids)
@@ -89,7 +87,10 @@ async def _run_phase(spec: PhaseSpec, worker: int, progress: Any, event_ids: lis
             code = None
             try:
                 if spec.kind == "floor":
-                    await echoes[which](payload, timeout=10)
+                    feats = spec.devices[i % len(spec.devices)]
+                    await echoes[which](
+                        selection_pb2.SelectRequest(space=spec.space, device_features=feats), timeout=10
+                    )
                     record("floor", t0, None)
                 elif spec.kind == "select":
                     feats = spec.devices[i % len(spec.devices)]

@@ -83,6 +83,17 @@ def _x_array(blob: bytes | None) -> np.ndarray | None:
     return None if blob is None else np.frombuffer(blob, dtype="<f8").copy()
 
 
+INSERT_DECISION = "INSERT OR REPLACE INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+
+
+def _decision_row(d: Decision) -> tuple:
+    return (
+        d.event_id, d.space, d.model_id, _x_blob(d.x), d.created, d.deadline, d.propensity, d.expected_qoe,
+        d.bonus, d.policy_version, json.dumps(d.eligible) if d.eligible else "[]",
+        d.prefs_json() if d.prefs else "{}", d.owner,
+    )  # fmt: skip
+
+
 def _row_decision(row: sqlite3.Row) -> Decision:
     return Decision(
         event_id=row["event_id"],
@@ -178,9 +189,12 @@ class SqliteStore(Store):
         started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
+            # Decisions go in with one executemany: they are most of the rows and need no per-row answer.
+            conn.executemany(
+                INSERT_DECISION, [_decision_row(obj) for kind, obj, _ in batch if kind == "decision"]
+            )
             for kind, obj, fut in batch:
                 if kind == "decision":
-                    self._insert_decision(conn, obj)
                     results.append((fut, None))
                 elif kind == "event":
                     seq = self._insert_event(conn, obj)
@@ -222,27 +236,6 @@ class SqliteStore(Store):
     def _observe_commit(self, started: float, *, ok: bool) -> None:
         if self.commit_observer is not None:
             self.commit_observer(time.perf_counter() - started, ok)
-
-    @staticmethod
-    def _insert_decision(conn: sqlite3.Connection, d: Decision) -> None:
-        conn.execute(
-            "INSERT OR REPLACE INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                d.event_id,
-                d.space,
-                d.model_id,
-                _x_blob(d.x),
-                d.created,
-                d.deadline,
-                d.propensity,
-                d.expected_qoe,
-                d.bonus,
-                d.policy_version,
-                json.dumps(d.eligible),
-                d.prefs_json(),
-                d.owner,
-            ),
-        )
 
     @staticmethod
     def _insert_event(conn: sqlite3.Connection, ev: LogEvent) -> int | None:
