@@ -14,8 +14,8 @@ from grpc_reflection.v1alpha import reflection
 from edgesel.v1 import catalog_pb2, catalog_pb2_grpc, selection_pb2, selection_pb2_grpc
 from edgesel_server.config import ConfigError, ServerConfig
 from edgesel_server.engine import Engine
-from edgesel_server.interceptor import EdgeselInterceptor
 from edgesel_server.metrics import Metrics
+from edgesel_server.rpc_guard import RpcGuard
 from edgesel_server.security import TokenRegistry, server_credentials, warn_if_exposed
 from edgesel_server.servicers import CatalogServicer, SelectionServicer
 
@@ -38,7 +38,7 @@ class EdgeselServer:
         self.port = 0
         self._background: asyncio.Task | None = None
         self.metrics: Metrics | None = None
-        self.interceptor: EdgeselInterceptor | None = None
+        self.guard: RpcGuard | None = None
 
     async def start(self) -> int:
         # Read tokens and certificates before the (possibly long) state rebuild, so a typo fails fast.
@@ -53,10 +53,14 @@ class EdgeselServer:
             ("grpc.max_send_message_length", max(self.cfg.max_message_bytes, 64 << 20)),
             ("grpc.so_reuseport", 0),
         ]
-        self.interceptor = EdgeselInterceptor.from_config(self.cfg, tokens, self.metrics)
-        server = grpc.aio.server(interceptors=[self.interceptor], options=opts)
-        selection_pb2_grpc.add_SelectionServiceServicer_to_server(SelectionServicer(self.engine), server)
-        catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(self.engine), server)
+        self.guard = RpcGuard.from_config(self.cfg, tokens, self.metrics)
+        server = grpc.aio.server(options=opts)
+        self.guard.register(
+            selection_pb2_grpc.add_SelectionServiceServicer_to_server, SelectionServicer(self.engine), server
+        )
+        self.guard.register(
+            catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(self.engine), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (
@@ -85,8 +89,8 @@ class EdgeselServer:
     async def stop(self, grace: float = SHUTDOWN_GRACE_S) -> None:
         """Stop accepting, let in-flight RPCs finish, then flush and snapshot."""
         await self.health.enter_graceful_shutdown()
-        if self.interceptor is not None:
-            await self.interceptor.drain(min(grace, SHUTDOWN_DRAIN_S))
+        if self.guard is not None:
+            await self.guard.drain(min(grace, SHUTDOWN_DRAIN_S))
         if self.server is not None:
             await self.server.stop(grace)
         if self._background is not None:

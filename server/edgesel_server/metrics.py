@@ -1,6 +1,6 @@
 """Prometheus metrics on their own registry and HTTP port (`[server.metrics] listen`).
 
-RPC counts and latencies are observed by the interceptor; store commit latency by a hook the store calls;
+RPC counts and latencies are observed by the RPC guard; store commit latency by a hook the store calls;
 per-space figures are read from each space's counters at scrape time, so the hot path pays nothing for them.
 """
 

@@ -27,7 +27,7 @@ from edgesel_server.config import AuthConfig, ConfigError, ServerConfig, TlsConf
 
 log = logging.getLogger(__name__)
 
-# The authenticated principal of the RPC being served; set by the interceptor, never from client metadata.
+# The authenticated principal of the RPC being served; set by the RPC guard, never from client metadata.
 PRINCIPAL: ContextVar[str] = ContextVar("edgesel_principal", default="")
 SHORT_TOKEN_WARNING = 16
 RATE_LIMIT_MAX_KEYS = 65_536

@@ -106,7 +106,7 @@ def model_from_message(msg: types_pb2.Model) -> Model:
 
 
 def caller_identity(context: grpc.aio.ServicerContext) -> str:
-    """Who is calling: a hash of the bearer token, set by the auth interceptor ("" without auth).
+    """Who is calling: a hash of the bearer token, set by the RPC guard ("" without auth).
 
     Never taken from client-supplied metadata, which anyone could forge."""
     return current_principal()
