@@ -32,3 +32,21 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "edgesel's devices got" in out and "of the oracle's QoE" in out
     assert (tmp_path / "report.json").is_file() and (tmp_path / "regret.png").stat().st_size > 10_000
+
+
+def test_sim_cli_live_matches_in_process(tmp_path: Path) -> None:
+    from edgesel_server.sim.cli import main as sim_main
+
+    scenario = str(ROOT / "examples/scenarios/tiny.toml")
+    common = ["--scenario", scenario, "--rounds", "500", "--quiet", "--no-plot",
+              "--policies", "hybrid_linucb,disjoint_linucb,lin_ts,oracle"]  # fmt: skip
+    assert sim_main(["run", *common, "--out", str(tmp_path / "local")]) == 0
+    assert sim_main(["run", *common, "--out", str(tmp_path / "live"), "--live"]) == 0
+    import json
+
+    local = json.loads((tmp_path / "local/report.json").read_text())["policies"]
+    live = json.loads((tmp_path / "live/report.json").read_text())["policies"]
+    for name in ("hybrid_linucb", "disjoint_linucb", "lin_ts"):
+        assert live[name]["mean_qoe"] == local[name]["mean_qoe"], name
+        assert live[name]["cumulative_regret"] == local[name]["cumulative_regret"], name
+    assert (tmp_path / "live/server-hybrid_linucb/data/edgesel.sqlite3").is_file()

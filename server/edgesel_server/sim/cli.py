@@ -1,6 +1,6 @@
 """``edgesel-sim``: run policies on a scenario, write a decision log, or replay a log.
 
-edgesel-sim --scenario FILE [--policies a,b,...] [--rounds N] [--out DIR] [--seed S]
+edgesel-sim --scenario FILE [--policies a,b,...] [--rounds N] [--out DIR] [--seed S] [--live]
 edgesel-sim log --scenario FILE --out LOG.jsonl [--rounds N] [--seed S]
 edgesel-sim replay --log LOG.jsonl --policy NAME[,NAME...]
 """
@@ -12,8 +12,16 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
-from edgesel_server.sim.policies import ALL_POLICIES, DEFAULT_EPSILON, DEFAULT_LAMBDA
+from edgesel_server.sim.policies import (
+    ALL_POLICIES,
+    CORE_POLICIES,
+    DEFAULT_ALPHA,
+    DEFAULT_EPSILON,
+    DEFAULT_LAMBDA,
+    policy_seed,
+)
 
 SUBCOMMANDS = ("run", "log", "replay")
 
@@ -39,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="sim-out", help="output directory (report.json, regret.png)")
     r.add_argument("--no-plot", action="store_true", help="skip regret.png")
     r.add_argument("--quiet", action="store_true", help="no progress line")
+    r.add_argument(
+        "--live",
+        action="store_true",
+        help="run the core policies end to end: each through its own edgesel-server process (started on a\n"
+        "free loopback port) and the client SDK, instead of in-process; baselines stay in-process",
+    )
     _common(r)
     lg = sub.add_parser("log", help="write a decision log of a uniformly random logging policy")
     lg.add_argument("--scenario", required=True)
@@ -84,14 +98,26 @@ def _run(args: argparse.Namespace) -> int:
         f"(stream built in {time.perf_counter() - start:.1f}s)",
         file=sys.stderr,
     )
+    progress = None if args.quiet else console_progress
+    live = [n for n in names if n in CORE_POLICIES] if args.live else []
     runs = run(
         stream,
-        names,
+        [n for n in names if n not in live],
         alpha=args.alpha,
         lam=args.lam,
         epsilon=args.epsilon,
-        progress=None if args.quiet else console_progress,
+        progress=progress,
     )
+    for name in live:
+        from edgesel_server.sim.live import run_live
+
+        alpha = DEFAULT_ALPHA.get(name, 0.5) if args.alpha is None else args.alpha
+        lam = DEFAULT_LAMBDA if args.lam is None else args.lam
+        workdir = Path(args.out) / f"server-{name}"
+        result = run_live(stream, workdir, policy=name, alpha=alpha, lam=lam,
+                          seed=policy_seed(stream.seed, name), progress=progress)  # fmt: skip
+        result.name = name  # same key as an in-process run, so reports compare like for like
+        runs.append(result)
     settings = {"alpha": args.alpha, "lam": args.lam, "epsilon": args.epsilon, "policies": names}
     report = build_report(stream, runs, settings)
     path = write_report(report, args.out)
