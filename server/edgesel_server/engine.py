@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgesel_server.catalog import Model, UnknownModelError
+from edgesel_server.catalog import CatalogError, Model, UnknownModelError
 from edgesel_server.config import ServerConfig
 from edgesel_server.space import Choice, SpaceRuntime, normalize_weights
 from edgesel_server.store import Store, open_store
@@ -77,7 +77,16 @@ class Engine:
                 replayed += 1
             missing = [m for m in space.cfg.models if m.id not in space.catalog]
             for m in missing:
-                space.validate_add(m)
+                # Replicas starting together race to add the configured models; the log keeps one add per
+                # model, and one that another replica added meanwhile is simply there already.
+                if m.id in space.catalog:
+                    continue
+                try:
+                    space.validate_add(m)
+                except CatalogError:
+                    if m.id in space.catalog:
+                        continue
+                    raise
                 self.store.submit_event(self._model_event(space.name, ev.ADD_MODEL, m)).result()
             for d in self.store.open_decisions(space.name, now):
                 space.remember(d)

@@ -322,3 +322,28 @@ def test_catalog_changes_reach_every_replica(tmp_path: Path, redis_server: Redis
         with pytest.raises(grpc.RpcError) as err:
             cat(c).AddModel(catalog_pb2.AddModelRequest(space="vision", model=model), timeout=5)
         assert err.value.code() in (grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.INVALID_ARGUMENT)
+
+
+@requires_redis
+def test_replicas_started_together_on_an_empty_redis_add_each_model_once(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    cfg = write_config(tmp_path, store=redis_server.url)
+    procs = [ServerProcess(cfg, tmp_path / f"replica{i}") for i in range(3)]
+    try:
+        with ThreadPoolExecutor(3) as pool:  # all three race to add the configured models
+            list(pool.map(lambda p: p.start(), procs))
+        for p in procs:
+            listed = (
+                cat(p.target).ListModels(catalog_pb2.ListModelsRequest(space="vision"), timeout=10).models
+            )
+            assert sorted(m.model_id for m in listed) == ["big", "small", "tiny"]
+        assert len({export(p.target) for p in procs}) == 1
+        r = sel(procs[0].target).Select(
+            selection_pb2.SelectRequest(space="vision", device_features=DEVICES[1])
+        )
+        fb = sel(procs[2].target).Feedback(selection_pb2.FeedbackRequest(event_id=r.event_id, reward=0.4))
+        assert fb.status == ACCEPTED
+    finally:
+        for p in procs:
+            p.kill()
