@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,8 @@ from edgesel_server.store.base import Decision, DuplicateEvent, LogEvent
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 0.5
+MAX_REQUEST_ID = 128
+RECENT_SELECTS_KEPT = 10_000  # request ids remembered for idempotent retries of Select
 PURGE_INTERVAL_S = 600.0
 
 
@@ -61,6 +64,7 @@ class Engine:
         # Feedbacks being written right now, so a concurrent duplicate waits for the first one's fate.
         self._inflight: dict[str, asyncio.Future] = {}
         self._side_tasks: set[asyncio.Task] = set()
+        self._recent_selects: OrderedDict[tuple[str, str, str], Choice] = OrderedDict()
         self.started = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -192,8 +196,15 @@ class Engine:
         qoe_weights: Mapping[str, float] | None = None,
         include_ranking: bool = False,
         owner: str = "",
+        request_id: str = "",
+        caller: str = "",
     ) -> Choice:
+        """`owner` binds the decision's feedback to a token (or ""); `caller` and `request_id` make a retried
+        Select idempotent."""
         space = self.space(space_name)
+        if len(request_id) > MAX_REQUEST_ID:
+            raise ValueError(f"request_id is longer than {MAX_REQUEST_ID} characters")
+        key = (space_name, caller, request_id)
         if len(features) > self.cfg.max_features:
             raise ValueError(
                 f"{len(features)} device features is more than the limit of {self.cfg.max_features}"
@@ -210,6 +221,13 @@ class Engine:
         if qoe_weights:
             prefs["qoe_weights"] = normalize_weights(qoe_weights)
         x = space.device_schema.vector(features)
+        if request_id:
+            # A retried Select (same caller, request id and device, e.g. after a lost reply) gets the decision
+            # it already made instead of a second one, while that decision still waits for feedback.
+            earlier = self._recent_selects.get(key)
+            if (earlier is not None and earlier.decision.event_id in space.pending
+                    and np.array_equal(earlier.decision.x, x)):  # fmt: skip
+                return earlier
         ids = space.eligible(eligible, max_model_size_mb)
         choice = space.choose(x, ids, prefs=prefs, owner=owner, include_ranking=include_ranking)
         d = choice.decision
@@ -225,6 +243,10 @@ class Engine:
             task = asyncio.create_task(self._close_missing(space, evicted))
             self._side_tasks.add(task)
             task.add_done_callback(self._side_tasks.discard)
+        if request_id:
+            self._recent_selects[key] = choice
+            if len(self._recent_selects) > RECENT_SELECTS_KEPT:
+                self._recent_selects.popitem(last=False)
         return choice
 
     # -- feedback ----------------------------------------------------------------------------------

@@ -135,6 +135,8 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
             qoe_weights=dict(prefs.qoe_weights),
             include_ranking=request.include_ranking,
             owner=self._owner(context),
+            request_id=request.request_id,
+            caller=caller_identity(context),
         )
         d = choice.decision
         space = self.engine.spaces[d.space]

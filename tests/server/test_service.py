@@ -453,3 +453,19 @@ def test_pending_bound_closes_the_oldest_decisions_with_the_default_reward(tmp_p
             assert ok.status == selection_pb2.FEEDBACK_STATUS_ACCEPTED
     finally:
         proc.kill()
+
+
+def test_a_retried_select_with_the_same_request_id_gets_the_same_decision(stubs) -> None:
+    s, cat = stubs
+    first = select(s, request_id="req-42")
+    again = select(s, request_id="req-42")
+    other = select(s, request_id="req-43")
+    assert again.event_id == first.event_id and again.model.model_id == first.model.model_id
+    assert other.event_id != first.event_id
+    s.Feedback(selection_pb2.FeedbackRequest(event_id=first.event_id, reward=0.5))
+    # Once its feedback is in, the request id no longer pins a decision: a new Select gets a new one.
+    assert select(s, request_id="req-42").event_id != first.event_id
+    code = code_of(lambda: select(s, request_id="x" * 129))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    # The same request id from another device is another request.
+    assert select(s, request_id="req-43", device_features=JETSON).event_id != other.event_id
