@@ -11,5 +11,11 @@ fi
 .venv/bin/python -m pip install -q -r requirements-dev.txt
 .venv/bin/python -m pip install -q -e client
 # maturin builds core-rs/ into edgesel_server._core and installs the server's runtime dependencies.
-.venv/bin/maturin develop --release -q 2>&1 | grep -vE "^(📦|🔗|🐍|💻|📡|⚠️  Warning: .*patchelf)" || true
-.venv/bin/python -c "import edgesel_server._core" || { echo "setup: the Rust extension did not build" >&2; exit 1; }
+echo "setup: building the Rust core (release) and installing the server..."
+mkdir -p out
+if ! .venv/bin/maturin develop --release > out/setup-build.log 2>&1; then
+  tail -40 out/setup-build.log >&2
+  echo "setup: the build failed; the whole log is in out/setup-build.log" >&2
+  exit 1
+fi
+.venv/bin/python -c "import edgesel_server._core" || { echo "setup: the Rust extension did not import" >&2; exit 1; }
