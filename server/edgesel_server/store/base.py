@@ -177,7 +177,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def purge_decisions(self, before: float) -> int:
-        """Forget decisions created before `before`; returns how many."""
+        """Forget decisions whose feedback window closed before `before`; returns how many."""
 
     def decision_log(self, space: str) -> Iterator[tuple[Decision, float | None]]:
         """Every stored decision of a space with its reward (None without feedback), for offline replay."""

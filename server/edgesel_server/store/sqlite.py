@@ -47,9 +47,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     eligible TEXT NOT NULL,
     prefs TEXT NOT NULL,
     owner TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS decisions_space_deadline ON decisions (space, deadline);
-CREATE INDEX IF NOT EXISTS decisions_created ON decisions (created);
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS decisions_deadline ON decisions (deadline);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     space TEXT NOT NULL,
@@ -316,7 +315,7 @@ class SqliteStore(Store):
         try:
             conn = self._connect()
             try:
-                cur = conn.execute("DELETE FROM decisions WHERE created < ?", (before,))
+                cur = conn.execute("DELETE FROM decisions WHERE deadline < ?", (before,))
                 return cur.rowcount
             finally:
                 conn.close()
