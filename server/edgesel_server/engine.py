@@ -13,12 +13,14 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
 
 from edgesel_server.catalog import CatalogError, Model, UnknownModelError
 from edgesel_server.config import ServerConfig
+from edgesel_server.futures import LoopBridge
 from edgesel_server.space import Choice, SpaceRuntime, normalize_weights
 from edgesel_server.store import Store, open_store
 from edgesel_server.store import base as ev
@@ -64,6 +66,7 @@ class Engine:
         # Feedbacks being written right now, so a concurrent duplicate waits for the first one's fate.
         self._inflight: dict[str, asyncio.Future] = {}
         self._side_tasks: set[asyncio.Task] = set()
+        self._bridge: LoopBridge | None = None
         self._recent_selects: OrderedDict[tuple[str, str, str], Choice] = OrderedDict()
         self.started = False
 
@@ -176,6 +179,13 @@ class Engine:
                     log.error("final snapshot failed; the log still has everything", extra={"error": str(e)})
         self.store.close()
 
+    def _await(self, fut: Future) -> asyncio.Future:
+        """The store future as an awaitable on the running loop (results come back in bulk)."""
+        loop = asyncio.get_running_loop()
+        if self._bridge is None or self._bridge.loop is not loop:
+            self._bridge = LoopBridge(loop)
+        return self._bridge.wrap(fut)
+
     # -- selection ---------------------------------------------------------------------------------
     def space(self, name: str) -> SpaceRuntime:
         try:
@@ -232,7 +242,7 @@ class Engine:
         choice = space.choose(x, ids, prefs=prefs, owner=owner, include_ranking=include_ranking)
         d = choice.decision
         try:
-            await asyncio.wrap_future(self.store.submit_decision(d))
+            await self._await(self.store.submit_decision(d))
         except ev.StoreUnavailable as e:
             # Selection keeps serving from the local state; the decision lives in memory only.
             log.warning("decision not persisted", extra={"event_id": d.event_id, "error": str(e)})
@@ -327,7 +337,7 @@ class Engine:
             reward=reward,
             created=time.time(),
         )
-        return await asyncio.wrap_future(self.store.submit_event(e))
+        return await self._await(self.store.submit_event(e))
 
     # -- admin -------------------------------------------------------------------------------------
     @staticmethod
@@ -337,7 +347,7 @@ class Engine:
         )
 
     async def _append(self, e: LogEvent) -> int:
-        return await asyncio.wrap_future(self.store.submit_event(e))
+        return await self._await(self.store.submit_event(e))
 
     async def add_model(self, space_name: str, model: Model) -> Model:
         space = self.space(space_name)
