@@ -95,8 +95,14 @@ class Engine:
                         continue
                     raise
                 self.store.submit_event(self._model_event(space.name, ev.ADD_MODEL, m)).result()
-            for d in self.store.open_decisions(space.name, now):
-                space.remember(d)
+            # Decisions still open, and those whose window closed while this process was down (up to one
+            # window ago): the latter get the missing-feedback rule on the first sweep.
+            for d in self.store.open_decisions(space.name, now - space.cfg.reward_window_s):
+                if d.deadline > now:
+                    space.remember(d)
+                else:
+                    space.stats["expired"] += 1
+                    space.default_retry.append(d)
             log.info(
                 "space ready",
                 extra={

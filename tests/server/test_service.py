@@ -469,3 +469,28 @@ def test_a_retried_select_with_the_same_request_id_gets_the_same_decision(stubs)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     # The same request id from another device is another request.
     assert select(s, request_id="req-43", device_features=JETSON).event_id != other.event_id
+
+
+def test_decisions_that_expire_while_the_server_is_down_get_the_default_reward(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, window=1.0, on_missing="default")
+    proc = ServerProcess(cfg, tmp_path / "data").start()
+    with grpc.insecure_channel(proc.target) as ch:
+        open_decision = select(sel_grpc.SelectionServiceStub(ch))
+    proc.kill()  # no sweep will run for it in this process
+    time.sleep(1.5)
+    proc = ServerProcess(cfg, tmp_path / "data", port=proc.port).start()
+    try:
+        with grpc.insecure_channel(proc.target) as ch:
+            s, cat = sel_grpc.SelectionServiceStub(ch), cat_grpc.CatalogServiceStub(ch)
+            deadline = time.time() + 10
+            while total_updates(cat) == 0 and time.time() < deadline:
+                time.sleep(0.1)
+            stats = cat.GetArmStats(
+                catalog_pb2.GetArmStatsRequest(space="vision", model_id=open_decision.model.model_id)
+            )
+            assert stats.total_updates == 1 and math.isclose(stats.arms[0].reward_sum, 0.25)
+            late = code_of(lambda: s.Feedback(selection_pb2.FeedbackRequest(event_id=open_decision.event_id,
+                                                                             reward=0.9)))  # fmt: skip
+            assert late == grpc.StatusCode.FAILED_PRECONDITION
+    finally:
+        proc.kill()

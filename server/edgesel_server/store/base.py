@@ -173,7 +173,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def open_decisions(self, space: str, now: float) -> Iterator[Decision]:
-        """Decisions still within their window that have no feedback yet (reloaded after a restart)."""
+        """Decisions whose window closes after `now` and that have no feedback yet, by deadline."""
 
     @abc.abstractmethod
     def purge_decisions(self, before: float) -> int:

@@ -295,17 +295,8 @@ class SqliteStore(Store):
     def open_decisions(self, space: str, now: float) -> Iterator[Decision]:
         cur = self._reader().execute(
             "SELECT d.* FROM decisions d WHERE d.space = ? AND d.deadline > ? "
-            "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = d.event_id)",
+            "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = d.event_id) ORDER BY d.deadline",
             (space, now),
-        )
-        for row in cur:
-            yield _row_decision(row)
-
-    def expired_open_decisions(self, space: str, now: float, since: float) -> Iterator[Decision]:
-        cur = self._reader().execute(
-            "SELECT d.* FROM decisions d WHERE d.space = ? AND d.deadline <= ? AND d.deadline > ? "
-            "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = d.event_id)",
-            (space, now, since),
         )
         for row in cur:
             yield _row_decision(row)
