@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -32,32 +31,8 @@ import numpy as np
 from edgesel_server.bench.fleet import BenchFleet
 from edgesel_server.bench.load import PhaseResult, PhaseSpec, run_phase
 from edgesel_server.config import load_config
+from edgesel_server.process import server_command, start_listening, stop
 from edgesel_server.schema import FeatureSchema
-
-
-def _start(cmd: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, **(env or {})}
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("LISTENING "):
-            return proc, line.split()[1]
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise RuntimeError(f"could not start {' '.join(cmd)}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _rss_mb(pid: int | None) -> float | None:
@@ -157,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.target:
             targets, server_pid = args.target, args.server_pid
         else:
-            server, target = _start_server(args.config, os.path.join(tmp, "data"))
+            server, target = start_listening(server_command(args.config, os.path.join(tmp, "data")))
             procs.append(server)
             targets, server_pid = [target], server.pid
         fleet = BenchFleet(space_cfg, seed=args.seed)
@@ -196,19 +171,13 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed,
             )
             if phase == "floor":
-                floor, ftarget = _start(
-                    [
-                        sys.executable,
-                        "-m",
-                        "edgesel_server.bench.floor",
-                        "--listen",
-                        "127.0.0.1:0",
-                    ]
+                floor, ftarget = start_listening(
+                    [sys.executable, "-m", "edgesel_server.bench.floor", "--listen", "127.0.0.1:0"]
                 )
                 procs.append(floor)
                 spec.targets = [ftarget]
                 res, _ = run_phase(spec, args.processes, label="floor", on_tick=sampler.tick(phase))
-                _stop(floor)
+                stop(floor)
                 report["floor"] = summarize(
                     res.latencies_ms.get("floor", []), res.elapsed_s, _errors(res, "floor")
                 )
@@ -261,13 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         for proc in procs:
-            _stop(proc)
+            stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _start_server(config: str, data_dir: str) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "edgesel_server.cli", "--config", config, "--listen", "127.0.0.1:0"]
-    return _start([*cmd, "--data-dir", data_dir, "--log-level", "warning"])
 
 
 def catalog_scaling(
@@ -281,7 +245,7 @@ def catalog_scaling(
     """Select throughput at each catalog size, each on a fresh server started from the same config."""
     out: dict[str, Any] = {"select_rps": {}, "_errors": Counter()}
     for k in sizes:
-        server, target = _start_server(args.config, os.path.join(tmp, f"data-k{k}"))
+        server, target = start_listening(server_command(args.config, os.path.join(tmp, f"data-k{k}")))
         try:
             set_catalog_size(target, space_cfg, k)
             spec = PhaseSpec(
@@ -292,7 +256,7 @@ def catalog_scaling(
             out["select_rps"][str(k)] = summarize(res.latencies_ms.get("select", []), res.elapsed_s)["rps"]
             out["_errors"].update(res.errors)
         finally:
-            _stop(server)
+            stop(server)
     rps = out["select_rps"]
     if len(sizes) >= 2 and rps[str(sizes[0])]:
         out["ratio_largest_vs_smallest"] = round(rps[str(sizes[-1])] / rps[str(sizes[0])], 3)

@@ -9,9 +9,7 @@ live run exercises the whole product and should reproduce the in-process core's 
 
 from __future__ import annotations
 
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import grpc
@@ -20,6 +18,7 @@ from numpy.typing import NDArray
 
 from edgesel.v1 import catalog_pb2, catalog_pb2_grpc, types_pb2
 from edgesel_client import EdgeselClient, RetryPolicy
+from edgesel_server.process import server_command, start_listening, stop
 from edgesel_server.sim.catalog import MODEL_FEATURE_NAMES
 from edgesel_server.sim.devices import DEVICE_FEATURE_NAMES
 from edgesel_server.sim.policies import Request
@@ -144,40 +143,13 @@ class LiveServer:
         self.target = ""
 
     def __enter__(self) -> LiveServer:
-        cmd = [
-            sys.executable,
-            "-m",
-            "edgesel_server.cli",
-            "--config",
-            str(self.config),
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            str(self.data_dir),
-            "--log-level",
-            "warning",
-        ]
-        log = (self.workdir / "server.log").open("w")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
-        log.close()
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("LISTENING "):
-            self.proc.kill()
-            raise RuntimeError(f"the server did not start; see {self.workdir / 'server.log'}")
-        self.target = line.split()[1]
+        with (self.workdir / "server.log").open("w") as log:
+            self.proc, self.target = start_listening(server_command(self.config, self.data_dir), stderr=log)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
+            stop(self.proc, timeout=60)
 
 
 def run_live(
