@@ -290,3 +290,28 @@ def test_config_errors_name_the_key(patch: dict, words: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(space_with(**patch))
     assert words in str(info.value)
+
+
+def test_the_worked_examples_of_docs_qoe_md() -> None:
+    """docs/qoe.md quotes these numbers; keep them true."""
+    schema = FeatureSchema(
+        [
+            FeatureSpec("ram_gb", 0.25, 64, "log"),
+            CategoricalSpec("os", ("android", "linux", "ios")),
+            FeatureSpec("battery_percent", 0, 100, clip=True),
+            CategoricalSpec("form_factor", ("phone", "board"), default="phone", unknown="other"),
+        ]
+    )
+    assert len(schema) == 8 and schema.columns[-1] == "form_factor=<other>"
+    features = {"ram_gb": 4, "battery_percent": 130}
+    v = schema.vector(features, {"os": "linux", "form_factor": "car"})
+    np.testing.assert_allclose(v, [0.5, 0, 1, 0, 1.0, 0, 0, 1], rtol=0, atol=1e-15)
+    v = schema.vector(features, {"os": "linux"})
+    np.testing.assert_allclose(v, [0.5, 0, 1, 0, 1.0, 1, 0, 0], rtol=0, atol=1e-15)
+    report = {"user_rating": 4, "latency_ms": 80, "accuracy": 0.76}
+    q = QoeFunction(accuracy_floor=0.55, accuracy_ceiling=0.88)
+    assert round(q.reward(report, latency_budget_ms=50), 4) == 0.5288
+    assert round(QoeFunction().reward(report, latency_budget_ms=50), 4) == 0.57
+    assert round(q.reward(report, latency_budget_ms=50, weights={"latency_ms": 3.0}), 4) == 0.3973
+    low = QoeFunction(accuracy_floor=0.55, accuracy_ceiling=0.88, reward_min=-1)
+    assert round(low.reward(report, latency_budget_ms=50), 4) == 0.0576
