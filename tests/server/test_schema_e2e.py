@@ -101,17 +101,10 @@ def config(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def server(config: Path, tmp_path: Path) -> Iterator[ServerProcess]:
+    """Replaces conftest's server (so its `stubs` fixture talks to this one)."""
     proc = ServerProcess(config, tmp_path / "data").start()
     yield proc
     proc.kill()
-
-
-@pytest.fixture
-def stubs(
-    server: ServerProcess,
-) -> Iterator[tuple[sel_grpc.SelectionServiceStub, cat_grpc.CatalogServiceStub]]:
-    with grpc.insecure_channel(server.target) as ch:
-        yield sel_grpc.SelectionServiceStub(ch), cat_grpc.CatalogServiceStub(ch)
 
 
 def select(stub: sel_grpc.SelectionServiceStub, **kw) -> selection_pb2.SelectResponse:

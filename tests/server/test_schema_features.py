@@ -14,6 +14,7 @@ from edgesel_server.catalog import Catalog, CatalogError, Model
 from edgesel_server.config import ConfigError, parse_config
 from edgesel_server.qoe import QoeFunction
 from edgesel_server.schema import CategoricalSpec, FeatureError, FeatureSchema, FeatureSpec
+from tests.server.test_config_schema_qoe import minimal
 
 
 def phone_schema() -> FeatureSchema:
@@ -212,19 +213,9 @@ def test_accuracy_floor_ceiling_validation(floor: float, ceiling: float) -> None
 # ---- config: every new key, and its errors naming the key ------------------------------------------
 
 
-def space_with(**space: object) -> dict:
-    sp: dict = {
-        "name": "s",
-        "device_features": [{"name": "ram_gb", "min": 0.5, "max": 64}],
-        "models": [{"id": "m"}],
-    }
-    sp.update(space)
-    return {"space": [sp]}
-
-
 def test_config_reads_categorical_clip_and_accuracy_bounds() -> None:
     cfg = parse_config(
-        space_with(
+        minimal(
             device_features=[
                 {"name": "ram_gb", "min": 0.5, "max": 64, "clip": True},
                 {"name": "os", "kind": "categorical", "values": ["android", "linux"], "unknown": "other"},
@@ -288,7 +279,7 @@ CAT = {"name": "os", "kind": "categorical", "values": ["android", "linux"]}
 )
 def test_config_errors_name_the_key(patch: dict, words: str) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_config(space_with(**patch))
+        parse_config(minimal(**patch))
     assert words in str(info.value)
 
 
