@@ -1,9 +1,10 @@
 //! Bandit-level tests: fast scoring vs naive formulas, snapshots, edge cases.
 
-use crate::bandit::{Bandit, Params};
+use crate::bandit::Bandit;
 use crate::error::CoreError;
 use crate::features::joint_features;
 use crate::linalg::{add_outer, cholesky_inverse, dot, matvec, scaled_identity};
+use crate::params::Params;
 use crate::snapshot::{decode, encode};
 
 struct Lcg(u64);
@@ -179,7 +180,7 @@ fn refactorization_keeps_inverse_exact() {
             .all(|(u, v)| (u - v).abs() < 1e-12));
         assert_eq!(st.n_updates, 50);
         // 50 = 7·7 + 1: the inverse was re-factorized at update 49, then one Sherman-Morrison step.
-        assert_eq!(b.arms[0].since_refactor, 1);
+        assert_eq!(b.stats.since_refactor(0), 1);
     }
     // refactor_every = 1: every update re-factorizes.
     let mut b = bandit("disjoint_linucb", 2, 0, 1.0, 1);
@@ -245,10 +246,10 @@ fn snapshot_corruption_is_detected() {
     }
     // Foreign data and wrong version.
     assert!(is_snapshot_err(decode(b"PK\x03\x04 not a snapshot at all")));
-    let mut v2 = blob.clone();
-    v2[8] = 2;
-    match decode(&v2) {
-        Err(CoreError::Snapshot(m)) => assert!(m.contains("version 2"), "{m}"),
+    let mut v3 = blob.clone();
+    v3[8] = 3;
+    match decode(&v3) {
+        Err(CoreError::Snapshot(m)) => assert!(m.contains("version 3"), "{m}"),
         other => panic!("unexpected {other:?}"),
     }
     // Valid CRC over malformed content (e.g. trailing bytes) is still rejected.
@@ -474,5 +475,23 @@ fn lazy_hybrid_caches_do_not_change_scores() {
             b.remove_arm("arm-2").expect("remove");
             b.add_arm("arm-new", Some(&rng.vec(2))).expect("add");
         }
+    }
+}
+
+/// A version-1 blob (no `forced_sampling` field) still reads, as ε = 0, to the same state.
+#[test]
+fn snapshot_version_1_is_still_read() {
+    for policy in ["disjoint_linucb", "hybrid_linucb", "lin_ts"] {
+        let b = trained(policy);
+        let v2 = encode(&b);
+        // Header: magic 8, version 4, policy 1, d 4, p 4, alpha 8, lam 8, four u64 = 69 bytes, then ε.
+        let mut v1 = v2[..69].to_vec();
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&v2[77..v2.len() - 4]);
+        let crc = crate::snapshot::crc32(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        let r = decode(&v1).expect("version 1 decodes");
+        assert_eq!(r.params().forced_sampling, 0.0);
+        assert_eq!(encode(&r), v2, "{policy}");
     }
 }
