@@ -208,11 +208,16 @@ impl Bandit {
         mut f: impl FnMut(usize, usize, f64, f64, f64),
     ) {
         let alpha = self.params.alpha;
-        let mut per_arm = |pos: usize, i: usize, mean: f64, var: f64| {
-            let bonus = draws.bonus(alpha, var, pos);
-            f(pos, i, mean, bonus, mean + bonus);
-        };
-        dispatch!(&self.stats, s => s.scan(x, arms, simd, &mut per_arm));
+        dispatch!(&self.stats, s => s.scan(
+            x,
+            arms,
+            simd,
+            #[inline(always)]
+            |pos, i, mean, var| {
+                let bonus = draws.bonus(alpha, var, pos);
+                f(pos, i, mean, bonus, mean + bonus);
+            }
+        ));
     }
 
     fn draws(&self, arms: Option<&[usize]>) -> Draws {
@@ -245,12 +250,19 @@ impl Bandit {
             return Ok(out);
         }
         let draws = self.draws(arms);
-        self.scan(x, arms, draws, Simd::Best, |_, i, m, b, t| {
-            out.ids.push(self.ids[i].clone());
-            out.mean.push(m);
-            out.bonus.push(b);
-            out.total.push(t);
-        });
+        self.scan(
+            x,
+            arms,
+            draws,
+            Simd::Best,
+            #[inline(always)]
+            |_, i, m, b, t| {
+                out.ids.push(self.ids[i].clone());
+                out.mean.push(m);
+                out.bonus.push(b);
+                out.total.push(t);
+            },
+        );
         Ok(out)
     }
 
@@ -289,29 +301,37 @@ impl Bandit {
         let forced = explore::forced_position(&self.rng, eps, n);
         let draws = self.draws(arms);
         // (arm index, mean, bonus, total) of the greedy arm and of the forced position.
-        let mut best: Option<(usize, f64, f64, f64)> = None;
-        let mut picked: Option<(usize, f64, f64, f64)> = None;
+        let mut best = (usize::MAX, f64::NAN, f64::NAN, f64::NAN);
+        let mut picked = best;
         let mut best_mean = f64::NEG_INFINITY;
-        self.scan(x, arms, draws, Simd::Best, |pos, i, m, b, t| {
-            if best.is_none_or(|(bi, _, _, bt)| explore::beats(t, &self.ids[i], bt, &self.ids[bi]))
-            {
-                best = Some((i, m, b, t));
-            }
-            if forced == Some(pos) {
-                picked = Some((i, m, b, t));
-            }
-            if m > best_mean {
-                best_mean = m;
-            }
-            if let Some(s) = scores.as_deref_mut() {
-                s.ids.push(self.ids[i].clone());
-                s.mean.push(m);
-                s.bonus.push(b);
-                s.total.push(t);
-            }
-        });
-        let greedy = best.expect("n > 0 arms were scored");
-        let (i, mean, bonus, total) = picked.unwrap_or(greedy);
+        self.scan(
+            x,
+            arms,
+            draws,
+            Simd::Best,
+            #[inline(always)]
+            |pos, i, m, b, t| {
+                if best.0 == usize::MAX
+                    || explore::beats(t, best.3, || self.ids[i] < self.ids[best.0])
+                {
+                    best = (i, m, b, t);
+                }
+                if forced == Some(pos) {
+                    picked = (i, m, b, t);
+                }
+                if m > best_mean {
+                    best_mean = m;
+                }
+                if let Some(s) = scores.as_deref_mut() {
+                    s.ids.push(self.ids[i].clone());
+                    s.mean.push(m);
+                    s.bonus.push(b);
+                    s.total.push(t);
+                }
+            },
+        );
+        let greedy = best;
+        let (i, mean, bonus, total) = if forced.is_some() { picked } else { greedy };
         let multiplicity = arms.map_or(1, |list| list.iter().filter(|&&j| j == i).count());
         Ok(Choice {
             id: self.ids[i].clone(),

@@ -80,11 +80,11 @@ pub fn propensity(
     }
 }
 
-/// Running argmax of `total` with the tie rule (equal totals: smallest id; a NaN total never beats a
-/// number).
+/// Running argmax of `total` with the tie rule: equal totals go to the smallest id (`id_is_smaller`, only
+/// called on a tie); a NaN total never beats a number.
 #[inline(always)]
-pub fn beats(total: f64, id: &str, best_total: f64, best_id: &str) -> bool {
+pub fn beats(total: f64, best_total: f64, id_is_smaller: impl FnOnce() -> bool) -> bool {
     total > best_total
-        || (total == best_total && id < best_id)
+        || (total == best_total && id_is_smaller())
         || (best_total.is_nan() && !total.is_nan())
 }

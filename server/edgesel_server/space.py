@@ -87,6 +87,9 @@ class SpaceRuntime:
         self.active: tuple[str, ...] = ()
         self.applied_seq = 0
         self.since_snapshot = 0
+        # Decisions advance the core's generator (forced sampling, Thompson draws): a final snapshot after
+        # them lets a restarted space continue the same random stream.
+        self.decided_since_snapshot = False
         self.last_snapshot_time = 0.0
         self.pending: dict[str, Decision] = {}
         self.default_retry: list[Decision] = []  # expired decisions whose default reward could not be stored
@@ -121,6 +124,11 @@ class SpaceRuntime:
             bandit.add_arm(model_id, self.catalog.vector(model_id))
         else:
             bandit.add_arm(model_id)
+
+    @property
+    def needs_final_snapshot(self) -> bool:
+        """Anything since the last snapshot that a restart would otherwise lose or redo differently."""
+        return bool(self.since_snapshot) or self.decided_since_snapshot
 
     @property
     def policy_version(self) -> str:
@@ -213,6 +221,7 @@ class SpaceRuntime:
             ]
             snap = Snapshot(self.name, self.applied_seq, self.bandit.to_bytes(), catalog, time.time())
             self.since_snapshot = 0
+            self.decided_since_snapshot = False
             self.last_snapshot_time = snap.created
             return snap
 
@@ -280,6 +289,7 @@ class SpaceRuntime:
             ranking = [(ids[j], float(mean[j]), float(bonus[j]), float(total[j])) for j in order]
         self.stats["decisions"] += 1
         self.stats["exploratory"] += int(sel.exploratory)
+        self.decided_since_snapshot = True
         self.counters.setdefault(sel.id, ArmCounters()).n_selections += 1
         return Choice(decision, self.catalog.get(sel.id), sel.total, sel.exploratory, ranking)
 

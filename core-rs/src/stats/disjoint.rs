@@ -122,7 +122,11 @@ impl Statistics for DisjointStats {
         simd: Simd,
         f: F,
     ) {
-        simd::run(simd, || self.scan_kernel(x, arms, f))
+        simd::run(
+            simd,
+            #[inline(always)]
+            || self.scan_kernel(x, arms, f),
+        )
     }
 
     fn arm_stats(&self, i: usize) -> ArmStats {

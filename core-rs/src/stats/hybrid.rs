@@ -242,7 +242,11 @@ impl HybridStats {
         }
         let mut c = self.cache.write().unwrap_or_else(PoisonError::into_inner);
         if !all_fresh(&c) {
-            simd::run(simd, || self.refresh_kernel(&mut c, arms));
+            simd::run(
+                simd,
+                #[inline(always)]
+                || self.refresh_kernel(&mut c, arms),
+            );
         }
         drop(c);
         read()
@@ -421,7 +425,11 @@ impl Statistics for HybridStats {
         f: F,
     ) {
         let cache = self.fresh_means(arms, simd);
-        simd::run(simd, || self.scan_kernel(x, arms, &cache, f))
+        simd::run(
+            simd,
+            #[inline(always)]
+            || self.scan_kernel(x, arms, &cache, f),
+        )
     }
 
     fn arm_stats(&self, i: usize) -> ArmStats {
