@@ -81,6 +81,13 @@ impl Bandit {
     pub fn params(&self) -> &Params {
         &self.params
     }
+
+    /// Changes ε of forced-uniform sampling. It is a setting, not learned state: the statistics and the
+    /// generator stay as they are (a restored bandit takes its configured ε this way).
+    pub fn set_forced_sampling(&mut self, eps: f64) -> CoreResult<()> {
+        self.params = self.params.with_forced_sampling(eps)?;
+        Ok(())
+    }
     pub fn is_hybrid(&self) -> bool {
         self.params.is_hybrid()
     }

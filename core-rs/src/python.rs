@@ -549,10 +549,16 @@ impl PyBandit {
         PyBytes::new(py, &blob)
     }
 
-    /// Restores a bandit from `to_bytes()` output; raises SnapshotError for anything else.
+    /// Restores a bandit from `to_bytes()` output; raises SnapshotError for anything else. With
+    /// forced_sampling, the restored bandit uses that ε instead of the snapshot's (a setting, not state).
     #[staticmethod]
-    fn from_bytes(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let b = if let Ok(bytes) = data.cast::<PyBytes>() {
+    #[pyo3(signature = (data, *, forced_sampling = None))]
+    fn from_bytes(
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        forced_sampling: Option<f64>,
+    ) -> PyResult<Self> {
+        let mut b = if let Ok(bytes) = data.cast::<PyBytes>() {
             let raw = bytes.as_bytes();
             py.detach(|| snapshot::decode(raw))?
         } else if let Ok(ba) = data.cast::<PyByteArray>() {
@@ -561,6 +567,9 @@ impl PyBandit {
         } else {
             return Err(PyTypeError::new_err("data must be bytes"));
         };
+        if let Some(eps) = forced_sampling {
+            b.set_forced_sampling(eps)?;
+        }
         Ok(PyBandit::wrap(b))
     }
 

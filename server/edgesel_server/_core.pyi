@@ -1,7 +1,7 @@
 """Type stub of the Rust extension ``edgesel_server._core`` (built from core-rs/, see docs/core.md)."""
 
 from collections.abc import Sequence
-from typing import Any, final
+from typing import Any, TypedDict, final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,6 +19,21 @@ __all__ = [
 
 _Vector = Sequence[float] | NDArray[Any]
 _Scores = tuple[list[str], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
+
+class _ArmStats(TypedDict):
+    n_updates: int
+    theta: NDArray[np.float64]
+    model_features: NDArray[np.float64]
+    a: NDArray[np.float64]
+    a_inv: NDArray[np.float64]
+    b: NDArray[np.float64]
+
+class _SharedStats(TypedDict):
+    n_updates: int
+    beta: NDArray[np.float64]
+    a: NDArray[np.float64]
+    a_inv: NDArray[np.float64]
+    b: NDArray[np.float64]
 
 POLICIES: tuple[str, ...]
 __version__: str
@@ -98,10 +113,10 @@ class Bandit:
     def update_batch(
         self, arm_ids: Sequence[str], xs: NDArray[Any] | Sequence[Sequence[float]], rewards: _Vector
     ) -> None: ...
-    def arm_stats(self, arm_id: str) -> dict[str, Any]: ...
-    def shared_stats(self) -> dict[str, Any]: ...
+    def arm_stats(self, arm_id: str) -> _ArmStats: ...
+    def shared_stats(self) -> _SharedStats: ...
     def to_bytes(self) -> bytes: ...
     @staticmethod
-    def from_bytes(data: bytes | bytearray) -> Bandit: ...
+    def from_bytes(data: bytes | bytearray, *, forced_sampling: float | None = None) -> Bandit: ...
     @staticmethod
     def joint_features(x: _Vector, m: _Vector) -> NDArray[np.float64]: ...

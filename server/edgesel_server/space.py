@@ -145,7 +145,7 @@ class SpaceRuntime:
                 model = Model.from_dict(d["model"])
                 self.catalog.add(model)
                 self.counters[model.id] = ArmCounters(**d.get("counters", {}))
-            bandit = Bandit.from_bytes(snap.state)
+            bandit = Bandit.from_bytes(snap.state, forced_sampling=self.cfg.policy.forced_sampling)
             self._check_compatible(bandit)
             self.bandit = bandit
             self.applied_seq = snap.seq
@@ -154,7 +154,8 @@ class SpaceRuntime:
 
     def _check_compatible(self, bandit: Bandit) -> None:
         want = self._new_bandit()
-        keys = ("policy", "device_dim", "model_dim", "forced_sampling")
+        # Learned state must match; settings (alpha, forced_sampling) are the config's.
+        keys = ("policy", "device_dim", "model_dim")
         got = {k: getattr(bandit, k) for k in keys}
         wanted = {k: getattr(want, k) for k in keys}
         if got != wanted:
@@ -202,7 +203,7 @@ class SpaceRuntime:
                 self.bandit = bandit
                 self.counters = {m.id: ArmCounters() for m in self.catalog.models(include_retired=True)}
             elif e.kind == ev.IMPORT:
-                bandit = Bandit.from_bytes(e.payload)
+                bandit = Bandit.from_bytes(e.payload, forced_sampling=self.cfg.policy.forced_sampling)
                 for m in self.catalog.models(include_retired=True):
                     if m.id not in bandit:
                         self._add_arm(bandit, m.id)
@@ -327,7 +328,7 @@ class SpaceRuntime:
             self.catalog.validate_new(model)
 
     def validate_import(self, blob: bytes) -> Bandit:
-        bandit = Bandit.from_bytes(blob)
+        bandit = Bandit.from_bytes(blob, forced_sampling=self.cfg.policy.forced_sampling)
         self._check_compatible(bandit)
         unknown = [a for a in bandit.arm_ids() if a not in self.catalog]
         if unknown:

@@ -59,6 +59,20 @@ def test_restored_bandit_makes_the_same_next_1000_decisions(policy: str, eps: fl
     assert eps == 0 or sum(e for *_, e in got_a) > 0
 
 
+def test_forced_sampling_is_a_setting_a_restore_may_change() -> None:
+    a = make("hybrid_linucb", 0.5)
+    run(a, np.random.default_rng(4), 30)
+    b = Bandit.from_bytes(a.to_bytes(), forced_sampling=0.0)
+    assert b.forced_sampling == 0.0 and a.forced_sampling == 0.5
+    x = np.array([0.2, 0.1, -0.4])
+    assert b.to_bytes() != a.to_bytes()  # ε is stored
+    assert b.select(x).propensity == 1.0
+    ids, _, _, total = b.score(x)
+    assert b.select(x).id == ids[best_index(list(ids), list(total))]
+    with pytest.raises(CoreError, match="forced_sampling"):
+        Bandit.from_bytes(a.to_bytes(), forced_sampling=2.0)
+
+
 def test_forced_draws_follow_the_documented_stream() -> None:
     """Per select with ε > 0: two draws first; u1·2⁻⁵³ < ε forces, and then ⌊u2·n / 2⁶⁴⌋ is the pick."""
     eps, seed = 0.4, 12345
