@@ -66,6 +66,23 @@ fn check_len(v: &[f64], expected: usize, what: &str) -> CoreResult<()> {
     Ok(())
 }
 
+/// Running greedy arm `(index, mean, bonus, total)` (tie rule of [`explore::beats`]) and best mean.
+#[inline(always)]
+fn track_best(
+    ids: &[Arc<str>],
+    best: &mut (usize, f64, f64, f64),
+    best_mean: &mut f64,
+    arm: (usize, f64, f64, f64),
+) {
+    let (i, m, _, t) = arm;
+    if best.0 == usize::MAX || explore::beats(t, best.3, || ids[i] < ids[best.0]) {
+        *best = arm;
+    }
+    if m > *best_mean {
+        *best_mean = m;
+    }
+}
+
 impl Bandit {
     pub fn new(params: Params) -> Self {
         Bandit {
@@ -311,32 +328,39 @@ impl Bandit {
         let mut best = (usize::MAX, f64::NAN, f64::NAN, f64::NAN);
         let mut picked = best;
         let mut best_mean = f64::NEG_INFINITY;
-        self.scan(
-            x,
-            arms,
-            draws,
-            Simd::Best,
-            #[inline(always)]
-            |pos, i, m, b, t| {
-                if best.0 == usize::MAX
-                    || explore::beats(t, best.3, || self.ids[i] < self.ids[best.0])
-                {
-                    best = (i, m, b, t);
-                }
-                if forced == Some(pos) {
-                    picked = (i, m, b, t);
-                }
-                if m > best_mean {
-                    best_mean = m;
-                }
-                if let Some(s) = scores.as_deref_mut() {
-                    s.ids.push(self.ids[i].clone());
-                    s.mean.push(m);
-                    s.bonus.push(b);
-                    s.total.push(t);
-                }
-            },
-        );
+        let ids = &self.ids[..];
+        if forced.is_none() && scores.is_none() {
+            // The common case gets its own loop without the bookkeeping below (hybrid K=1000, d=8: 1.03 -> 0.99
+            // of the time of the pre-split build, mean of 6 instances).
+            self.scan(
+                x,
+                arms,
+                draws,
+                Simd::Best,
+                #[inline(always)]
+                |_, i, m, b, t| track_best(ids, &mut best, &mut best_mean, (i, m, b, t)),
+            );
+        } else {
+            self.scan(
+                x,
+                arms,
+                draws,
+                Simd::Best,
+                #[inline(always)]
+                |pos, i, m, b, t| {
+                    track_best(ids, &mut best, &mut best_mean, (i, m, b, t));
+                    if forced == Some(pos) {
+                        picked = (i, m, b, t);
+                    }
+                    if let Some(s) = scores.as_deref_mut() {
+                        s.ids.push(ids[i].clone());
+                        s.mean.push(m);
+                        s.bonus.push(b);
+                        s.total.push(t);
+                    }
+                },
+            );
+        }
         let greedy = best;
         let (i, mean, bonus, total) = if forced.is_some() { picked } else { greedy };
         let multiplicity = arms.map_or(1, |list| list.iter().filter(|&&j| j == i).count());
