@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import secrets
 import threading
 import time
@@ -22,7 +21,7 @@ import numpy as np
 
 from edgesel_server.catalog import Catalog, CatalogError, Model, UnknownModelError
 from edgesel_server.config import ServerConfig, SpaceConfig
-from edgesel_server.core import Bandit, SnapshotError
+from edgesel_server.core import Bandit, SnapshotError, uses_model_features
 from edgesel_server.qoe import MEASUREMENTS
 from edgesel_server.schema import FeatureSchema
 from edgesel_server.store import base as ev
@@ -88,10 +87,12 @@ class SpaceRuntime:
         self.active: tuple[str, ...] = ()
         self.applied_seq = 0
         self.since_snapshot = 0
+        # Decisions advance the core's generator (forced sampling, Thompson draws): a final snapshot after
+        # them lets a restarted space continue the same random stream.
+        self.decided_since_snapshot = False
         self.last_snapshot_time = 0.0
         self.pending: dict[str, Decision] = {}
         self.default_retry: list[Decision] = []  # expired decisions whose default reward could not be stored
-        self._rng = random.Random(cfg.policy.seed)
         self.stats = {
             "decisions": 0,
             "feedback": 0,
@@ -103,7 +104,7 @@ class SpaceRuntime:
 
     @property
     def uses_model_features(self) -> bool:
-        return self.cfg.policy.kind != "disjoint_linucb"
+        return uses_model_features(self.cfg.policy.kind)
 
     def _new_bandit(self) -> Bandit:
         p = self.cfg.policy
@@ -115,6 +116,7 @@ class SpaceRuntime:
             lam=p.lam,
             refactor_every=p.refactor_every,
             seed=p.seed,
+            forced_sampling=p.forced_sampling,
         )
 
     def _add_arm(self, bandit: Bandit, model_id: str) -> None:
@@ -122,6 +124,11 @@ class SpaceRuntime:
             bandit.add_arm(model_id, self.catalog.vector(model_id))
         else:
             bandit.add_arm(model_id)
+
+    @property
+    def needs_final_snapshot(self) -> bool:
+        """Anything since the last snapshot that a restart would otherwise lose or redo differently."""
+        return bool(self.since_snapshot) or self.decided_since_snapshot
 
     @property
     def policy_version(self) -> str:
@@ -138,7 +145,7 @@ class SpaceRuntime:
                 model = Model.from_dict(d["model"])
                 self.catalog.add(model)
                 self.counters[model.id] = ArmCounters(**d.get("counters", {}))
-            bandit = Bandit.from_bytes(snap.state)
+            bandit = Bandit.from_bytes(snap.state, forced_sampling=self.cfg.policy.forced_sampling)
             self._check_compatible(bandit)
             self.bandit = bandit
             self.applied_seq = snap.seq
@@ -147,13 +154,17 @@ class SpaceRuntime:
 
     def _check_compatible(self, bandit: Bandit) -> None:
         want = self._new_bandit()
-        got = (bandit.policy, bandit.device_dim, bandit.model_dim)
-        if got != (want.policy, want.device_dim, want.model_dim):
+        # Learned state must match; settings (alpha, forced_sampling) are the config's.
+        keys = ("policy", "device_dim", "model_dim")
+        got = {k: getattr(bandit, k) for k in keys}
+        wanted = {k: getattr(want, k) for k in keys}
+        if got != wanted:
             raise SnapshotError(
-                f"space {self.name!r}: the state was learned with policy={got[0]} device_dim={got[1]} "
-                f"model_dim={got[2]} but the config now says policy={want.policy} "
-                f"device_dim={want.device_dim} model_dim={want.model_dim}; "
-                "reset the space or restore the config"
+                f"space {self.name!r}: the state was learned with "
+                + " ".join(f"{k}={v}" for k, v in got.items())
+                + " but the config now says "
+                + " ".join(f"{k}={v}" for k, v in wanted.items())
+                + "; reset the space or restore the config"
             )
 
     def _refresh_active(self) -> None:
@@ -192,7 +203,7 @@ class SpaceRuntime:
                 self.bandit = bandit
                 self.counters = {m.id: ArmCounters() for m in self.catalog.models(include_retired=True)}
             elif e.kind == ev.IMPORT:
-                bandit = Bandit.from_bytes(e.payload)
+                bandit = Bandit.from_bytes(e.payload, forced_sampling=self.cfg.policy.forced_sampling)
                 for m in self.catalog.models(include_retired=True):
                     if m.id not in bandit:
                         self._add_arm(bandit, m.id)
@@ -211,6 +222,7 @@ class SpaceRuntime:
             ]
             snap = Snapshot(self.name, self.applied_seq, self.bandit.to_bytes(), catalog, time.time())
             self.since_snapshot = 0
+            self.decided_since_snapshot = False
             self.last_snapshot_time = snap.created
             return snap
 
@@ -250,45 +262,37 @@ class SpaceRuntime:
         """Score the eligible arms and pick one; the decision is not stored yet."""
         all_active = len(eligible) == len(self.active) and eligible == list(self.active)
         bandit = self.bandit
-        ids, mean, bonus, total = bandit.score(
-            x, None if all_active and len(bandit) == len(eligible) else eligible
+        # The core makes the whole decision (greedy arm, forced sampling, propensity) with its own generator,
+        # which is in the snapshot: a restored space decides exactly as one that never stopped.
+        sel = bandit.select(
+            x, None if all_active and len(bandit) == len(eligible) else eligible, with_scores=include_ranking
         )
-        best = float(total.max())
-        ties = np.flatnonzero(total == best)
-        greedy = int(ties[0]) if len(ties) == 1 else min(ties, key=lambda j: ids[j])
-        i, propensity = greedy, 1.0
-        eps = self.cfg.policy.forced_sampling
-        if eps > 0.0:
-            if self._rng.random() < eps:
-                i = self._rng.randrange(len(ids))
-            propensity = eps / len(ids) + (1.0 - eps) * (i == greedy)
-        if self.cfg.policy.kind == "lin_ts" and eps < 1.0:
-            propensity = math.nan  # Thompson sampling's choice probability has no closed form
-        exploratory = bool(mean[i] < mean.max())
         now = time.time()
         decision = Decision(
             event_id=new_event_id(),
             space=self.name,
-            model_id=ids[i],
+            model_id=sel.id,
             x=x,
             created=now,
             deadline=now + self.cfg.reward_window_s,
-            propensity=propensity,
-            expected_qoe=float(mean[i]),
-            bonus=float(bonus[i]),
+            propensity=sel.propensity,
+            expected_qoe=sel.mean,
+            bonus=sel.bonus,
             policy_version=self.applied_seq,
             eligible=[] if all_active else list(eligible),
             prefs=prefs,
             owner=owner,
         )
         ranking = []
-        if include_ranking:
+        if sel.scores is not None:
+            ids, mean, bonus, total = sel.scores
             order = sorted(range(len(ids)), key=lambda j: (-total[j], ids[j]))
             ranking = [(ids[j], float(mean[j]), float(bonus[j]), float(total[j])) for j in order]
         self.stats["decisions"] += 1
-        self.stats["exploratory"] += int(exploratory)
-        self.counters.setdefault(ids[i], ArmCounters()).n_selections += 1
-        return Choice(decision, self.catalog.get(ids[i]), float(total[i]), exploratory, ranking)
+        self.stats["exploratory"] += int(sel.exploratory)
+        self.decided_since_snapshot = True
+        self.counters.setdefault(sel.id, ArmCounters()).n_selections += 1
+        return Choice(decision, self.catalog.get(sel.id), sel.total, sel.exploratory, ranking)
 
     def remember(self, d: Decision) -> list[Decision]:
         """Keep a decision pending; returns the oldest ones evicted to respect the pending bound."""
@@ -324,7 +328,7 @@ class SpaceRuntime:
             self.catalog.validate_new(model)
 
     def validate_import(self, blob: bytes) -> Bandit:
-        bandit = Bandit.from_bytes(blob)
+        bandit = Bandit.from_bytes(blob, forced_sampling=self.cfg.policy.forced_sampling)
         self._check_compatible(bandit)
         unknown = [a for a in bandit.arm_ids() if a not in self.catalog]
         if unknown:
