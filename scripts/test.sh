@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check on a fresh machine: installs what is needed (Debian packages, Python tools, the Rust
-# extension), then Rust tests and lints, Python lints, the generated-code check, and the pytest suite.
+# extension), then Rust tests and lints, Python lints, the generated-code check, the pytest suite, and the
+# SDK and server on the other Python versions (scripts/test_pythons.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,3 +30,6 @@ echo "== ruff / mypy / stubtest / generated protobuf code"
 
 echo "== pytest"
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+
+# The SDK on CPython 3.8 with its floor runtimes and on the newest CPython, the server wheel on 3.10.
+bash scripts/test_pythons.sh
