@@ -10,7 +10,7 @@ with EdgeselClient("edgesel.example:443", space="image-classification", token=".
 
 from edgesel_client.aio import AsyncEdgeselClient
 from edgesel_client.client import EdgeselClient
-from edgesel_client.device import DEVICE_FEATURE_NAMES, detect_device_features
+from edgesel_client.device import DEVICE_FEATURE_NAMES, DeviceInfo, detect_device, detect_device_features
 from edgesel_client.errors import EdgeselError
 from edgesel_client.offline import ClientStats, FeedbackQueue
 from edgesel_client.preferences import Preferences
@@ -32,6 +32,7 @@ __all__ = [
     "AsyncSelection",
     "BaseSelection",
     "ClientStats",
+    "DeviceInfo",
     "EdgeselClient",
     "EdgeselError",
     "FeedbackOutcome",
@@ -42,5 +43,6 @@ __all__ = [
     "RetryPolicy",
     "Selection",
     "__version__",
+    "detect_device",
     "detect_device_features",
 ]
