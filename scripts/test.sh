@@ -21,12 +21,13 @@ bash scripts/setup.sh
 echo "== cargo fmt / clippy / test"
 (cd core-rs && cargo fmt --check && cargo clippy --all-targets -q -- -D warnings && cargo test -q)
 
-echo "== ruff / mypy / stubtest / generated protobuf code"
+echo "== ruff / mypy / stubtest / generated protobuf code / generated sync client"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/python -m mypy server/edgesel_server client/edgesel_client
 .venv/bin/python -m mypy.stubtest edgesel_server._core
 .venv/bin/python scripts/gen_protos.py --check
+.venv/bin/python scripts/unasync.py --check
 
 echo "== pytest"
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
