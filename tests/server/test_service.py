@@ -472,12 +472,15 @@ def test_a_retried_select_with_the_same_request_id_gets_the_same_decision(stubs)
 
 
 def test_decisions_that_expire_while_the_server_is_down_get_the_default_reward(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path, window=1.0, on_missing="default")
+    # The restarted server gives the rule to decisions whose window closed at most one window ago, so the
+    # restart must finish within one window of the deadline: 4 s leaves room for a slow start on a loaded
+    # machine (with 1 s, a 0.6 s start-up already missed it).
+    cfg = write_config(tmp_path, window=4.0, on_missing="default")
     proc = ServerProcess(cfg, tmp_path / "data").start()
     with grpc.insecure_channel(proc.target) as ch:
         open_decision = select(sel_grpc.SelectionServiceStub(ch))
     proc.kill()  # no sweep will run for it in this process
-    time.sleep(1.5)
+    time.sleep(max(0.0, open_decision.feedback_deadline.ToMicroseconds() / 1e6 - time.time()) + 0.2)
     proc = ServerProcess(cfg, tmp_path / "data", port=proc.port).start()
     try:
         with grpc.insecure_channel(proc.target) as ch:
