@@ -46,6 +46,11 @@ def generator_python() -> Path:
     marker = GENERATOR_VENV / "edgesel-requirements.txt"
     if python.exists() and marker.exists() and marker.read_text() == wanted:
         return python
+    if sys.version_info >= (3, 12):
+        # grpcio-tools 1.49.1 ships wheels for CPython 3.7-3.11 only.
+        raise SystemExit(
+            "gen_protos: run it with CPython 3.11 or older to make .venv-protoc (grpcio-tools 1.49.1)"
+        )
     print(f"gen_protos: installing the pinned generator into {GENERATOR_VENV} ...", file=sys.stderr)
     venv.EnvBuilder(clear=True, with_pip=True).create(GENERATOR_VENV)
     pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--only-binary", ":all:"]
