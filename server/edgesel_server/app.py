@@ -11,7 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from edgesel.v1 import catalog_pb2, catalog_pb2_grpc, selection_pb2, selection_pb2_grpc
+from edgesel.v1 import catalog_pb2, selection_pb2
 from edgesel_server.config import ConfigError, ServerConfig
 from edgesel_server.engine import Engine
 from edgesel_server.metrics import Metrics
@@ -55,12 +55,10 @@ class EdgeselServer:
         ]
         self.guard = RpcGuard.from_config(self.cfg, tokens, self.metrics)
         server = grpc.aio.server(options=opts)
-        self.guard.register(
-            selection_pb2_grpc.add_SelectionServiceServicer_to_server, SelectionServicer(self.engine), server
-        )
-        self.guard.register(
-            catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(self.engine), server
-        )
+        selection_service = selection_pb2.DESCRIPTOR.services_by_name["SelectionService"]
+        catalog_service = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"]
+        self.guard.register(selection_service, SelectionServicer(self.engine), server)
+        self.guard.register(catalog_service, CatalogServicer(self.engine), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (

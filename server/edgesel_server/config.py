@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
+from edgesel_server import toml as tomllib
 from edgesel_server.catalog import Catalog, CatalogError, Model
 from edgesel_server.core import POLICIES
 from edgesel_server.qoe import QoeFunction

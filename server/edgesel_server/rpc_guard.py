@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf import message_factory
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection
 
@@ -54,20 +56,22 @@ def _peer_host(context: grpc.aio.ServicerContext) -> str:
     return peer.rsplit(":", 1)[0] if peer.startswith(("ipv4:", "ipv6:")) else peer
 
 
-class _HandlerCapture:
-    """Stands in for the server while a generated `add_*Servicer_to_server` runs, to keep its handlers."""
-
-    def __init__(self) -> None:
-        self.service = ""
-        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
-
-    def add_generic_rpc_handlers(self, handlers: Any) -> None:
-        pass
-
-    def add_registered_method_handlers(
-        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
-    ) -> None:
-        self.service, self.handlers = service, dict(handlers)
+def _unary_handlers(service: ServiceDescriptor, servicer: Any) -> dict[str, grpc.RpcMethodHandler]:
+    """The servicer's method handlers, built from the service descriptor rather than through the generated
+    `add_*Servicer_to_server`, whose body differs between grpcio-tools releases (the committed code comes from
+    an old one so that the SDK runs on old runtimes; see scripts/gen_protos.py)."""
+    handlers = {}
+    for method in service.methods:
+        if method.client_streaming or method.server_streaming:
+            raise ValueError(f"{method.full_name}: the guard serves unary methods only")
+        request = message_factory.GetMessageClass(method.input_type)
+        response = message_factory.GetMessageClass(method.output_type)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=request.FromString,
+            response_serializer=response.SerializeToString,
+        )
+    return handlers
 
 
 class RpcGuard:
@@ -92,15 +96,12 @@ class RpcGuard:
         limiter = RateLimiter(cfg.rate_limit_per_s, cfg.rate_burst) if cfg.rate_limit_per_s > 0 else None
         return cls(tokens=tokens, limiter=limiter, metrics=metrics)
 
-    def register(
-        self, add_to_server: Callable[[Any, Any], None], servicer: Any, server: grpc.aio.Server
-    ) -> None:
-        """Register `servicer` (through its generated `add_*_to_server`) with every method wrapped."""
-        capture = _HandlerCapture()
-        add_to_server(servicer, capture)
-        wrapped = {m: self._build(h, f"/{capture.service}/{m}") for m, h in capture.handlers.items()}
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(capture.service, wrapped),))
-        server.add_registered_method_handlers(capture.service, wrapped)
+    def register(self, service: ServiceDescriptor, servicer: Any, server: grpc.aio.Server) -> None:
+        """Register `servicer`, the implementation of `service`, with every method wrapped."""
+        name = service.full_name
+        wrapped = {m: self._build(h, f"/{name}/{m}") for m, h in _unary_handlers(service, servicer).items()}
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, wrapped),))
+        server.add_registered_method_handlers(name, wrapped)
 
     def _build(self, handler: grpc.RpcMethodHandler, full_method: str) -> grpc.RpcMethodHandler:
         service, _, method = full_method.lstrip("/").rpartition("/")
