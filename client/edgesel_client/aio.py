@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -48,6 +49,8 @@ class AsyncEdgeselClient:
         feedback_queue_size: int = 1000,
         device_overrides: Mapping[str, float] | None = None,
         channel_options: Sequence[tuple[str, Any]] | None = None,
+        installation_id: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.target = target
         self._state = ClientState(
@@ -58,6 +61,8 @@ class AsyncEdgeselClient:
             default_model_id=default_model_id,
             feedback_queue_size=feedback_queue_size,
             device_overrides=device_overrides,
+            installation_id=installation_id,
+            cache_dir=cache_dir,
         )
         self._options = merge_options(channel_options)
         self._credentials = (

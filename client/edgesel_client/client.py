@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -35,7 +36,11 @@ class EdgeselClient:
     When the server stays unreachable after ``retry``, ``select`` answers from the offline cache (the last
     good selection for the same space and eligible set, else ``default_model_id``) with ``from_cache=True``,
     and ``feedback`` queues the report (at most ``feedback_queue_size``, oldest dropped) until the next
-    successful call or ``flush_feedback()``. Thread-safe.
+    successful call or ``flush_feedback()``.
+
+    Every Select carries this installation's id (``installation_id``, else the one kept in ``cache_dir``,
+    default ``$EDGESEL_CACHE_DIR`` or ``~/.cache/edgesel``, created on first use), which scopes the
+    server's idempotency of retried Selects to this installation. Thread-safe.
     """
 
     def __init__(
@@ -54,6 +59,8 @@ class EdgeselClient:
         feedback_queue_size: int = 1000,
         device_overrides: Mapping[str, float] | None = None,
         channel_options: Sequence[tuple[str, Any]] | None = None,
+        installation_id: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.target = target
         self._state = ClientState(
@@ -64,6 +71,8 @@ class EdgeselClient:
             default_model_id=default_model_id,
             feedback_queue_size=feedback_queue_size,
             device_overrides=device_overrides,
+            installation_id=installation_id,
+            cache_dir=cache_dir,
         )
         options = merge_options(channel_options)
         if wants_tls(secure, root_certificates, private_key, certificate_chain):

@@ -23,7 +23,7 @@ from edgesel_server.engine import Engine
 def export_decision_log(cfg: ServerConfig, space_name: str, out: Path) -> int:
     """Write the log; returns the number of decision lines."""
     engine = Engine(cfg)
-    engine.start()  # rebuild the catalog (snapshot + log) so every arm's model vector is known
+    engine.load_read_only()  # the catalog (snapshot + log) gives every arm's model vector; writes nothing
     try:
         space = engine.space(space_name)
         eps = space.cfg.policy.forced_sampling

@@ -79,6 +79,16 @@ class _SpaceCollector(Collector):
             seq.add_metric([space.name], space.applied_seq)
         yield from counters.values()
         yield from (join, explore, snapshot_age, pending, seq)
+        yield GaugeMetricFamily(
+            "edgesel_unsaved_decisions",
+            "Decisions answered while the store was down, waiting in memory to be written (in order).",
+            value=len(self.engine.unsaved),
+        )
+        yield CounterMetricFamily(
+            "edgesel_decisions_stored_late",
+            "Decisions written to the store after it came back from an outage.",
+            value=self.engine.saved_late,
+        )
 
 
 class Metrics:

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgesel_server.errors import InvalidFeatures
+
 TRANSFORMS = ("linear", "log", "none")
 
 
-class FeatureError(ValueError):
+class FeatureError(InvalidFeatures):
     """A request's features do not satisfy the space's schema."""
 
 

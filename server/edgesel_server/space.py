@@ -16,13 +16,14 @@ import secrets
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from edgesel_server.catalog import Catalog, CatalogError, Model, UnknownModelError
 from edgesel_server.config import ServerConfig, SpaceConfig
 from edgesel_server.core import Bandit, SnapshotError
+from edgesel_server.errors import InvalidPreferences, InvalidState, NoEligibleModel
 from edgesel_server.qoe import MEASUREMENTS
 from edgesel_server.schema import FeatureSchema
 from edgesel_server.store import base as ev
@@ -34,12 +35,14 @@ log = logging.getLogger(__name__)
 WEIGHT_ALIASES = {"rating": "user_rating", "latency": "latency_ms", "energy": "energy_mj"}
 
 
-class NoEligibleModel(LookupError):
-    """Nothing in the catalog is eligible for this request."""
+__all__ = ["ArmCounters", "Choice", "NoEligibleModel", "SpaceRuntime", "new_event_id", "normalize_weights"]
 
 
 @dataclass
 class ArmCounters:
+    """Log-derived per-arm figures (n_selections is counted by the store with each durable decision; the
+    field stays so that snapshots written before that still load)."""
+
     n_selections: int = 0
     n_updates: int = 0
     reward_sum: float = 0.0
@@ -55,9 +58,26 @@ class Choice:
     ranking: list[tuple[str, float, float, float]] = field(default_factory=list)
 
 
-def new_event_id() -> str:
-    # 128 random bits: an event id cannot be guessed, so only the device that got it can give feedback.
-    return secrets.token_hex(16)
+EVENT_ID_TIME_HEX = 12  # the creation time in milliseconds, as the first 12 hex digits of an event id
+
+
+def new_event_id(now: float | None = None) -> str:
+    """44 lowercase hex digits: the creation time (ms, 12 digits) then 128 random bits.
+
+    The random part makes an event id unguessable, so only the device that got it can give feedback; the
+    time lets a replica tell an id too young to have reached the shared store from one that never existed."""
+    ms = int((time.time() if now is None else now) * 1000)
+    return f"{ms:0{EVENT_ID_TIME_HEX}x}{secrets.token_hex(16)}"
+
+
+def event_id_time(event_id: str) -> float | None:
+    """When an event id was made, or None for ids of another format (e.g. the 32 digits of older servers)."""
+    if len(event_id) != EVENT_ID_TIME_HEX + 32:
+        return None
+    try:
+        return int(event_id[:EVENT_ID_TIME_HEX], 16) / 1000
+    except ValueError:
+        return None
 
 
 def normalize_weights(weights: Mapping[str, float]) -> dict[str, float]:
@@ -66,9 +86,9 @@ def normalize_weights(weights: Mapping[str, float]) -> dict[str, float]:
         name = WEIGHT_ALIASES.get(k, k)
         if name not in MEASUREMENTS:
             known = ", ".join(sorted(set(MEASUREMENTS) | set(WEIGHT_ALIASES)))
-            raise ValueError(f"unknown qoe weight {k!r}; known: {known}")
+            raise InvalidPreferences(f"unknown qoe weight {k!r}; known: {known}", field="qoe_weights")
         if not math.isfinite(v) or v < 0:
-            raise ValueError(f"qoe weight {k!r} = {v} must be finite and >= 0")
+            raise InvalidPreferences(f"qoe weight {k!r} = {v} must be finite and >= 0", field="qoe_weights")
         out[name] = float(v)
     return out
 
@@ -206,7 +226,8 @@ class SpaceRuntime:
     def snapshot(self) -> Snapshot:
         with self.lock:
             catalog = [
-                {"model": m.to_dict(), "counters": vars(self.counters.get(m.id, ArmCounters()))}
+                # A copy: the writer thread keeps applying events after this, but the snapshot is as of `seq`.
+                {"model": m.to_dict(), "counters": asdict(self.counters.get(m.id, ArmCounters()))}
                 for m in self.catalog.models(include_retired=True)
             ]
             snap = Snapshot(self.name, self.applied_seq, self.bandit.to_bytes(), catalog, time.time())
@@ -234,7 +255,10 @@ class SpaceRuntime:
                 raise NoEligibleModel(f"space {self.name!r} has no active model")
         if max_model_size_mb is not None:
             if not math.isfinite(max_model_size_mb) or max_model_size_mb <= 0:
-                raise ValueError(f"max_model_size_mb must be a positive number, got {max_model_size_mb}")
+                raise InvalidPreferences(
+                    f"max_model_size_mb must be a positive number, got {max_model_size_mb}",
+                    field="preferences.max_model_size_mb",
+                )
             ids = [
                 m for m in ids if self.catalog.get(m).features.get("file_size_mb", 0.0) <= max_model_size_mb
             ]
@@ -287,7 +311,6 @@ class SpaceRuntime:
             ranking = [(ids[j], float(mean[j]), float(bonus[j]), float(total[j])) for j in order]
         self.stats["decisions"] += 1
         self.stats["exploratory"] += int(exploratory)
-        self.counters.setdefault(ids[i], ArmCounters()).n_selections += 1
         return Choice(decision, self.catalog.get(ids[i]), float(total[i]), exploratory, ranking)
 
     def remember(self, d: Decision) -> list[Decision]:
@@ -324,9 +347,14 @@ class SpaceRuntime:
             self.catalog.validate_new(model)
 
     def validate_import(self, blob: bytes) -> Bandit:
-        bandit = Bandit.from_bytes(blob)
-        self._check_compatible(bandit)
+        try:
+            bandit = Bandit.from_bytes(blob)
+            self._check_compatible(bandit)
+        except SnapshotError as e:
+            raise InvalidState(str(e), field="state") from None
         unknown = [a for a in bandit.arm_ids() if a not in self.catalog]
         if unknown:
-            raise SnapshotError(f"the state has arms that are not in the catalog: {', '.join(unknown[:10])}")
+            raise InvalidState(
+                f"the state has arms that are not in the catalog: {', '.join(unknown[:10])}", field="state"
+            )
         return bandit

@@ -26,7 +26,11 @@ if _version_not_supported:
 
 
 class CatalogServiceStub:
-    """Operator (admin) RPCs: catalog changes and learned-state management. Device tokens cannot call these.
+    """Operator (admin) RPCs: catalog changes and learned-state management. Device tokens cannot call these
+    (PERMISSION_DENIED, reason ADMIN_TOKEN_REQUIRED). Errors carry a google.rpc.ErrorInfo as described in
+    selection.proto, with the same RPC-independent ones. Every RPC naming a space may fail with NOT_FOUND
+    SPACE_UNKNOWN (no retry); every write may fail with UNAVAILABLE STORE_UNAVAILABLE (retry: nothing was
+    applied).
     """
 
     def __init__(self, channel):
@@ -83,11 +87,17 @@ class CatalogServiceStub:
 
 
 class CatalogServiceServicer:
-    """Operator (admin) RPCs: catalog changes and learned-state management. Device tokens cannot call these.
+    """Operator (admin) RPCs: catalog changes and learned-state management. Device tokens cannot call these
+    (PERMISSION_DENIED, reason ADMIN_TOKEN_REQUIRED). Errors carry a google.rpc.ErrorInfo as described in
+    selection.proto, with the same RPC-independent ones. Every RPC naming a space may fail with NOT_FOUND
+    SPACE_UNKNOWN (no retry); every write may fail with UNAVAILABLE STORE_UNAVAILABLE (retry: nothing was
+    applied).
     """
 
     def ListSpaces(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Every space with its policy and its feature schema (ranges, transforms, defaults), so a client can
+        build a valid Select without trial and error.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -100,6 +110,10 @@ class CatalogServiceServicer:
 
     def AddModel(self, request, context):
         """Adds an arm; it starts from what the shared model knows about models with similar features.
+        ALREADY_EXISTS    MODEL_EXISTS       no  (retired models keep their id)
+        INVALID_ARGUMENT  INVALID_FEATURES   no  (a feature name the schema does not know)
+        INVALID_ARGUMENT  INVALID_MODEL      no  (bad model_id, missing/NaN/out-of-range feature, retired)
+        INVALID_ARGUMENT  LIMIT_EXCEEDED     no  (metadata, version or artifact_uri over the limits on Model)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -107,6 +121,9 @@ class CatalogServiceServicer:
 
     def UpdateModel(self, request, context):
         """Changes version, artifact_uri and metadata only; features are fixed once added.
+        NOT_FOUND         MODEL_UNKNOWN      no
+        INVALID_ARGUMENT  INVALID_MODEL      no  (features differ from the stored ones)
+        INVALID_ARGUMENT  LIMIT_EXCEEDED     no
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,13 +131,17 @@ class CatalogServiceServicer:
 
     def RetireModel(self, request, context):
         """The model is never selected again; its history is kept.
+        NOT_FOUND         MODEL_UNKNOWN      no
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetArmStats(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """NOT_FOUND         MODEL_UNKNOWN      no
+        INVALID_ARGUMENT  INVALID_ARGUMENT   no  (model_id set but empty)
+        UNAVAILABLE       STORE_UNAVAILABLE  yes (selection counts live in the store)
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -132,7 +153,9 @@ class CatalogServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ImportState(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """INVALID_ARGUMENT  INVALID_STATE      no  (not a state of this space's policy, dimensions or catalog)
+        INVALID_ARGUMENT  INVALID_ARGUMENT   no  (unsupported format)
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -201,7 +224,11 @@ def add_CatalogServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class CatalogService:
-    """Operator (admin) RPCs: catalog changes and learned-state management. Device tokens cannot call these.
+    """Operator (admin) RPCs: catalog changes and learned-state management. Device tokens cannot call these
+    (PERMISSION_DENIED, reason ADMIN_TOKEN_REQUIRED). Errors carry a google.rpc.ErrorInfo as described in
+    selection.proto, with the same RPC-independent ones. Every RPC naming a space may fail with NOT_FOUND
+    SPACE_UNKNOWN (no retry); every write may fail with UNAVAILABLE STORE_UNAVAILABLE (retry: nothing was
+    applied).
     """
 
     @staticmethod

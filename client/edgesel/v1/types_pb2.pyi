@@ -101,7 +101,7 @@ class ArmStats(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., retired: _Optional[bool] = ..., n_selections: _Optional[int] = ..., n_updates: _Optional[int] = ..., mean_reward: _Optional[float] = ..., theta_norm: _Optional[float] = ..., reward_sum: _Optional[float] = ..., last_update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Space(_message.Message):
-    __slots__ = ("name", "description", "policy", "policy_version", "device_feature_names", "model_feature_names", "active_model_count", "retired_model_count")
+    __slots__ = ("name", "description", "policy", "policy_version", "device_feature_names", "model_feature_names", "active_model_count", "retired_model_count", "device_features", "model_features")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +110,8 @@ class Space(_message.Message):
     MODEL_FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_MODEL_COUNT_FIELD_NUMBER: _ClassVar[int]
     RETIRED_MODEL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FEATURES_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     policy: str
@@ -118,4 +120,20 @@ class Space(_message.Message):
     model_feature_names: _containers.RepeatedScalarFieldContainer[str]
     active_model_count: int
     retired_model_count: int
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., policy: _Optional[str] = ..., policy_version: _Optional[str] = ..., device_feature_names: _Optional[_Iterable[str]] = ..., model_feature_names: _Optional[_Iterable[str]] = ..., active_model_count: _Optional[int] = ..., retired_model_count: _Optional[int] = ...) -> None: ...
+    device_features: _containers.RepeatedCompositeFieldContainer[FeatureSpec]
+    model_features: _containers.RepeatedCompositeFieldContainer[FeatureSpec]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., policy: _Optional[str] = ..., policy_version: _Optional[str] = ..., device_feature_names: _Optional[_Iterable[str]] = ..., model_feature_names: _Optional[_Iterable[str]] = ..., active_model_count: _Optional[int] = ..., retired_model_count: _Optional[int] = ..., device_features: _Optional[_Iterable[_Union[FeatureSpec, _Mapping]]] = ..., model_features: _Optional[_Iterable[_Union[FeatureSpec, _Mapping]]] = ...) -> None: ...
+
+class FeatureSpec(_message.Message):
+    __slots__ = ("name", "min", "max", "transform", "default")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    TRANSFORM_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    min: float
+    max: float
+    transform: str
+    default: float
+    def __init__(self, name: _Optional[str] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., transform: _Optional[str] = ..., default: _Optional[float] = ...) -> None: ...
