@@ -28,6 +28,7 @@ from tests.hardening.crashload import (
     wait_for,
 )
 from tests.redis.conftest import RedisServer, requires_redis
+from tests.rpc_status import reason_of
 from tests.server.serverproc import ServerProcess, write_config
 
 pytestmark = requires_redis
@@ -47,6 +48,9 @@ def select_probes(target: str, n: int) -> list[tuple[str, str, float]]:
         return out
 
 
+UNAVAILABLE_REASONS: set[str | None] = set()
+
+
 def feedback_until_answered(
     target: str, event_id: str, reward: float, timeout: float = 120.0
 ) -> tuple[str, float]:
@@ -63,6 +67,9 @@ def feedback_until_answered(
             except grpc.RpcError as e:
                 if e.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
                     return e.code().name, math.nan
+                # Redis down (STORE_UNAVAILABLE), or up but the decision not written yet by the replica
+                # that answered it (EVENT_NOT_YET_STORED); a transport error before the RPC has no reason.
+                UNAVAILABLE_REASONS.add(reason_of(e))
                 time.sleep(0.05)
 
 
@@ -99,6 +106,7 @@ def test_replica_and_redis_crashes_keep_every_statistic_exact(
                 with books.lock:
                     books.acked[event_id] = (model_id, got)
             load.wait_acked(load.acked_count() + 300)
+        assert UNAVAILABLE_REASONS <= {"STORE_UNAVAILABLE", "EVENT_NOT_YET_STORED", None}, UNAVAILABLE_REASONS
         assert not books.wrong, books.wrong[:5]
         false_acks = [
             e for sent, answered, e in books.ack_times if down_from < sent and answered < down_until

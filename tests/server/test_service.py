@@ -14,6 +14,7 @@ from edgesel.v1 import catalog_pb2, selection_pb2, types_pb2
 from edgesel.v1 import catalog_pb2_grpc as cat_grpc
 from edgesel.v1 import selection_pb2_grpc as sel_grpc
 from edgesel_client import AsyncEdgeselClient, EdgeselClient, EdgeselError, RetryPolicy
+from tests.rpc_status import reason_of
 from tests.server.serverproc import ServerProcess, write_config
 
 PHONE = {"ram_gb": 2.0, "has_npu": 0.0, "battery_percent": 40.0}
@@ -33,23 +34,6 @@ def state_bytes(cat: cat_grpc.CatalogServiceStub, space: str = "vision") -> byte
 
 def total_updates(cat: cat_grpc.CatalogServiceStub, space: str = "vision") -> int:
     return cat.GetArmStats(catalog_pb2.GetArmStatsRequest(space=space), timeout=10).total_updates
-
-
-def reason_of(error: grpc.RpcError) -> str | None:
-    """The ErrorInfo reason in the error's grpc-status-details-bin trailer (None without one)."""
-    from google.rpc import error_details_pb2
-    from grpc_status import rpc_status
-
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    if status is None:
-        return None
-    assert status.code == error.code().value[0] and status.message == error.details()
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            assert info.domain == "edgesel"
-            return info.reason
-    raise AssertionError(f"a status without ErrorInfo: {status}")
 
 
 def code_of(fn) -> grpc.StatusCode:
