@@ -21,7 +21,6 @@ import numpy as np
 from edgesel_server.catalog import (
     CatalogError,
     Model,
-    UnknownModelError,
     check_feature_names,
     check_model_fields,
 )
@@ -108,16 +107,16 @@ class Engine:
             for e in self.store.events_after(space.name, snap.seq if snap else 0):
                 space.apply(e)
                 replayed += 1
-            missing = [m for m in space.cfg.models if m.id not in space.catalog]
+            missing = [m for m in space.cfg.models if not space.has_model(m.id)]
             for m in missing:
                 # Replicas starting together race to add the configured models; the log keeps one add per
                 # model, and one that another replica added meanwhile is simply there already.
-                if m.id in space.catalog:
+                if space.has_model(m.id):
                     continue
                 try:
                     space.validate_add(m)
                 except CatalogError:
-                    if m.id in space.catalog:
+                    if space.has_model(m.id):
                         continue
                     raise
                 self.store.submit_event(self._model_event(space.name, ev.ADD_MODEL, m)).result()
@@ -126,10 +125,10 @@ class Engine:
             # sweep.
             for d in self.store.open_decisions(space.name, now - self.cfg.decision_retention_s):
                 if d.deadline > now:
-                    space.remember(d)
+                    space.pending.add(d)
                 else:
-                    space.stats["expired"] += 1
-                    space.default_retry.append(d)
+                    space.stats.expired += 1
+                    space.pending.retry_default_later(d)
             log.info(
                 "space ready",
                 extra={
@@ -170,7 +169,7 @@ class Engine:
                 await self.flush_unsaved()
                 for space in self.spaces.values():
                     await self._expire(space, now)
-                    if space.since_snapshot >= self.cfg.snapshot_every:
+                    if space.snapshot_due(self.cfg.snapshot_every):
                         await self.snapshot(space.name)
                 if now - last_purge > PURGE_INTERVAL_S:
                     last_purge = now
@@ -183,9 +182,9 @@ class Engine:
                 log.warning("background pass skipped: the store is unavailable", extra={"error": str(e)})
 
     async def _expire(self, space: SpaceRuntime, now: float) -> None:
-        retry, space.default_retry = space.default_retry, []
-        expired = space.pop_expired(now)
-        space.stats["expired"] += len(expired)
+        retry = space.pending.take_default_retries()
+        expired = space.pending.pop_expired(now)
+        space.stats.expired += len(expired)
         await self._close_missing(space, retry + expired)
 
     async def _close_missing(self, space: SpaceRuntime, decisions: list[Decision]) -> None:
@@ -199,13 +198,13 @@ class Engine:
         )
         for d, r in zip(decisions, results, strict=True):
             if isinstance(r, StoreUnavailable):
-                space.default_retry.append(d)  # not lost: tried again on the next sweep
+                space.pending.retry_default_later(d)  # not lost: tried again on the next sweep
             elif isinstance(r, DuplicateEvent):
                 pass  # real feedback (or another replica's default) got there first
             elif isinstance(r, BaseException):
                 log.error("default reward failed", extra={"event_id": d.event_id, "error": repr(r)})
             else:
-                space.stats["defaults_applied"] += 1
+                space.stats.defaults_applied += 1
 
     async def snapshot(self, space_name: str) -> int:
         space = self.spaces[space_name]
@@ -263,7 +262,7 @@ class Engine:
                 extra={"count": len(self.unsaved), "error": str(e)},
             )
         for space in self.spaces.values():
-            if space.since_snapshot:
+            if space.snapshot_due(1):
                 try:
                     await self.snapshot(space.name)
                 except StoreUnavailable as e:
@@ -349,10 +348,12 @@ class Engine:
         choice = space.choose(x, ids, prefs=prefs, owner=owner, include_ranking=include_ranking)
         d = choice.decision
         await self._persist_decision(d)
-        evicted = space.remember(d)
+        space.stats.decisions += 1
+        space.stats.exploratory += int(choice.exploratory)
+        evicted = space.pending.add(d)
         if evicted:
             log.warning("pending decisions evicted by max_pending_decisions", extra={"count": len(evicted)})
-            space.stats["expired"] += len(evicted)
+            space.stats.expired += len(evicted)
             task = asyncio.create_task(self._close_missing(space, evicted))
             self._side_tasks.add(task)
             task.add_done_callback(self._side_tasks.discard)
@@ -400,20 +401,20 @@ class Engine:
         value = space.reward_for(d, reward, measurements)
         if event_id in self.unsaved:
             await self.flush_unsaved()  # its feedback must not reach the log before the decision does
-        space.pending.pop(event_id, None)
+        space.pending.take(event_id)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._inflight[event_id] = fut
         try:
             try:
                 await self._append_reward(space, d, value, ev.FEEDBACK)
                 result = FeedbackResult(False, value)
-                space.stats["feedback"] += 1
+                space.stats.feedback += 1
             except DuplicateEvent as dup:
                 # Another replica (or a default reward) took this event id first: that answer counts.
                 result = self._closed(space, event_id, dup.closure)
         except BaseException as e:
             if time.time() <= d.deadline:
-                space.pending[event_id] = d  # not acknowledged: the device may retry
+                space.pending.put_back(d)  # not acknowledged: the device may retry
             fut.set_exception(e)
             fut.exception()  # mark retrieved: waiters get it through shield
             raise
@@ -429,7 +430,7 @@ class Engine:
                 f"the feedback window of event {event_id} closed; the default reward was applied",
                 event_id=event_id,
             )
-        space.stats["duplicates"] += 1
+        space.stats.duplicates += 1
         return FeedbackResult(True, closure.reward)
 
     def _unknown_event(self, event_id: str) -> None:
@@ -486,7 +487,7 @@ class Engine:
         check_model_fields(model.version, model.artifact_uri, model.metadata)
         space.validate_add(model)
         await self._append(self._model_event(space_name, ev.ADD_MODEL, model))
-        return space.catalog.get(model.id)
+        return space.model(model.id)
 
     async def update_model(
         self,
@@ -499,7 +500,7 @@ class Engine:
         features: Mapping[str, float] | None = None,
     ) -> Model:
         space = self.space(space_name)
-        current = space.catalog.get(model_id)
+        current = space.model(model_id)
         if features and dict(features) != current.features:
             raise InvalidModel(
                 f"model {model_id!r}: features are fixed once added; add a new model instead",
@@ -520,13 +521,13 @@ class Engine:
                 created=time.time(),
             )
         )
-        return space.catalog.get(model_id)
+        return space.model(model_id)
 
     async def retire_model(self, space_name: str, model_id: str) -> Model:
         space = self.space(space_name)
-        space.catalog.get(model_id)
+        space.model(model_id)
         await self._append(LogEvent(space_name, ev.RETIRE_MODEL, model_id=model_id, created=time.time()))
-        return space.catalog.get(model_id)
+        return space.model(model_id)
 
     async def reset(self, space_name: str) -> str:
         space = self.space(space_name)
@@ -542,33 +543,11 @@ class Engine:
         return space.policy_version
 
     def export_state(self, space_name: str) -> tuple[bytes, str]:
-        space = self.space(space_name)
-        with space.lock:
-            return space.bandit.to_bytes(), space.policy_version
+        return self.space(space_name).export_state()
 
     async def arm_stats(self, space_name: str, model_id: str | None = None) -> list[dict]:
         space = self.space(space_name)
         if model_id == "":
             raise InvalidArgument("model_id is set but empty; leave it unset for every arm", field="model_id")
         selections = await asyncio.to_thread(self.store.selection_counts, space_name)
-        with space.lock:
-            models = [space.catalog.get(model_id)] if model_id else space.catalog.models(include_retired=True)
-            out = []
-            for m in models:
-                if m.id not in space.bandit:
-                    raise UnknownModelError(f"model {m.id!r} has no learned state")
-                st = space.bandit.arm_stats(m.id)
-                c = space.counters.get(m.id)
-                out.append(
-                    {
-                        "model_id": m.id,
-                        "retired": m.retired,
-                        "n_selections": selections.get(m.id, 0),
-                        "n_updates": int(st["n_updates"]),
-                        "reward_sum": c.reward_sum if c else 0.0,
-                        "mean_reward": (c.reward_sum / c.n_updates) if c and c.n_updates else 0.0,
-                        "theta_norm": float(np.linalg.norm(st["theta"])),
-                        "last_update": c.last_update if c else 0.0,
-                    }
-                )
-            return out
+        return space.arm_stats(model_id, selections)

@@ -66,7 +66,7 @@ class _SpaceCollector(Collector):
             "edgesel_policy_version", "Sequence number of the last log event applied.", labels=["space"]
         )
         for space in list(self.engine.spaces.values()):
-            stats = dict(space.stats)
+            stats = space.stats.as_dict()
             for key, family in counters.items():
                 family.add_metric([space.name], stats.get(key, 0))
             decisions = stats.get("decisions", 0)

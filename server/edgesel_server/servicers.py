@@ -163,7 +163,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> catalog_pb2.ListSpacesResponse:
         spaces = []
         for s in self.engine.spaces.values():
-            models = s.catalog.models(include_retired=True)
+            models = s.models(include_retired=True)
             spaces.append(
                 types_pb2.Space(
                     name=s.name,
@@ -184,10 +184,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def ListModels(
         self, request: catalog_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.ListModelsResponse:
-        space = self.engine.space(request.space)
-        with space.lock:
-            models = space.catalog.models(include_retired=request.include_retired)
-            return catalog_pb2.ListModelsResponse(models=[model_message(m) for m in models])
+        models = self.engine.space(request.space).models(include_retired=request.include_retired)
+        return catalog_pb2.ListModelsResponse(models=[model_message(m) for m in models])
 
     @rpc
     async def AddModel(
@@ -243,7 +241,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             arms=arms,
             policy=space.cfg.policy.kind,
             policy_version=space.policy_version,
-            total_updates=space.bandit.n_updates,
+            total_updates=space.total_updates,
         )
 
     @rpc

@@ -1,9 +1,13 @@
 """One selection space at run time: schema, catalog, learned state, pending decisions.
 
-Threads: Select/Feedback logic runs on the asyncio loop; committed log events are applied by the store's
-writer (or tailer) thread through `apply`. `apply` and snapshotting hold `self.lock`; the loop never needs
-it on the hot path because the Bandit is itself thread-safe and the catalog's list of active ids is
-replaced, never mutated, when the catalog changes.
+One owner per piece of state:
+- the log-derived state (catalog, bandit, per-arm counters, applied seq) is written only by `apply`, called
+  in log order by the store's thread (writer or tailer) under `self.lock`; other threads read it through the
+  methods below (`model`, `models`, `export_state`, `arm_stats`, ...), which take the lock. Select's hot
+  path does not: the Bandit is thread-safe itself and the catalog's tuple of active ids is replaced, never
+  mutated;
+- the pending decisions and the counters (`pending`, `stats`, see pending.py) belong to the asyncio loop;
+- selection counts live in the store, written with each durable decision.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from edgesel_server.catalog import Catalog, CatalogError, Model, UnknownModelErr
 from edgesel_server.config import ServerConfig, SpaceConfig
 from edgesel_server.core import Bandit, SnapshotError
 from edgesel_server.errors import InvalidPreferences, InvalidState, NoEligibleModel
+from edgesel_server.pending import PendingDecisions, SpaceStats
 from edgesel_server.qoe import MEASUREMENTS
 from edgesel_server.schema import FeatureSchema
 from edgesel_server.store import base as ev
@@ -109,17 +114,9 @@ class SpaceRuntime:
         self.applied_seq = 0
         self.since_snapshot = 0
         self.last_snapshot_time = 0.0
-        self.pending: dict[str, Decision] = {}
-        self.default_retry: list[Decision] = []  # expired decisions whose default reward could not be stored
+        self.pending = PendingDecisions(server.max_pending_decisions)  # event loop only
+        self.stats = SpaceStats()  # event loop only
         self._rng = random.Random(cfg.policy.seed)
-        self.stats = {
-            "decisions": 0,
-            "feedback": 0,
-            "duplicates": 0,
-            "expired": 0,
-            "exploratory": 0,
-            "defaults_applied": 0,
-        }
 
     @property
     def uses_model_features(self) -> bool:
@@ -309,26 +306,7 @@ class SpaceRuntime:
         if include_ranking:
             order = sorted(range(len(ids)), key=lambda j: (-total[j], ids[j]))
             ranking = [(ids[j], float(mean[j]), float(bonus[j]), float(total[j])) for j in order]
-        self.stats["decisions"] += 1
-        self.stats["exploratory"] += int(exploratory)
         return Choice(decision, self.catalog.get(ids[i]), float(total[i]), exploratory, ranking)
-
-    def remember(self, d: Decision) -> list[Decision]:
-        """Keep a decision pending; returns the oldest ones evicted to respect the pending bound."""
-        evicted = []
-        while len(self.pending) >= self.server.max_pending_decisions:
-            evicted.append(self.pending.pop(next(iter(self.pending))))
-        self.pending[d.event_id] = d
-        return evicted
-
-    def pop_expired(self, now: float) -> list[Decision]:
-        # A space has one reward window, so insertion order is deadline order: stop at the first live one.
-        out = []
-        for event_id, d in list(self.pending.items()):
-            if d.deadline > now:
-                break
-            out.append(self.pending.pop(event_id))
-        return out
 
     def reward_for(self, d: Decision, reward: float | None, measurements: Mapping[str, float]) -> float:
         if reward is not None:
@@ -338,6 +316,58 @@ class SpaceRuntime:
             latency_budget_ms=d.prefs.get("latency_budget_ms"),
             weights=d.prefs.get("qoe_weights"),
         )
+
+    # -- reads for the servicers (under the lock: the store's thread may be applying an event) ------
+    def has_model(self, model_id: str) -> bool:
+        with self.lock:
+            return model_id in self.catalog
+
+    def model(self, model_id: str) -> Model:
+        with self.lock:
+            return self.catalog.get(model_id)
+
+    def models(self, *, include_retired: bool = False) -> list[Model]:
+        with self.lock:
+            return self.catalog.models(include_retired=include_retired)
+
+    def model_vectors(self) -> dict[str, np.ndarray]:
+        with self.lock:
+            return {m.id: self.catalog.vector(m.id) for m in self.catalog.models(include_retired=True)}
+
+    def export_state(self) -> tuple[bytes, str]:
+        with self.lock:
+            return self.bandit.to_bytes(), self.policy_version
+
+    @property
+    def total_updates(self) -> int:
+        return self.bandit.n_updates
+
+    def snapshot_due(self, every: int) -> bool:
+        return self.since_snapshot >= every
+
+    def arm_stats(self, model_id: str | None, selections: Mapping[str, int]) -> list[dict]:
+        """Per-arm figures; `selections` are the store's durable selection counts."""
+        with self.lock:
+            models = [self.catalog.get(model_id)] if model_id else self.catalog.models(include_retired=True)
+            out = []
+            for m in models:
+                if m.id not in self.bandit:
+                    raise UnknownModelError(f"model {m.id!r} has no learned state")
+                st = self.bandit.arm_stats(m.id)
+                c = self.counters.get(m.id) or ArmCounters()
+                out.append(
+                    {
+                        "model_id": m.id,
+                        "retired": m.retired,
+                        "n_selections": selections.get(m.id, 0),
+                        "n_updates": int(st["n_updates"]),
+                        "reward_sum": c.reward_sum,
+                        "mean_reward": c.reward_sum / c.n_updates if c.n_updates else 0.0,
+                        "theta_norm": float(np.linalg.norm(st["theta"])),
+                        "last_update": c.last_update,
+                    }
+                )
+            return out
 
     # -- admin -------------------------------------------------------------------------------------
     def validate_add(self, model: Model) -> None:
