@@ -7,6 +7,7 @@ that client.py is up to date. Edit this file, then run ``python scripts/unasync.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -64,6 +65,8 @@ class AsyncEdgeselClient:
         device_overrides: Mapping[str, float] | None = None,
         channel_options: Sequence[tuple[str, Any]] | None = None,
         label_overrides: Mapping[str, str] | None = None,
+        installation_id: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.target = target
         self._state = ClientState(
@@ -75,6 +78,8 @@ class AsyncEdgeselClient:
             feedback_queue_size=feedback_queue_size,
             device_overrides=device_overrides,
             label_overrides=label_overrides,
+            installation_id=installation_id,
+            cache_dir=cache_dir,
         )
         self._options = merge_options(channel_options)
         self._credentials = (

@@ -6,6 +6,7 @@ Generated from aio.py (AsyncEdgeselClient) by scripts/unasync.py: do not edit; e
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -62,6 +63,8 @@ class EdgeselClient:
         device_overrides: Mapping[str, float] | None = None,
         channel_options: Sequence[tuple[str, Any]] | None = None,
         label_overrides: Mapping[str, str] | None = None,
+        installation_id: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.target = target
         self._state = ClientState(
@@ -73,6 +76,8 @@ class EdgeselClient:
             feedback_queue_size=feedback_queue_size,
             device_overrides=device_overrides,
             label_overrides=label_overrides,
+            installation_id=installation_id,
+            cache_dir=cache_dir,
         )
         self._options = merge_options(channel_options)
         self._credentials = (

@@ -26,13 +26,27 @@ from grpc_reflection.v1alpha import reflection
 
 from edgesel.v1 import selection_pb2
 from edgesel_server.config import ServerConfig
+from edgesel_server.errors import (
+    AdminTokenRequired,
+    MalformedRequest,
+    RateLimited,
+    ShuttingDown,
+    StreamingNotServed,
+    TokenInvalid,
+    TokenMissing,
+    abort,
+)
 from edgesel_server.metrics import Metrics
 from edgesel_server.security import PRINCIPAL, RateLimiter, Role, TokenRegistry, bearer_token
 
 log = logging.getLogger(__name__)
 
 OPEN_SERVICES = frozenset(
-    {health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME}
+    {
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+        "grpc.reflection.v1.ServerReflection",
+    }
 )
 DEVICE_SERVICES = frozenset({selection_pb2.DESCRIPTOR.services_by_name["SelectionService"].full_name})
 REQUEST_ID_MAX = 128
@@ -132,7 +146,7 @@ class RpcGuard:
 
     @staticmethod
     async def _refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "streaming RPCs are not served behind auth")
+        await abort(context, StreamingNotServed("streaming RPCs are not served behind auth"))
 
     def _wrap(self, handler: grpc.RpcMethodHandler, service: str, method: str, guarded: bool) -> Handler:
         behavior: Callable[..., Any] | None = handler.unary_unary
@@ -148,32 +162,28 @@ class RpcGuard:
             self._last_arrival = time.monotonic()
             try:
                 if self.draining and guarded:
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry")
+                    await abort(context, ShuttingDown("the server is shutting down; retry"))
                 if guarded:
                     if self.tokens is not None:
                         token = bearer_token(context.invocation_metadata())
                         found = self.tokens.authenticate(token) if token is not None else None
                         if found is None:
-                            await context.abort(
-                                grpc.StatusCode.UNAUTHENTICATED,
-                                "missing or malformed bearer token"
+                            await abort(
+                                context,
+                                TokenMissing("missing or malformed bearer token")
                                 if token is None
-                                else "invalid bearer token",
+                                else TokenInvalid("invalid bearer token"),
                             )
                         assert found is not None
                         role, principal = found
                         if role is not Role.ADMIN and service not in DEVICE_SERVICES:
-                            await context.abort(
-                                grpc.StatusCode.PERMISSION_DENIED, f"{service} needs an admin token"
-                            )
+                            await abort(context, AdminTokenRequired(f"{service} needs an admin token"))
                     if self.limiter is not None and not self.limiter.allow(principal or _peer_host(context)):
-                        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "request rate limit exceeded")
+                        await abort(context, RateLimited("request rate limit exceeded"))
                 try:
                     request = parse(raw) if parse is not None else raw
                 except Exception:  # noqa: BLE001 - any parse failure means a malformed request
-                    await context.abort(
-                        grpc.StatusCode.INVALID_ARGUMENT, f"malformed {method} request message"
-                    )
+                    await abort(context, MalformedRequest(f"malformed {method} request message"))
                 reset = PRINCIPAL.set(principal)
                 try:
                     response = behavior(request, context)

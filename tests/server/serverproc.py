@@ -25,6 +25,7 @@ max_eligible = 500
 
 [[space]]
 name = "vision"
+description = "image classification on phones and boards"
 reward_window_s = {window}
 on_missing_feedback = "{on_missing}"
 default_reward = 0.25

@@ -6,7 +6,11 @@ from edgesel.v1 import catalog_pb2 as edgesel_dot_v1_dot_catalog__pb2
 
 
 class CatalogServiceStub(object):
-    """Operator (admin) RPCs: catalog changes and learned-state management. Device tokens cannot call these.
+    """Operator (admin) RPCs: catalog changes and learned-state management. Device tokens cannot call these
+    (PERMISSION_DENIED, reason ADMIN_TOKEN_REQUIRED). Errors carry a google.rpc.ErrorInfo as described in
+    selection.proto, with the same RPC-independent ones. Every RPC naming a space may fail with NOT_FOUND
+    SPACE_UNKNOWN (no retry); every write may fail with UNAVAILABLE STORE_UNAVAILABLE (retry: nothing was
+    applied).
     """
 
     def __init__(self, channel):
@@ -63,11 +67,17 @@ class CatalogServiceStub(object):
 
 
 class CatalogServiceServicer(object):
-    """Operator (admin) RPCs: catalog changes and learned-state management. Device tokens cannot call these.
+    """Operator (admin) RPCs: catalog changes and learned-state management. Device tokens cannot call these
+    (PERMISSION_DENIED, reason ADMIN_TOKEN_REQUIRED). Errors carry a google.rpc.ErrorInfo as described in
+    selection.proto, with the same RPC-independent ones. Every RPC naming a space may fail with NOT_FOUND
+    SPACE_UNKNOWN (no retry); every write may fail with UNAVAILABLE STORE_UNAVAILABLE (retry: nothing was
+    applied).
     """
 
     def ListSpaces(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Every space with its policy and its feature schema (ranges, transforms, defaults), so a client can
+        build a valid Select without trial and error.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -80,6 +90,10 @@ class CatalogServiceServicer(object):
 
     def AddModel(self, request, context):
         """Adds an arm; it starts from what the shared model knows about models with similar features.
+        ALREADY_EXISTS    MODEL_EXISTS       no  (retired models keep their id)
+        INVALID_ARGUMENT  INVALID_FEATURES   no  (a feature name the schema does not know)
+        INVALID_ARGUMENT  INVALID_MODEL      no  (bad model_id, missing/NaN/out-of-range feature, retired)
+        INVALID_ARGUMENT  LIMIT_EXCEEDED     no  (metadata, version or artifact_uri over the limits on Model)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -87,6 +101,9 @@ class CatalogServiceServicer(object):
 
     def UpdateModel(self, request, context):
         """Changes version, artifact_uri and metadata only; features are fixed once added.
+        NOT_FOUND         MODEL_UNKNOWN      no
+        INVALID_ARGUMENT  INVALID_MODEL      no  (features differ from the stored ones)
+        INVALID_ARGUMENT  LIMIT_EXCEEDED     no
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -94,13 +111,17 @@ class CatalogServiceServicer(object):
 
     def RetireModel(self, request, context):
         """The model is never selected again; its history is kept.
+        NOT_FOUND         MODEL_UNKNOWN      no
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetArmStats(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """NOT_FOUND         MODEL_UNKNOWN      no
+        INVALID_ARGUMENT  INVALID_ARGUMENT   no  (model_id set but empty)
+        UNAVAILABLE       STORE_UNAVAILABLE  yes (selection counts live in the store)
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -112,7 +133,9 @@ class CatalogServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def ImportState(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """INVALID_ARGUMENT  INVALID_STATE      no  (not a state of this space's policy, dimensions or catalog)
+        INVALID_ARGUMENT  INVALID_ARGUMENT   no  (unsupported format)
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -180,7 +203,11 @@ def add_CatalogServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class CatalogService(object):
-    """Operator (admin) RPCs: catalog changes and learned-state management. Device tokens cannot call these.
+    """Operator (admin) RPCs: catalog changes and learned-state management. Device tokens cannot call these
+    (PERMISSION_DENIED, reason ADMIN_TOKEN_REQUIRED). Errors carry a google.rpc.ErrorInfo as described in
+    selection.proto, with the same RPC-independent ones. Every RPC naming a space may fail with NOT_FOUND
+    SPACE_UNKNOWN (no retry); every write may fail with UNAVAILABLE STORE_UNAVAILABLE (retry: nothing was
+    applied).
     """
 
     @staticmethod

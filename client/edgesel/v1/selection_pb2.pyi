@@ -30,7 +30,7 @@ class FeedbackResponse(_message.Message):
     def __init__(self, status: _Optional[_Union[FeedbackStatus, str]] = ..., reward: _Optional[float] = ...) -> None: ...
 
 class SelectRequest(_message.Message):
-    __slots__ = ["device_features", "device_labels", "eligible_model_ids", "include_ranking", "preferences", "request_id", "space"]
+    __slots__ = ["device_features", "device_labels", "eligible_model_ids", "include_ranking", "installation_id", "preferences", "request_id", "space"]
     class DeviceFeaturesEntry(_message.Message):
         __slots__ = ["key", "value"]
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class SelectRequest(_message.Message):
     DEVICE_LABELS_FIELD_NUMBER: _ClassVar[int]
     ELIGIBLE_MODEL_IDS_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_RANKING_FIELD_NUMBER: _ClassVar[int]
+    INSTALLATION_ID_FIELD_NUMBER: _ClassVar[int]
     PREFERENCES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SPACE_FIELD_NUMBER: _ClassVar[int]
@@ -56,10 +57,11 @@ class SelectRequest(_message.Message):
     device_labels: _containers.ScalarMap[str, str]
     eligible_model_ids: _containers.RepeatedScalarFieldContainer[str]
     include_ranking: bool
+    installation_id: str
     preferences: _types_pb2.Preferences
     request_id: str
     space: str
-    def __init__(self, space: _Optional[str] = ..., device_features: _Optional[_Mapping[str, float]] = ..., eligible_model_ids: _Optional[_Iterable[str]] = ..., preferences: _Optional[_Union[_types_pb2.Preferences, _Mapping]] = ..., request_id: _Optional[str] = ..., include_ranking: bool = ..., device_labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    def __init__(self, space: _Optional[str] = ..., device_features: _Optional[_Mapping[str, float]] = ..., eligible_model_ids: _Optional[_Iterable[str]] = ..., preferences: _Optional[_Union[_types_pb2.Preferences, _Mapping]] = ..., request_id: _Optional[str] = ..., include_ranking: bool = ..., device_labels: _Optional[_Mapping[str, str]] = ..., installation_id: _Optional[str] = ...) -> None: ...
 
 class SelectResponse(_message.Message):
     __slots__ = ["event_id", "expected_qoe", "exploration_bonus", "exploratory", "feedback_deadline", "model", "policy_version", "ranking", "request_user_rating", "score"]

@@ -7,6 +7,23 @@ from edgesel.v1 import selection_pb2 as edgesel_dot_v1_dot_selection__pb2
 
 class SelectionServiceStub(object):
     """What device apps call: pick a model, then report how it went.
+
+    Errors. Every refusal carries, besides its status code, a google.rpc.ErrorInfo (domain "edgesel") in the
+    standard grpc-status-details-bin trailer; switch on its `reason`, never on the message. `metadata`
+    names the request field at fault ("field") or the event id ("event_id"). Any RPC may also fail with:
+    UNAUTHENTICATED     TOKEN_MISSING / TOKEN_INVALID     no retry (fix the token)
+    RESOURCE_EXHAUSTED  RATE_LIMITED                      retry after a pause
+    RESOURCE_EXHAUSTED  (no detail: gRPC itself)          message larger than the server's max_message_bytes
+    UNAVAILABLE         SHUTTING_DOWN                     retry (another replica, or after the restart)
+    INVALID_ARGUMENT    MALFORMED_REQUEST                 no retry (bytes that are not the request message)
+    INTERNAL            INTERNAL                          a server bug (logged there); retry may help
+
+    Limits: event_id 1-64 characters (the server makes 44 lowercase hex digits: 12 of creation time in ms,
+    then 128 random bits; treat it as opaque). request_id at most 128 characters. installation_id 16-128
+    characters of [A-Za-z0-9-_.:]. device_features at most server.max_features (default 256) entries;
+    eligible_model_ids at most server.max_eligible (default 10000). A request message at most
+    server.max_message_bytes (default 1 MiB). QoE weight names: "user_rating" (alias "rating"),
+    "latency_ms" ("latency"), "energy_mj" ("energy"), "accuracy"; each finite and >= 0.
     """
 
     def __init__(self, channel):
@@ -29,17 +46,58 @@ class SelectionServiceStub(object):
 
 class SelectionServiceServicer(object):
     """What device apps call: pick a model, then report how it went.
+
+    Errors. Every refusal carries, besides its status code, a google.rpc.ErrorInfo (domain "edgesel") in the
+    standard grpc-status-details-bin trailer; switch on its `reason`, never on the message. `metadata`
+    names the request field at fault ("field") or the event id ("event_id"). Any RPC may also fail with:
+    UNAUTHENTICATED     TOKEN_MISSING / TOKEN_INVALID     no retry (fix the token)
+    RESOURCE_EXHAUSTED  RATE_LIMITED                      retry after a pause
+    RESOURCE_EXHAUSTED  (no detail: gRPC itself)          message larger than the server's max_message_bytes
+    UNAVAILABLE         SHUTTING_DOWN                     retry (another replica, or after the restart)
+    INVALID_ARGUMENT    MALFORMED_REQUEST                 no retry (bytes that are not the request message)
+    INTERNAL            INTERNAL                          a server bug (logged there); retry may help
+
+    Limits: event_id 1-64 characters (the server makes 44 lowercase hex digits: 12 of creation time in ms,
+    then 128 random bits; treat it as opaque). request_id at most 128 characters. installation_id 16-128
+    characters of [A-Za-z0-9-_.:]. device_features at most server.max_features (default 256) entries;
+    eligible_model_ids at most server.max_eligible (default 10000). A request message at most
+    server.max_message_bytes (default 1 MiB). QoE weight names: "user_rating" (alias "rating"),
+    "latency_ms" ("latency"), "energy_mj" ("energy"), "accuracy"; each finite and >= 0.
     """
 
     def Select(self, request, context):
         """Picks the eligible model with the best expected QoE plus exploration bonus for this device.
+        status               reason                retry
+        NOT_FOUND            SPACE_UNKNOWN         no
+        NOT_FOUND            MODEL_UNKNOWN         no   (none of eligible_model_ids is an active model)
+        INVALID_ARGUMENT     INVALID_FEATURES      no   (missing without default, NaN/inf, out of range)
+        INVALID_ARGUMENT     INVALID_PREFERENCES   no   (unknown or all-zero qoe_weights, budget <= 0)
+        INVALID_ARGUMENT     LIMIT_EXCEEDED        no   (too many features or eligible ids, long request_id)
+        INVALID_ARGUMENT     INVALID_ARGUMENT      no   (malformed installation_id)
+        FAILED_PRECONDITION  NO_ELIGIBLE_MODEL     no   (no active model, or none fits max_model_size_mb)
+        UNAVAILABLE          STORE_UNAVAILABLE     yes  (the store is down and too many decisions wait)
+        While the store is down, Select keeps answering from the learned state; those decisions are written,
+        in order, as soon as it is back (at most server.max_unsaved_decisions wait; a kill -9 meanwhile loses
+        them, and their Feedback is then NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Feedback(self, request, context):
-        """Reports the QoE of a decision. Safe to retry: the server applies each event_id at most once.
+        """Reports the QoE of a decision. Safe to retry: the server applies each event_id at most once, and a
+        retry of an applied one gets DUPLICATE with the reward that was applied.
+        status               reason                 retry
+        NOT_FOUND            EVENT_UNKNOWN          no   (never issued, or older than decision retention)
+        FAILED_PRECONDITION  EVENT_EXPIRED          no   (after feedback_deadline; the missing-feedback
+        rule applies, a default reward may have been)
+        PERMISSION_DENIED    FEEDBACK_OTHER_TOKEN   no   (the decision belongs to another token)
+        INVALID_ARGUMENT     INVALID_ARGUMENT       no   (event_id empty or longer than 64)
+        INVALID_ARGUMENT     INVALID_REWARD         no   (no qoe, reward outside the space's range, NaN,
+        bad measurement)
+        UNAVAILABLE          STORE_UNAVAILABLE      yes  (nothing was acknowledged; the retry is exact)
+        UNAVAILABLE          EVENT_NOT_YET_STORED   yes  (several replicas: an id too young to have reached
+        the shared store from the replica that answered it)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -67,6 +125,23 @@ def add_SelectionServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class SelectionService(object):
     """What device apps call: pick a model, then report how it went.
+
+    Errors. Every refusal carries, besides its status code, a google.rpc.ErrorInfo (domain "edgesel") in the
+    standard grpc-status-details-bin trailer; switch on its `reason`, never on the message. `metadata`
+    names the request field at fault ("field") or the event id ("event_id"). Any RPC may also fail with:
+    UNAUTHENTICATED     TOKEN_MISSING / TOKEN_INVALID     no retry (fix the token)
+    RESOURCE_EXHAUSTED  RATE_LIMITED                      retry after a pause
+    RESOURCE_EXHAUSTED  (no detail: gRPC itself)          message larger than the server's max_message_bytes
+    UNAVAILABLE         SHUTTING_DOWN                     retry (another replica, or after the restart)
+    INVALID_ARGUMENT    MALFORMED_REQUEST                 no retry (bytes that are not the request message)
+    INTERNAL            INTERNAL                          a server bug (logged there); retry may help
+
+    Limits: event_id 1-64 characters (the server makes 44 lowercase hex digits: 12 of creation time in ms,
+    then 128 random bits; treat it as opaque). request_id at most 128 characters. installation_id 16-128
+    characters of [A-Za-z0-9-_.:]. device_features at most server.max_features (default 256) entries;
+    eligible_model_ids at most server.max_eligible (default 10000). A request message at most
+    server.max_message_bytes (default 1 MiB). QoE weight names: "user_rating" (alias "rating"),
+    "latency_ms" ("latency"), "energy_mj" ("energy"), "accuracy"; each finite and >= 0.
     """
 
     @staticmethod

@@ -26,6 +26,26 @@ class ArmStats(_message.Message):
     theta_norm: float
     def __init__(self, model_id: _Optional[str] = ..., retired: bool = ..., n_selections: _Optional[int] = ..., n_updates: _Optional[int] = ..., mean_reward: _Optional[float] = ..., theta_norm: _Optional[float] = ..., reward_sum: _Optional[float] = ..., last_update_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class FeatureSpec(_message.Message):
+    __slots__ = ["default", "default_label", "max", "min", "name", "transform", "unknown", "values"]
+    DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_LABEL_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TRANSFORM_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    default: float
+    default_label: str
+    max: float
+    min: float
+    name: str
+    transform: str
+    unknown: str
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., transform: _Optional[str] = ..., default: _Optional[float] = ..., values: _Optional[_Iterable[str]] = ..., unknown: _Optional[str] = ..., default_label: _Optional[str] = ...) -> None: ...
+
 class Measurements(_message.Message):
     __slots__ = ["accuracy", "energy_mj", "latency_ms", "user_rating"]
     ACCURACY_FIELD_NUMBER: _ClassVar[int]
@@ -107,10 +127,12 @@ class RankedModel(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., expected_qoe: _Optional[float] = ..., exploration_bonus: _Optional[float] = ..., score: _Optional[float] = ...) -> None: ...
 
 class Space(_message.Message):
-    __slots__ = ["active_model_count", "description", "device_feature_names", "model_feature_names", "name", "policy", "policy_version", "retired_model_count"]
+    __slots__ = ["active_model_count", "description", "device_feature_names", "device_features", "model_feature_names", "model_features", "name", "policy", "policy_version", "retired_model_count"]
     ACTIVE_MODEL_COUNT_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FEATURES_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FEATURES_FIELD_NUMBER: _ClassVar[int]
     MODEL_FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -119,9 +141,11 @@ class Space(_message.Message):
     active_model_count: int
     description: str
     device_feature_names: _containers.RepeatedScalarFieldContainer[str]
+    device_features: _containers.RepeatedCompositeFieldContainer[FeatureSpec]
     model_feature_names: _containers.RepeatedScalarFieldContainer[str]
+    model_features: _containers.RepeatedCompositeFieldContainer[FeatureSpec]
     name: str
     policy: str
     policy_version: str
     retired_model_count: int
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., policy: _Optional[str] = ..., policy_version: _Optional[str] = ..., device_feature_names: _Optional[_Iterable[str]] = ..., model_feature_names: _Optional[_Iterable[str]] = ..., active_model_count: _Optional[int] = ..., retired_model_count: _Optional[int] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., policy: _Optional[str] = ..., policy_version: _Optional[str] = ..., device_feature_names: _Optional[_Iterable[str]] = ..., model_feature_names: _Optional[_Iterable[str]] = ..., active_model_count: _Optional[int] = ..., retired_model_count: _Optional[int] = ..., device_features: _Optional[_Iterable[_Union[FeatureSpec, _Mapping]]] = ..., model_features: _Optional[_Iterable[_Union[FeatureSpec, _Mapping]]] = ...) -> None: ...
