@@ -9,9 +9,10 @@ that every policy is run against, so all policies see the same devices, states, 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import tomllib
@@ -21,6 +22,9 @@ from edgesel_server.sim.catalog import ModelSpec, model_features, resolve_model
 from edgesel_server.sim.devices import DeviceSpec, device_static_features, resolve_device
 from edgesel_server.sim.ground_truth import GroundTruth, QoEParams
 from edgesel_server.sim.users import StateModel, UserModel, draw_states, draw_users
+
+if TYPE_CHECKING:
+    from edgesel_server.sim.measured import MeasuredFeedback, MeasuredScenario
 
 ELIGIBILITY_MODES = ("all", "ram_filter")
 
@@ -125,9 +129,12 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
     root = _check_keys(
         data,
         "",
-        {"name", "description", "rounds", "seed", "fleet", "catalog", "users", "state", "qoe", "noise"},
+        {"name", "description", "kind", "rounds", "seed", "fleet", "catalog", "users", "state", "qoe"}
+        | {"noise"},
         {"name", "fleet", "catalog"},
     )
+    if root.get("kind", "formula") not in ("formula", "measured"):
+        raise _err("kind", f"must be 'formula' or 'measured', got {root.get('kind')!r}")
     if not isinstance(root["name"], str) or not root["name"]:
         raise _err("name", "must be a non-empty string")
     rounds = int(_num(root.get("rounds", 10000), "rounds", 1, 10_000_000, integer=True))
@@ -270,7 +277,9 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
     )
 
 
-def load_scenario(path: str | Path) -> Scenario:
+def load_scenario(path: str | Path) -> Scenario | MeasuredScenario:
+    """A scenario file: ``kind = "formula"`` (the default: the documented latency model) or ``"measured"``
+    (ground truth from a measurement data set, sim/measured.py)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -281,6 +290,10 @@ def load_scenario(path: str | Path) -> Scenario:
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"scenario {str(p)!r} is not valid TOML: {e}") from None
     try:
+        if data.get("kind", "formula") == "measured":
+            from edgesel_server.sim.measured import parse_measured
+
+            return parse_measured(data, source=str(p), base_dir=p.parent)
         return parse_scenario(data, source=str(p))
     except ScenarioError as e:
         raise ScenarioError(f"{p}: {e}") from None
@@ -289,27 +302,35 @@ def load_scenario(path: str | Path) -> Scenario:
 # ---------------------------------------------------------------- the stream
 
 
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
 @dataclass
 class Stream:
     """Everything about a run that does not depend on the policy. Arrays are indexed [round, arm index]."""
 
-    scenario: Scenario
+    scenario: Scenario | MeasuredScenario
     rounds: int
     seed: int
     arm_ids: list[str]  # every arm that ever exists, initial catalog first
     arm_features: NDArray  # (K, p) normalized model features
     device_index: NDArray  # (T,) index into scenario.devices
     contexts: NDArray  # (T, d) normalized device vectors (static ++ state ++ stated preferences)
-    battery: NDArray
-    thermal: NDArray
-    load: NDArray
-    prefs: NDArray  # (T, 3)
     expected: NDArray  # (T, K) noiseless QoE (regret/oracle reference)
     reward: NDArray  # (T, K) the QoE the user would report for each arm
     eligible: NDArray  # (T, K) bool: in the catalog at that round and allowed by the eligibility rule
     fits: NDArray  # (T, K) bool: the model fits in the memory available for that request (else it crashes)
     change_rounds: list[tuple[int, CatalogChange]]
-    truth: GroundTruth
+    # Formula scenarios only: per-request state and the hidden model behind `expected`.
+    battery: NDArray | None = None
+    thermal: NDArray | None = None
+    load: NDArray | None = None
+    prefs: NDArray | None = None  # (T, 3)
+    truth: GroundTruth | None = None
+    # Measured scenarios only (sim/measured.py): what each request's Feedback would carry, per arm.
+    feedback: MeasuredFeedback | None = None
 
     @property
     def device_dim(self) -> int:
@@ -325,8 +346,34 @@ class Stream:
         best = masked.argmax(axis=1)
         return best, masked[np.arange(self.rounds), best]
 
+    @property
+    def device_names(self) -> list[str]:
+        """Name of each device type, in ``device_index`` order."""
+        devices: Sequence[_Named] = self.scenario.devices
+        return [d.name for d in devices]
 
-def build_stream(scenario: Scenario, rounds: int | None = None, seed: int | None = None) -> Stream:
+    def prefix(self, rounds: int) -> Stream:
+        """The first ``rounds`` rounds: what a run of that length on the same draws sees (a policy does not
+        know the horizon, so its picks on the prefix are the first picks of the longer run)."""
+        if not 1 <= rounds <= self.rounds:
+            raise ValueError(f"prefix of {rounds} rounds from a stream of {self.rounds}")
+        cut: dict[str, Any] = {
+            f.name: v[:rounds]
+            for f in fields(self)
+            if isinstance(v := getattr(self, f.name), np.ndarray) and f.name != "arm_features"
+        }
+        feedback = self.feedback.prefix(rounds) if self.feedback is not None else None
+        changes = [(r, ch) for r, ch in self.change_rounds if r < rounds]
+        return replace(self, rounds=rounds, change_rounds=changes, feedback=feedback, **cut)
+
+
+def build_stream(
+    scenario: Scenario | MeasuredScenario, rounds: int | None = None, seed: int | None = None
+) -> Stream:
+    if not isinstance(scenario, Scenario):
+        from edgesel_server.sim.measured import build_measured_stream
+
+        return build_measured_stream(scenario, rounds, seed)
     rounds = scenario.rounds if rounds is None else rounds
     seed = scenario.seed if seed is None else seed
     hidden_ss, fleet_ss, round_ss, noise_ss = np.random.SeedSequence(seed).spawn(4)
