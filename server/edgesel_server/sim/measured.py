@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 from edgesel_server.config import ConfigError, SpaceConfig, load_config
 from edgesel_server.qoe import QoeFunction
 from edgesel_server.schema import FeatureError, FeatureSchema
-from edgesel_server.sim.scenario import CatalogChange, ScenarioError, Stream
+from edgesel_server.sim.scenario import CatalogChange, ScenarioError, Stream, all_models, catalog_over_time
 
 # QoE terms a simulated user weighs (the Dirichlet below is over these, in this order). There is no energy
 # in the AI Hub data, so no energy is reported and the space's QoE function renormalizes over what is.
@@ -204,14 +204,8 @@ class MeasuredScenario:
     space_config_file: str = ""
 
     def all_models(self) -> list[MeasuredVariant]:
-        out = list(self.models)
-        seen = {m.arm_id for m in out}
-        for ch in self.changes:
-            for a in ch.add:
-                if a not in seen:
-                    seen.add(a)
-                    out.append(self.table.variants[self.table.variant(a)])
-        return out
+        """Initial catalog, then variants added by changes, each once, in order of appearance."""
+        return all_models(self.models, self.changes, lambda a: self.table.variants[self.table.variant(a)])
 
 
 def _err(name: str, problem: str) -> ScenarioError:
@@ -220,7 +214,15 @@ def _err(name: str, problem: str) -> ScenarioError:
 
 def parse_measured(data: dict[str, Any], source: str = "", base_dir: Path = Path(".")) -> MeasuredScenario:
     """A ``kind = "measured"`` scenario table (format in docs/simulator.md, "Measured scenarios")."""
-    from edgesel_server.sim.scenario import _check_keys, _num, _pair, _str_list
+    from edgesel_server.sim.scenario import (
+        _check_keys,
+        _num,
+        _pair,
+        _str_list,
+        description,
+        parse_catalog_changes,
+        parse_noise,
+    )
 
     root = _check_keys(
         data,
@@ -283,31 +285,7 @@ def parse_measured(data: dict[str, Any], source: str = "", base_dir: Path = Path
             raise _err(f"catalog.models[{i}]", e.args[0]) from None
     if len(models) < 2 or len({m.arm_id for m in models}) != len(models):
         raise _err("catalog.models", "needs at least two distinct variants")
-    changes = []
-    present = {m.arm_id for m in models}
-    for i, ch in enumerate(catalog.get("changes", [])):
-        where = f"catalog.changes[{i}]"
-        _check_keys(ch, where, {"round", "add", "remove"}, {"round"})
-        r = int(_num(ch["round"], f"{where}.round", 1, 10_000_000, integer=True))
-        add = _str_list(ch.get("add", []), f"{where}.add")
-        remove = _str_list(ch.get("remove", []), f"{where}.remove")
-        for j, a in enumerate(add):
-            try:
-                table.variant(a)
-            except KeyError as e:
-                raise _err(f"{where}.add[{j}]", e.args[0]) from None
-            if a in present:
-                raise _err(f"{where}.add[{j}]", f"{a!r} is already in the catalog at that round")
-            present.add(a)
-        for j, a in enumerate(remove):
-            if a not in present:
-                raise _err(f"{where}.remove[{j}]", f"{a!r} is not in the catalog at that round")
-            present.discard(a)
-        if not present:
-            raise _err(where, "would leave the catalog empty")
-        changes.append(CatalogChange(r, tuple(add), tuple(remove)))
-    if [c.round for c in changes] != sorted(c.round for c in changes):
-        raise _err("catalog.changes", "changes must be listed in round order")
+    changes = parse_catalog_changes(catalog.get("changes", []), {m.arm_id for m in models}, table.variant)
 
     ud = MeasuredUsers()
     u = _check_keys(root.get("users", {}), "users", set(ud.__dataclass_fields__))
@@ -321,14 +299,6 @@ def parse_measured(data: dict[str, Any], source: str = "", base_dir: Path = Path
         float(_num(u.get("rating_probability", ud.rating_probability), "users.rating_probability", 0.0, 1.0)),
         float(_num(u.get("rating_bias_sd", ud.rating_bias_sd), "users.rating_bias_sd", 0.0, 1.0)),
     )
-    nd = MeasuredNoise()
-    nz = _check_keys(root.get("noise", {}), "noise", set(nd.__dataclass_fields__))
-    noise = MeasuredNoise(
-        **{k: float(_num(nz.get(k, getattr(nd, k)), f"noise.{k}", 0.0, 5.0)) for k in nd.__dataclass_fields__}
-    )
-    description = root.get("description", "")
-    if not isinstance(description, str):
-        raise _err("description", "must be a string")
     return MeasuredScenario(
         name=root["name"],
         rounds=rounds,
@@ -341,8 +311,8 @@ def parse_measured(data: dict[str, Any], source: str = "", base_dir: Path = Path
         changes=tuple(changes),
         fleet_size=int(_num(fleet.get("size", 2000), "fleet.size", 1, 10_000_000, integer=True)),
         users=users,
-        noise=noise,
-        description=description,
+        noise=parse_noise(root, MeasuredNoise),
+        description=description(root),
         source=source,
         space_config_file=str(cfg_path),
     )
@@ -485,18 +455,7 @@ def build_measured_stream(sc: MeasuredScenario, rounds: int | None = None, seed:
     static = schema_vectors(device_schema, [(d.name, d.features()) for d in sc.devices], "device")
     arm_features = schema_vectors(model_schema, [(m.arm_id, m.features()) for m in models], "model")
 
-    col = {a: i for i, a in enumerate(arm_ids)}
-    in_catalog = np.zeros((rounds, n_arms), dtype=bool)
-    in_catalog[:, [col[m.arm_id] for m in sc.models]] = True
-    change_rounds = []
-    for ch in sc.changes:
-        if ch.round >= rounds:
-            continue
-        change_rounds.append((ch.round, ch))
-        for a in ch.add:
-            in_catalog[ch.round :, col[a]] = True
-        for a in ch.remove:
-            in_catalog[ch.round :, col[a]] = False
+    in_catalog, change_rounds = catalog_over_time(arm_ids, [m.arm_id for m in sc.models], sc.changes, rounds)
     return Stream(
         scenario=sc,
         rounds=rounds,

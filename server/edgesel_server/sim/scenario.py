@@ -9,10 +9,10 @@ that every policy is run against, so all policies see the same devices, states, 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 import tomllib
@@ -69,14 +69,28 @@ class Scenario:
 
     def all_models(self) -> list[ModelSpec]:
         """Initial catalog, then models added by changes, each once, in order of appearance."""
-        out = list(self.models)
-        seen = {m.arm_id for m in out}
-        for ch in self.changes:
-            for a in ch.add:
-                if a not in seen:
-                    seen.add(a)
-                    out.append(resolve_model(a))
-        return out
+        return all_models(self.models, self.changes, resolve_model)
+
+
+class _HasArmId(Protocol):
+    @property
+    def arm_id(self) -> str: ...
+
+
+_M = TypeVar("_M", bound=_HasArmId)
+
+
+def all_models(
+    initial: Sequence[_M], changes: Sequence[CatalogChange], resolve: Callable[[str], _M]
+) -> list[_M]:
+    out = list(initial)
+    seen = {m.arm_id for m in out}
+    for ch in changes:
+        for a in ch.add:
+            if a not in seen:
+                seen.add(a)
+                out.append(resolve(a))
+    return out
 
 
 # ---------------------------------------------------------------- parsing & validation
@@ -125,6 +139,61 @@ def _str_list(v: Any, name: str) -> list[str]:
     return v
 
 
+def parse_catalog_changes(
+    raw_changes: Any, present: set[str], resolve: Callable[[str], object]
+) -> list[CatalogChange]:
+    """``[[catalog.changes]]``, validated against the catalog at each round (``present``: the initial one;
+    ``resolve`` raises KeyError with a message for an unknown model id)."""
+    if not isinstance(raw_changes, list):
+        raise _err("catalog.changes", "must be an array of tables ([[catalog.changes]])")
+    changes, last_round = [], 0
+    for i, ch in enumerate(raw_changes):
+        where = f"catalog.changes[{i}]"
+        _check_keys(ch, where, {"round", "add", "remove"}, {"round"})
+        r = int(_num(ch["round"], f"{where}.round", 1, 10_000_000, integer=True))
+        if r < last_round:
+            raise _err(f"{where}.round", "changes must be listed in round order")
+        last_round = r
+        add = _str_list(ch.get("add", []), f"{where}.add")
+        remove = _str_list(ch.get("remove", []), f"{where}.remove")
+        if not add and not remove:
+            raise _err(where, "needs 'add' and/or 'remove'")
+        for j, a in enumerate(add):
+            try:
+                resolve(a)
+            except KeyError as e:
+                raise _err(f"{where}.add[{j}]", e.args[0]) from None
+            if a in present:
+                raise _err(f"{where}.add[{j}]", f"{a!r} is already in the catalog at that round")
+            present.add(a)
+        for j, a in enumerate(remove):
+            if a not in present:
+                raise _err(f"{where}.remove[{j}]", f"{a!r} is not in the catalog at that round")
+            present.discard(a)
+        if len(present) < 1:
+            raise _err(where, "would leave the catalog empty")
+        changes.append(CatalogChange(r, tuple(add), tuple(remove)))
+    return changes
+
+
+_N = TypeVar("_N")
+
+
+def parse_noise(root: dict[str, Any], cls: Callable[..., _N]) -> _N:
+    """The ``[noise]`` table: every field of the dataclass ``cls`` is a standard deviation in [0, 5]."""
+    defaults = cls()
+    names = list(defaults.__dataclass_fields__)  # type: ignore[attr-defined]
+    nz = _check_keys(root.get("noise", {}), "noise", set(names))
+    return cls(**{k: float(_num(nz.get(k, getattr(defaults, k)), f"noise.{k}", 0.0, 5.0)) for k in names})
+
+
+def description(root: dict[str, Any]) -> str:
+    text = root.get("description", "")
+    if not isinstance(text, str):
+        raise _err("description", "must be a string")
+    return text
+
+
 def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
     root = _check_keys(
         data,
@@ -171,38 +240,7 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
             raise _err(f"catalog.models[{i}]", e.args[0]) from None
     if len({m.arm_id for m in models}) != len(models):
         raise _err("catalog.models", "lists a model twice")
-    changes = []
-    present = {m.arm_id for m in models}
-    raw_changes = catalog.get("changes", [])
-    if not isinstance(raw_changes, list):
-        raise _err("catalog.changes", "must be an array of tables ([[catalog.changes]])")
-    last_round = 0
-    for i, ch in enumerate(raw_changes):
-        where = f"catalog.changes[{i}]"
-        _check_keys(ch, where, {"round", "add", "remove"}, {"round"})
-        r = int(_num(ch["round"], f"{where}.round", 1, 10_000_000, integer=True))
-        if r < last_round:
-            raise _err(f"{where}.round", "changes must be listed in round order")
-        last_round = r
-        add = _str_list(ch.get("add", []), f"{where}.add")
-        remove = _str_list(ch.get("remove", []), f"{where}.remove")
-        if not add and not remove:
-            raise _err(where, "needs 'add' and/or 'remove'")
-        for j, a in enumerate(add):
-            try:
-                resolve_model(a)
-            except KeyError as e:
-                raise _err(f"{where}.add[{j}]", e.args[0]) from None
-            if a in present:
-                raise _err(f"{where}.add[{j}]", f"{a!r} is already in the catalog at that round")
-            present.add(a)
-        for j, a in enumerate(remove):
-            if a not in present:
-                raise _err(f"{where}.remove[{j}]", f"{a!r} is not in the catalog at that round")
-            present.discard(a)
-        if len(present) < 1:
-            raise _err(where, "would leave the catalog empty")
-        changes.append(CatalogChange(r, tuple(add), tuple(remove)))
+    changes = parse_catalog_changes(catalog.get("changes", []), {m.arm_id for m in models}, resolve_model)
 
     users = _check_keys(root.get("users", {}), "users", {"preference_concentration", "rating_bias_sd"})
     conc = users.get("preference_concentration", list(UserModel.preference_concentration))
@@ -246,15 +284,7 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
     if qoe.accuracy_ceiling <= qoe.accuracy_floor:
         raise _err("qoe.accuracy_ceiling", "must be above qoe.accuracy_floor")
 
-    nd = Noise()
-    nz = _check_keys(root.get("noise", {}), "noise", set(nd.__dataclass_fields__))
-    noise = Noise(
-        **{k: float(_num(nz.get(k, getattr(nd, k)), f"noise.{k}", 0.0, 5.0)) for k in nd.__dataclass_fields__}
-    )
-
-    description = root.get("description", "")
-    if not isinstance(description, str):
-        raise _err("description", "must be a string")
+    noise = parse_noise(root, Noise)
     return Scenario(
         name=root["name"],
         rounds=rounds,
@@ -272,7 +302,7 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
         state=state,
         qoe=qoe,
         noise=noise,
-        description=description,
+        description=description(root),
         source=source,
     )
 
@@ -367,6 +397,25 @@ class Stream:
         return replace(self, rounds=rounds, change_rounds=changes, feedback=feedback, **cut)
 
 
+def catalog_over_time(
+    arm_ids: list[str], initial: list[str], changes: Sequence[CatalogChange], rounds: int
+) -> tuple[NDArray, list[tuple[int, CatalogChange]]]:
+    """(T, K) bool: arm in the catalog at that round; and the changes that happen within ``rounds``."""
+    col = {a: i for i, a in enumerate(arm_ids)}
+    in_catalog = np.zeros((rounds, len(arm_ids)), dtype=bool)
+    in_catalog[:, [col[a] for a in initial]] = True
+    change_rounds = []
+    for ch in changes:
+        if ch.round >= rounds:
+            continue
+        change_rounds.append((ch.round, ch))
+        for a in ch.add:
+            in_catalog[ch.round :, col[a]] = True
+        for a in ch.remove:
+            in_catalog[ch.round :, col[a]] = False
+    return in_catalog, change_rounds
+
+
 def build_stream(
     scenario: Scenario | MeasuredScenario, rounds: int | None = None, seed: int | None = None
 ) -> Stream:
@@ -379,7 +428,6 @@ def build_stream(
     hidden_ss, fleet_ss, round_ss, noise_ss = np.random.SeedSequence(seed).spawn(4)
     models = scenario.all_models()
     arm_ids = [m.arm_id for m in models]
-    col = {a: i for i, a in enumerate(arm_ids)}
     n_arms = len(models)
     truth = GroundTruth(
         list(scenario.devices),
@@ -413,17 +461,9 @@ def build_stream(
         np.hstack([static[dev], battery[:, None], thermal[:, None], load[:, None], prefs])
     )
 
-    in_catalog = np.zeros((rounds, n_arms), dtype=bool)
-    in_catalog[:, [col[m.arm_id] for m in scenario.models]] = True
-    change_rounds = []
-    for ch in scenario.changes:
-        if ch.round >= rounds:
-            continue
-        change_rounds.append((ch.round, ch))
-        for a in ch.add:
-            in_catalog[ch.round :, col[a]] = True
-        for a in ch.remove:
-            in_catalog[ch.round :, col[a]] = False
+    in_catalog, change_rounds = catalog_over_time(
+        arm_ids, [m.arm_id for m in scenario.models], scenario.changes, rounds
+    )
     eligible = in_catalog
     if scenario.eligibility == "ram_filter":
         # What the device announces (its RAM) against what the catalog knows (file size): a coarse filter.
