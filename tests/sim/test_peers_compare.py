@@ -46,6 +46,18 @@ def test_each_peer_learns_where_learning_is_quick(tiny_path, name):
     assert st.expected[t, peer.picks[500:]].mean() > st.expected[t, rand.picks[500:]].mean() + 0.1
 
 
+def test_mabwiser_updated_every_decision_makes_the_cores_disjoint_linucb_picks(tiny_path, monkeypatch):
+    """Two independent implementations of disjoint LinUCB (same α, λ, tie rule) agree pick for pick: a check
+    of the adapter and of the core at once. (In comparisons MABWiser learns in batches, see sim/peers.py.)"""
+    from edgesel_server.sim import peers
+
+    monkeypatch.setattr(peers, "MABWISER_BATCH", 1)
+    st = build_stream(load_scenario(tiny_path), 300)
+    mab, core = run(st, ["mabwiser_linucb", "disjoint_linucb"])
+    assert np.array_equal(mab.picks, core.picks)
+    assert len(set(core.picks.tolist())) == 8
+
+
 def test_comparison_horizons_are_prefixes_of_one_run():
     sc = load_scenario(AIHUB)
     res = compare(sc, ["oracle", "common_model", "hybrid_linucb", "random"], [200, 400], [3, 4])

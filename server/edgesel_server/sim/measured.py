@@ -418,7 +418,8 @@ def build_measured_stream(sc: MeasuredScenario, rounds: int | None = None, seed:
     )
 
     # Expected QoE (oracle and regret reference): the QoE function at the instance's nominal latency, without
-    # a rating (a noiseless rating would repeat the same value: see felt_qoe below). Once per used instance.
+    # a rating (a noiseless rating is the felt QoE below, so the weighted mean would not change). Computed
+    # once per device instance in the stream.
     expected_by_inst: dict[int, NDArray] = {}
     for i in np.unique(inst):
         prefs = {

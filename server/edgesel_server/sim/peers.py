@@ -8,8 +8,8 @@
 - ``mabwiser_linucb``: MABWiser's ``LearningPolicy.LinUCB`` (disjoint ridge per arm over the device vector),
   α = the core's disjoint default (0.5, or ``--alpha``), λ = ``--lam``; argmax of its UCB over eligible arms.
   Feedback is passed to ``partial_fit`` in batches of MABWISER_BATCH decisions, as MABWiser is meant to be
-  used: one ``partial_fit`` deep-copies every arm's model (≈ 47 ms with 86 arms here), per decision that
-  would take 15 minutes per 20,000 rounds. The first batch is chosen uniformly at random.
+  used: one ``partial_fit`` deep-copies every arm's model (≈ 47 ms with 86 arms here); per decision that
+  would take 15 minutes per 20,000 rounds. Ties (and every pick before the first fit) go to the smallest id.
 
 Both packages are optional (requirements-dev.txt pins them); a missing one is a clear error naming it.
 """
@@ -26,7 +26,7 @@ from edgesel_server.sim.policies import DEFAULT_ALPHA, Request
 if TYPE_CHECKING:
     from edgesel_server.sim.policies import PolicyContext
 
-MABWISER_BATCH = 50
+MABWISER_BATCH = 10
 
 
 def _require(module: str, package: str) -> Any:
@@ -98,7 +98,6 @@ class MabwiserLinUCBPolicy:
         self.arms: list[str] = []
         self.model: Any = None  # MABWiser needs one fit before it predicts
         self._batch: list[tuple[str, float, NDArray]] = []
-        self.rng = np.random.default_rng(seed)
 
     def add_arm(self, arm_id: str, features: NDArray) -> None:
         self.arms.append(arm_id)
@@ -111,10 +110,13 @@ class MabwiserLinUCBPolicy:
             self.model.remove_arm(arm_id)
 
     def select(self, request: Request) -> str:
+        # Ties go to the smallest id, as in the core, so that with MABWISER_BATCH = 1 MABWiser makes the core
+        # disjoint_linucb's picks (tests/sim/test_peers_compare.py). Nothing fitted yet: every arm ties.
         if self.model is None:
-            return request.eligible[int(self.rng.integers(len(request.eligible)))]
+            return min(request.eligible)
         scores = self.model.predict_expectations(request.x[None, :])
-        return max(request.eligible, key=lambda a: scores[a])  # ties: the first eligible
+        best = max(scores[a] for a in request.eligible)
+        return min(a for a in request.eligible if scores[a] == best)
 
     def update(self, request: Request, arm_id: str, reward: float) -> None:
         self._batch.append((arm_id, reward, request.x))
