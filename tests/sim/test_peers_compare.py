@@ -120,6 +120,10 @@ def test_cli_compare_writes_tables(tmp_path):
     assert main(argv) == 0
     res = json.loads((out / "compare.json").read_text())
     assert set(res["results"]) == {"100", "200"}
+    assert (out / "compare.png").stat().st_size > 10_000
+    curve = res["regret_curves"]["random"]
+    assert curve[-1][0] == 200 and curve[-1][1] > curve[0][1] > 0
+    assert res["regret_curves"]["oracle"][-1][1:] == [0.0, 0.0]
     md = (out / "compare.md").read_text()
     assert "| lin_ts |" in md and "**200 rounds**" in md
     assert main(["compare", "--scenario", str(AIHUB), "--policies", "nope", "--out", str(out)]) == 2

@@ -79,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--seed", type=int, default=None, help="first seed (default: the scenario's)")
     cp.add_argument("--out", default="sim-compare", help="output directory (compare.json, compare.md)")
     cp.add_argument("--quiet", action="store_true", help="no progress line")
+    cp.add_argument("--no-plot", action="store_true", help="skip compare.png")
     _common(cp)
     return p
 
@@ -195,7 +196,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from edgesel_server.sim.compare import compare, markdown, write_comparison
+    from edgesel_server.sim.compare import compare, markdown, plot_comparison, write_comparison
     from edgesel_server.sim.runner import console_progress
     from edgesel_server.sim.scenario import load_scenario
 
@@ -222,6 +223,8 @@ def _compare(args: argparse.Namespace) -> int:
         progress=None if args.quiet else console_progress,
     )
     js, md = write_comparison(result, args.out)
+    if not args.no_plot:
+        plot_comparison(result, args.out)
     print(markdown(result))
     print(f"wrote {js} and {md} in {time.perf_counter() - start:.1f}s")
     return 0

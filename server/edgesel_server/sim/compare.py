@@ -6,7 +6,8 @@ H-round run on the same draws), measured against the oracle of those rounds. The
 hindsight (``common_model``) is recomputed per horizon, since hindsight over 8,000 rounds and over 20,000 can
 differ. Output: per horizon and policy, mean ± standard deviation (and min, max) over seeds of mean QoE, QoE
 vs the oracle, cumulative regret, regret vs the best single model, failure rate and optimal-pick rate, plus
-each run's share of offered (request, model) pairs that do not run. See docs/simulator.md, "Comparisons".
+each run's share of offered (request, model) pairs that do not run, and the mean regret curves
+(compare.png). See docs/simulator.md, "Comparisons".
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def compare(
     learners = [p for p in policies if p != "common_model"]
     per_seed: dict[int, dict[int, dict[str, Any]]] = {h: {} for h in horizons}
     runtime: dict[str, list[float]] = {}
+    curves: dict[str, list[list[list[float]]]] = {}  # policy -> per seed [[round, cumulative regret], ...]
     for seed in seeds:
         stream = build_stream(scenario, longest, seed)
         runs = run(stream, learners, alpha=alpha, lam=lam, epsilon=epsilon, progress=progress)
@@ -80,6 +82,9 @@ def compare(
             if "common_model" in policies:
                 sub_runs.append(run_policy(CommonModelPolicy(sub), sub))
             rep = build_report(sub, sub_runs)
+            if h == longest:
+                for n, m in rep["policies"].items():
+                    curves.setdefault(n, []).append(m["regret_checkpoints"])
             per_seed[h][seed] = {
                 "oracle_mean_qoe": rep["oracle_mean_qoe"],
                 "common_model": rep["common_model"],
@@ -114,7 +119,52 @@ def compare(
         "settings": {"alpha": alpha, "lam": lam, "epsilon": epsilon},
         "runtime_s": {n: _spread(v) for n, v in runtime.items()},
         "results": results,
+        # Over the longest horizon: [round, mean, sd] of the cumulative regret over seeds, 100 points.
+        "regret_curves": {n: _mean_curve(c) for n, c in curves.items()},
     }
+
+
+def _mean_curve(per_seed: list[list[list[float]]]) -> list[list[float]]:
+    out = []
+    for points in zip(*per_seed, strict=True):
+        values = [p[1] for p in points]
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        out.append([points[0][0], round(statistics.fmean(values), 3), round(sd, 3)])
+    return out
+
+
+def plot_comparison(result: dict[str, Any], out_dir: str | Path) -> Path:
+    """compare.png: mean cumulative regret over seeds (± 1 sd band), longest horizon."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    longest = str(result["horizons"][-1])
+    table = result["results"][longest]["policies"]
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
+    order = sorted(result["regret_curves"].items(), key=lambda kv: -kv[1][-1][1])
+    for name, curve in order:
+        r = [0.0] + [p[0] for p in curve]
+        mean = [0.0] + [p[1] for p in curve]
+        sd = [0.0] + [p[2] for p in curve]
+        q = table[name]["qoe_vs_oracle"]["mean"]
+        (line,) = ax.plot(r, mean, lw=1.8, label=f"{name} ({q:.3f} of oracle)")
+        lo = [m - e for m, e in zip(mean, sd, strict=True)]
+        hi = [m + e for m, e in zip(mean, sd, strict=True)]
+        ax.fill_between(r, lo, hi, color=line.get_color(), alpha=0.15)
+    for h in result["horizons"][:-1]:
+        ax.axvline(h, color="grey", ls=":", lw=1)
+    ax.set_xlabel("round")
+    ax.set_ylabel("cumulative regret vs oracle (expected QoE)")
+    ax.set_title(f"edgesel-sim compare: {result['scenario']}, mean ± sd over {len(result['seeds'])} seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    path = Path(out_dir) / "compare.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def markdown(result: dict[str, Any]) -> str:
