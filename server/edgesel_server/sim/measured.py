@@ -171,8 +171,8 @@ def load_measurements(name: str) -> MeasurementTable:
 
 @dataclass(frozen=True)
 class MeasuredUsers:
-    preference_concentration: tuple[float, float, float] = (2.0, 2.0, 1.0)  # over PREFERENCE_TERMS
-    latency_budget_ms: tuple[float, float] = (1.0, 20.0)  # per user, log-uniform
+    preference_concentration: tuple[float, float, float] = (1.0, 1.0, 1.0)  # over PREFERENCE_TERMS
+    latency_budget_ms: tuple[float, float] = (0.3, 30.0)  # per user, log-uniform
     rating_probability: float = 0.3  # share of requests whose user also gives a rating
     rating_bias_sd: float = 0.03  # per user, on the [0, 1] rating score
 
