@@ -86,11 +86,12 @@ def run_policy(
 def console_progress(
     name: str, done: int, total: int, mean_qoe: float, regret: float, elapsed: float
 ) -> None:
-    end = "\n" if done == total else ""
-    sys.stderr.write(
-        f"\r  {name:<16} {done:>7}/{total} rounds  mean QoE {mean_qoe:.3f}  "
-        f"regret {regret:9.1f}  {elapsed:6.1f}s" + end
-    )
+    line = f"  {name:<16} {done:>7}/{total} rounds  mean QoE {mean_qoe:.3f}  regret {regret:9.1f}"
+    line += f"  {elapsed:6.1f}s"
+    if sys.stderr.isatty():  # one line redrawn in place
+        sys.stderr.write("\r" + line + ("\n" if done == total else ""))
+    elif done == total or (4 * done) // total != (4 * (done - 1)) // total:
+        sys.stderr.write(line + "\n")  # a log file gets a line at each quarter, not a \r-joined blob
     sys.stderr.flush()
 
 
