@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from edgesel_server.sim.policies import Policy, Request, make_policy
+from edgesel_server.sim.policies import Feedback, Policy, Request, make_policy
 from edgesel_server.sim.scenario import Stream
 
 ProgressFn = Callable[[str, int, int, float, float, float], None]
@@ -50,6 +50,9 @@ def run_policy(
     _, best_value = stream.best_expected()
     expected, reward, contexts = stream.expected, stream.reward, stream.contexts
     picks = np.empty(stream.rounds, dtype=np.int64)
+    # Measured streams carry what a Feedback reports; a policy that learns from it has update_feedback.
+    fb = stream.feedback
+    observe = getattr(policy, "update_feedback", None)
     regret = qoe = 0.0
     start = time.perf_counter()
     for t in range(stream.rounds):
@@ -59,12 +62,15 @@ def run_policy(
                 policy.remove_arm(a)
             for a in ch.add:
                 policy.add_arm(a, stream.arm_features[col[a]])
-        request = Request(t, contexts[t], lists[which[t]])
+        request = Request(t, contexts[t], lists[which[t]], None if fb is None else fb.preferences(t))
         arm = policy.select(request)
         j = col.get(arm, -1)
         if j < 0 or not stream.eligible[t, j]:
             raise RuntimeError(f"policy {policy.name!r} picked {arm!r}, not eligible at round {t}")
-        policy.update(request, arm, float(reward[t, j]))
+        if observe is not None and fb is not None:
+            observe(request, arm, Feedback(float(reward[t, j]), fb.measurements(t, j), bool(fb.failed[t, j])))
+        else:
+            policy.update(request, arm, float(reward[t, j]))
         picks[t] = j
         if progress is not None:
             q = float(expected[t, j])
@@ -97,7 +103,7 @@ def run(
     epsilon: float | None = None,
     progress: ProgressFn | None = None,
 ) -> list[PolicyRun]:
-    """Run each policy (a name from ``policies.ALL_POLICIES`` or a Policy object) on the same stream."""
+    """Run each policy (a name from ``policies.POLICY_FACTORIES`` or a Policy object) on the same stream."""
     kwargs: dict = {}
     if alpha is not None:
         kwargs["alpha"] = alpha
