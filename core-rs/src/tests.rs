@@ -719,8 +719,7 @@ fn forgetting(policy: &str, half_life: i64) -> Bandit {
     b
 }
 
-/// With forgetting (a half-life shorter and longer than the number of arms, so both the Sherman-Morrison
-/// and the Cholesky path of `discount` run), a restored bandit makes the same next decisions, its
+/// With forgetting (half-lives from 1 event to more than the run), a restored bandit makes the same next decisions, its
 /// snapshot re-encodes bit for bit, and the AVX2 scoring equals the portable one.
 #[test]
 fn forgetting_restores_exactly_and_scores_portably() {

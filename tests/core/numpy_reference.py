@@ -63,9 +63,6 @@ class ArmState:
     s: NDArray[np.float64]  # (d,)     Σ x            (kept for completeness; the reference uses B)
     cross: NDArray[np.float64]  # (d, k)   B_a = Σ x zᵀ   (k = 0 for disjoint statistics)
     n_updates: int = 0
-    # forgetting: the eager recursion's current (a, b, s, cross), discounted at every event; the fields
-    # above are what scoring uses, a copy of these taken at the arm's last update
-    eager: tuple[NDArray[np.float64], ...] = ()
 
 
 @dataclass
@@ -138,8 +135,6 @@ class ReferenceBandit:
             s=np.zeros(d),
             cross=np.zeros((d, k)),
         )
-        arm = self.arms[arm_id]
-        arm.eager = (arm.a.copy(), arm.b.copy(), arm.s.copy(), arm.cross.copy())
 
     def remove_arm(self, arm_id: str) -> None:
         del self.arms[arm_id]
@@ -193,44 +188,33 @@ class ReferenceBandit:
         return sc.ids[best_index(sc.ids, sc.total)], sc
 
     # ---- feedback ---------------------------------------------------------------------------
-    def _discount_everything(self) -> None:
-        """Event ``t`` (1-based), before its observation: every matrix, pulled or not, ``A ← γA + c e_j e_jᵀ``
-        with ``c = λ(1 − γ^n)``, ``j = (t − 1) mod n`` (n its dimension), and ``b, s, B_a ← γ·``."""
-        g, t = self.gamma, self.n_updates + 1
-        for arm in self.arms.values():
-            a, b, s, cross = arm.eager
-            d = a.shape[0]
-            a *= g
-            a[(t - 1) % d, (t - 1) % d] += self.lam * (1.0 - g**d)
-            b *= g
-            s *= g
-            cross *= g
-        if self.hybrid:
-            k = self.joint_dim
-            self.a0 *= g
-            self.a0[(t - 1) % k, (t - 1) % k] += self.lam * (1.0 - g**k)
-            self.b0 *= g
+    def _discount(self, a: NDArray[np.float64], t: int, *vectors: NDArray[np.float64]) -> None:
+        """Event ``t`` (1-based) of a matrix's clock, before its observation: ``A ← γA + c e_j e_jᵀ`` with
+        ``c = λ(1 − γ^n)``, ``j = (t − 1) mod n`` (n its dimension), and every vector ``← γ·``."""
+        g, n = self.gamma, a.shape[0]
+        a *= g
+        a[(t - 1) % n, (t - 1) % n] += self.lam * (1.0 - g**n)
+        for v in vectors:
+            v *= g
 
     def update(self, arm_id: str, x: NDArray[np.float64], reward: float) -> None:
         x = np.asarray(x, dtype=np.float64)
         arm = self.arms[arm_id]
         if self.half_life:
-            self._discount_everything()
-            a, b, s, cross = arm.eager
-        else:
-            a, b, s, cross = arm.a, arm.b, arm.s, arm.cross
-        a += np.outer(x, x)
-        b += reward * x
-        s += x
+            # per-arm statistics: the arm's own clock; shared ones: every event
+            self._discount(arm.a, arm.n_updates + 1, arm.b, arm.s, arm.cross)
+            if self.hybrid:
+                self._discount(self.a0, self.n_updates + 1, self.b0)
+        arm.a += np.outer(x, x)
+        arm.b += reward * x
+        arm.s += x
         arm.n_updates += 1
         if self.hybrid:
             z = self.z(x, arm_id)
-            cross += np.outer(x, z)
+            arm.cross += np.outer(x, z)
             self.a0 += np.outer(z, z)
             self.b0 += reward * z
             self.n_shared += 1
-        if self.half_life:  # scoring sees an arm's statistics as of its last update
-            arm.a, arm.b, arm.s, arm.cross = a.copy(), b.copy(), s.copy(), cross.copy()
         self.n_updates += 1
 
     def update_batch(self, arm_ids: Sequence[str], xs: NDArray[np.float64], rewards: Sequence[float]) -> None:

@@ -91,8 +91,7 @@ impl Statistics for DisjointStats {
 
     fn add_arm(&mut self, m: Vec<f64>) {
         let i = self.arms.len();
-        self.arms
-            .push(Arm::fresh(self.d, self.lam, m, self.forget.clock));
+        self.arms.push(Arm::fresh(self.d, self.lam, m));
         self.hot.resize((i + 1) * self.stride, 0.0);
         self.rebuild_hot(i);
     }
@@ -164,9 +163,8 @@ impl Statistics for DisjointStats {
     }
 
     fn decode_arm(&mut self, r: &mut Reader<'_>) -> CoreResult<()> {
-        let clock = self.forget.clock;
         self.arms
-            .push(Arm::decode(r, self.d, self.model_dim, self.lam, clock)?);
+            .push(Arm::decode(r, self.d, self.model_dim, self.lam)?);
         Ok(())
     }
 

@@ -366,8 +366,7 @@ impl Statistics for HybridStats {
 
     fn add_arm(&mut self, m: Vec<f64>) {
         let i = self.arms.len();
-        self.arms
-            .push(Arm::fresh(self.d, self.lam, m, self.forget.clock));
+        self.arms.push(Arm::fresh(self.d, self.lam, m));
         self.hot.resize((i + 1) * self.stride, 0.0);
         self.rebuild_hot(i);
         let (w, ws) = (self.d + 1, self.mean_src_width());
@@ -412,6 +411,7 @@ impl Statistics for HybridStats {
             &self.forget,
             lam,
             k,
+            self.forget.clock,
             Ridge {
                 a: &mut sh.a,
                 a_inv: &mut sh.a_inv,
@@ -526,9 +526,8 @@ impl Statistics for HybridStats {
     }
 
     fn decode_arm(&mut self, r: &mut Reader<'_>) -> CoreResult<()> {
-        let clock = self.forget.clock;
         self.arms
-            .push(Arm::decode(r, self.d, self.p1 - 1, self.lam, clock)?);
+            .push(Arm::decode(r, self.d, self.p1 - 1, self.lam)?);
         Ok(())
     }
 

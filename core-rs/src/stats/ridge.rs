@@ -9,10 +9,10 @@ use crate::linalg::{
 };
 use crate::snapshot::{Reader, Writer};
 
-/// Discounting by `γ = 2^(−1/half_life)` per applied event (`half_life = 0`: none, `γ = 1`), and the
-/// global event clock. One per statistics layout; every matrix of the layout keeps the clock value of its
-/// last update (`stamp`), and the discount of the events since is applied lazily, as `γ^Δ`, at its next
-/// update (scoring in between uses the statistics as of that last update).
+/// Discounting by `γ = 2^(−1/half_life)` per event of a matrix's clock (`half_life = 0`: none, `γ = 1`),
+/// and the layout's event clock (applied events, for statistics every event updates, like the hybrid shared
+/// part; per-arm statistics count their own updates). Every matrix keeps the clock value of its last
+/// update (`stamp`), and [`discount`] applies the events since, `Δ ≥ 1`, at its next update.
 #[derive(Clone, Debug)]
 pub struct Forgetting {
     pub half_life: u64,
@@ -79,7 +79,7 @@ pub struct Ridge<'a> {
     pub since_refactor: &'a mut u64,
 }
 
-/// Brings one matrix from its last update (`stamp`) to event `t = f.clock` before that event's
+/// Brings one matrix from its last update (`stamp`) to event `t` of its clock before that event's
 /// observation is added: with `g = γ^Δ` (Δ = t − stamp), `A ← gA`, `A⁻¹ ← A⁻¹/g`, `v ← g v` for each of
 /// `vectors` (b, s, …), `P ← gP`, then the prior top-ups of the Δ events: event `s` adds
 /// `c = λ(1 − γ^n)` on coordinate `(s − 1) mod n` (n = dimension), discounted to `t`. Per coordinate that
@@ -91,11 +91,11 @@ pub fn discount(
     f: &Forgetting,
     lam: f64,
     n: usize,
+    t: u64,
     m: Ridge<'_>,
     vectors: &mut [&mut [f64]],
     scratch: &mut [f64],
 ) {
-    let t = f.clock;
     let delta = t.saturating_sub(*m.stamp);
     if !f.is_on() || delta == 0 {
         *m.stamp = t;
@@ -208,11 +208,11 @@ pub struct Arm {
 }
 
 impl Arm {
-    /// An arm without history at clock `stamp`: `A = λI`, `b = s = 0`.
-    pub fn fresh(d: usize, lam: f64, m: Vec<f64>, stamp: u64) -> Self {
+    /// An arm without history: `A = λI`, `b = s = 0`.
+    pub fn fresh(d: usize, lam: f64, m: Vec<f64>) -> Self {
         Arm {
             prior: vec![lam; d],
-            stamp,
+            stamp: 0,
             m,
             a: scaled_identity(d, lam),
             a_inv: scaled_identity(d, 1.0 / lam),
@@ -223,8 +223,9 @@ impl Arm {
         }
     }
 
-    /// Adds observation `(x, reward)` at event `f.clock`, after discounting the events since the arm's
-    /// last update (`scratch` has length ≥ d).
+    /// Adds observation `(x, reward)`, after the discount of one event on the arm's own clock (its
+    /// update count: per-arm statistics forget per update of that arm, docs/core.md "Forgetting";
+    /// `scratch` has length ≥ d).
     pub fn observe(
         &mut self,
         x: &[f64],
@@ -239,6 +240,7 @@ impl Arm {
             f,
             lam,
             d,
+            self.n + 1,
             Ridge {
                 a: &mut self.a,
                 a_inv: &mut self.a_inv,
@@ -278,17 +280,12 @@ impl Arm {
     }
 
     /// Inverse of [`Arm::encode`] (format versions before 3: no stamp and prior, see [`decode_prior`]).
-    pub fn decode(
-        r: &mut Reader<'_>,
-        d: usize,
-        p: usize,
-        lam: f64,
-        clock: u64,
-    ) -> CoreResult<Self> {
+    pub fn decode(r: &mut Reader<'_>, d: usize, p: usize, lam: f64) -> CoreResult<Self> {
         let m = r.f64s(p, "model features")?;
         let n = r.u64("arm n_updates")?;
         let since_refactor = r.u64("arm refactor counter")?;
-        let stamp = decode_stamp(r, clock, "arm last-update stamp")?;
+        // The arm's clock is its own update count (so its stamp is `n`; older blobs: `n`).
+        let stamp = decode_stamp(r, n, "arm last-update stamp")?;
         Ok(Arm {
             m,
             n,
