@@ -2,8 +2,10 @@
 
 Prints, side by side in one run, the median time per `select` (scoring every arm) and per `update`
 for the Rust core and for benchmarks/numpy_fast.py, over policy × K (arms) × d (device_dim), and the
-ratio numpy / rust (> 1: Rust is faster). Before timing each configuration it checks, untimed, that both
-implementations give the same scores on the same state, so the comparison is apples to apples.
+ratio numpy / rust (> 1: Rust is faster); and the core's update with forgetting (`half_life`, docs/core.md)
+against the same core without it, interleaved in the same window (ratio forget / plain). Before timing
+each configuration it checks, untimed, that both implementations give the same scores on the same state,
+so the comparison is apples to apples.
 
     python benchmarks/core_bench.py                 # full grid
     python benchmarks/core_bench.py --quick         # smoke run (CI), < 60 s
@@ -89,10 +91,13 @@ def workload(n_arms: int, d: int, p: int, n_train: int, seed: int = 0):
     return ids, feats, [ids[i] for i in arm_idx], xs, rewards
 
 
-def core_bandit(cls, policy: str, d: int, p: int, work) -> Bandit:
+FORGET_HALF_LIFE = 1000
+
+
+def core_bandit(cls, policy: str, d: int, p: int, work, **kw) -> Bandit:
     """A bandit of class `cls` (this build's `Bandit`, or another build's) trained on `work`."""
     ids, feats, train_ids, xs, rewards = work
-    b = cls(policy, d, p, alpha=1.0, lam=1.0)
+    b = cls(policy, d, p, alpha=1.0, lam=1.0, **kw)
     for a, m in zip(ids, feats, strict=True):
         b.add_arm(a, m if p else None)
     b.update_batch(train_ids, xs, rewards)
@@ -104,10 +109,11 @@ def build(policy: str, n_arms: int, d: int, p: int, n_train: int, seed: int = 0)
     work = workload(n_arms, d, p, n_train, seed)
     ids, feats, train_ids, xs, rewards = work
     rust = core_bandit(Bandit, policy, d, p, work)
+    forget = core_bandit(Bandit, policy, d, p, work, half_life=FORGET_HALF_LIFE)
     fast = FastBandit(policy, d, p, alpha=1.0, lam=1.0)
     fast.add_arms(ids, feats)
     fast.update_batch(train_ids, xs, rewards)
-    return rust, fast, ids
+    return rust, fast, forget, ids
 
 
 def check_same_scores(rust: Bandit, fast: FastBandit, d: int, seed: int = 1) -> float:
@@ -162,7 +168,7 @@ def measure(
 def bench_one(policy: str, n_arms: int, d: int, quick: bool) -> dict:
     p = HYBRID_P[d] if policy == "hybrid_linucb" else 0
     n_train = 200 if quick else 2000
-    rust, fast, ids = build(policy, n_arms, d, p, n_train)
+    rust, fast, forget, ids = build(policy, n_arms, d, p, n_train)
     worst = check_same_scores(rust, fast, d)
     repeats, target = (3, 0.004) if quick else (7, 0.05)
     rng = np.random.default_rng(2)
@@ -170,13 +176,12 @@ def bench_one(policy: str, n_arms: int, d: int, quick: bool) -> dict:
     pool_arm = [ids[i] for i in rng.integers(n_arms, size=512)]
     pool_r = rng.normal(size=512).tolist()
     sel_r, sel_n = measure(rust.select, fast.select, lambda i: (pool_x[i % 512],), repeats, target)
-    upd_r, upd_n = measure(
-        rust.update,
-        fast.update,
-        lambda i: (pool_arm[i % 512], pool_x[(i * 7) % 512], pool_r[i % 512]),
-        repeats,
-        target,
-    )
+
+    def upd_args(i: int) -> tuple:
+        return pool_arm[i % 512], pool_x[(i * 7) % 512], pool_r[i % 512]
+
+    upd_r, upd_n = measure(rust.update, fast.update, upd_args, repeats, target)
+    upd_plain, upd_forget = measure(rust.update, forget.update, upd_args, repeats, target)
     return {
         "policy": "hybrid" if policy == "hybrid_linucb" else "disjoint",
         "K": n_arms,
@@ -186,6 +191,8 @@ def bench_one(policy: str, n_arms: int, d: int, quick: bool) -> dict:
         "numpy_select_us": sel_n * 1e6,
         "rust_update_us": upd_r * 1e6,
         "numpy_update_us": upd_n * 1e6,
+        "forget_update_us": upd_forget * 1e6,
+        "plain_update_us": upd_plain * 1e6,
         "_check": worst,
         "_p": p,
     }
@@ -193,7 +200,7 @@ def bench_one(policy: str, n_arms: int, d: int, quick: bool) -> dict:
 
 HEADER = (
     f"{'policy':<9}{'K':>6}{'d':>4}{'p':>4}{'k':>5} | {'select µs: rust':>16}{'numpy':>10}{'ratio':>8}"
-    f" | {'update µs: rust':>16}{'numpy':>10}{'ratio':>8} | {'check':>8}"
+    f" | {'update µs: rust':>16}{'numpy':>10}{'ratio':>8} | {'forget µs':>10}{'ratio':>7} | {'check':>8}"
 )
 
 
@@ -204,6 +211,7 @@ def fmt_row(r: dict) -> str:
         f"{r['policy']:<9}{r['K']:>6}{r['d']:>4}{r['_p']:>4}{r['joint_dim']:>5} | "
         f"{r['rust_select_us']:>16.2f}{r['numpy_select_us']:>10.2f}{sel_ratio:>7.1f}x"
         f" | {r['rust_update_us']:>16.2f}{r['numpy_update_us']:>10.2f}{upd_ratio:>7.1f}x"
+        f" | {r['forget_update_us']:>10.2f}{r['forget_update_us'] / r['plain_update_us']:>6.2f}x"
         f" | {r['_check']:>8.1e}"
     )
 
@@ -220,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     for line in env_summary():
         print("  " + line)
     print(f"  mode: {'quick' if args.quick else 'full'}; 'check' = max relative score difference, untimed")
+    print(
+        f"  'forget' = the core's update with half_life = {FORGET_HALF_LIFE}, timed interleaved with the"
+        " plain core's; its ratio = forget / plain"
+    )
     print()
     print(HEADER)
     print("-" * len(HEADER))
@@ -241,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             "numpy_select_us",
             "rust_update_us",
             "numpy_update_us",
+            "forget_update_us",
+            "plain_update_us",
         )
         with open(args.json, "w") as f:
             json.dump({"rows": [{k: r[k] for k in keys} for r in rows]}, f, indent=2)

@@ -11,7 +11,7 @@ use crate::linalg::dot;
 use crate::params::Params;
 use crate::rng::SplitMix64;
 use crate::simd::Simd;
-use crate::stats::{dispatch, ArmStats, SharedStats, Statistics, Stats};
+use crate::stats::{dispatch, ArmStats, Forgetting, SharedStats, Statistics, Stats};
 
 /// Per-arm results of [`Bandit::score`], in scoring order.
 #[derive(Clone, Debug, Default)]
@@ -103,6 +103,15 @@ impl Bandit {
     /// generator stay as they are (a restored bandit takes its configured ε this way).
     pub fn set_forced_sampling(&mut self, eps: f64) -> CoreResult<()> {
         self.params = self.params.with_forced_sampling(eps)?;
+        Ok(())
+    }
+    /// Changes the forgetting half-life (a setting: the statistics stay as they are, the clock keeps
+    /// counting, and from now on the discount is `2^(−1/n)` per applied event; 0 = none). A restored
+    /// bandit takes its configured half-life this way.
+    pub fn set_half_life(&mut self, n: i64) -> CoreResult<()> {
+        self.params = self.params.with_half_life(n)?;
+        let clock = self.stats.forgetting().clock;
+        *self.stats.forgetting_mut() = Forgetting::new(self.params.half_life, clock);
         Ok(())
     }
     pub fn is_hybrid(&self) -> bool {

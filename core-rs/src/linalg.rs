@@ -147,6 +147,25 @@ pub fn sherman_morrison(c: &mut [f64], n: usize, v: &[f64], u: &mut [f64]) -> bo
     true
 }
 
+/// Sherman-Morrison for a coordinate term: `C ← (C⁻¹ + w e_j e_jᵀ)⁻¹ = C − w (C e_j)(C e_j)ᵀ / (1 + w C_jj)`
+/// (`w ≥ 0`, `u` scratch of length `n`), applied as `C −= ũ ũᵀ` like [`sherman_morrison`] so `C` stays
+/// exactly symmetric. Returns `false` (and leaves `C` unchanged) if the denominator is not positive.
+pub fn sherman_morrison_coord(c: &mut [f64], n: usize, j: usize, w: f64, u: &mut [f64]) -> bool {
+    u.copy_from_slice(&c[j * n..(j + 1) * n]);
+    let den = 1.0 + w * u[j];
+    if !(den.is_finite() && den > 0.0) {
+        return false;
+    }
+    let s = (w / den).sqrt();
+    for ui in u.iter_mut() {
+        *ui *= s;
+    }
+    for (row, &ui) in c.chunks_exact_mut(n).zip(u.iter()) {
+        axpy(-ui, u, row);
+    }
+    true
+}
+
 /// Inverse of a symmetric positive definite `n×n` matrix by Cholesky factorization
 /// (`A = L Lᵀ`, `A⁻¹ = L⁻ᵀ L⁻¹`). Returns `None` if `A` is not (numerically) positive definite.
 /// The result is exactly symmetric. O(n³).

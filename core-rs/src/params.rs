@@ -126,11 +126,14 @@ pub struct Params {
     pub seed: u64,
     /// ε of forced-uniform sampling: each `select` picks a uniformly random scored arm with probability ε.
     pub forced_sampling: f64,
+    /// Forgetting: statistics are discounted by `γ = 2^(−1/half_life)` per applied event; 0 = none.
+    pub half_life: u64,
 }
 
 impl Params {
     /// Validates raw parameters (integers as `i64` so that negative values get a clear message);
-    /// `forced_sampling` starts at 0, see [`Params::with_forced_sampling`].
+    /// `forced_sampling` and `half_life` start at 0, see [`Params::with_forced_sampling`] and
+    /// [`Params::with_half_life`].
     pub fn new(
         policy: &str,
         device_dim: i64,
@@ -161,6 +164,7 @@ impl Params {
             refactor_every: refactor_every.max(0) as u64,
             seed,
             forced_sampling: 0.0,
+            half_life: 0,
         };
         p.layout().check_dims(device_dim, model_dim)?;
         if !(alpha.is_finite() && alpha >= 0.0) {
@@ -189,6 +193,17 @@ impl Params {
             )));
         }
         self.forced_sampling = eps;
+        Ok(self)
+    }
+
+    /// The same parameters with forgetting of half-life `n` applied events (`n ≥ 0`, 0 = none).
+    pub fn with_half_life(mut self, n: i64) -> CoreResult<Self> {
+        if n < 0 {
+            return Err(CoreError::invalid(format!(
+                "half_life must be an integer >= 0 (applied events; 0 = no forgetting), got {n}"
+            )));
+        }
+        self.half_life = n as u64;
         Ok(self)
     }
 

@@ -283,8 +283,8 @@ impl PyBandit {
 impl PyBandit {
     #[new]
     #[pyo3(
-        signature = (policy, device_dim, model_dim = None, *, alpha = 1.0, lam = 1.0, refactor_every = None, seed = None, forced_sampling = 0.0),
-        text_signature = "(policy, device_dim, model_dim=0, *, alpha=1.0, lam=1.0, refactor_every=1000, seed=0, forced_sampling=0.0)"
+        signature = (policy, device_dim, model_dim = None, *, alpha = 1.0, lam = 1.0, refactor_every = None, seed = None, forced_sampling = 0.0, half_life = None),
+        text_signature = "(policy, device_dim, model_dim=0, *, alpha=1.0, lam=1.0, refactor_every=1000, seed=0, forced_sampling=0.0, half_life=0)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -296,8 +296,10 @@ impl PyBandit {
         refactor_every: Option<&Bound<'_, PyAny>>,
         seed: Option<&Bound<'_, PyAny>>,
         forced_sampling: f64,
+        half_life: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let device_dim = int_arg(device_dim, "device_dim")?;
+        let half_life = half_life.map_or(Ok(0), |o| int_arg(o, "half_life"))?;
         let model_dim = model_dim.map_or(Ok(0), |o| int_arg(o, "model_dim"))?;
         let refactor_every = refactor_every.map_or(Ok(1000), |o| int_arg(o, "refactor_every"))?;
         let seed = match seed {
@@ -319,7 +321,8 @@ impl PyBandit {
             refactor_every,
             seed,
         )?
-        .with_forced_sampling(forced_sampling)?;
+        .with_forced_sampling(forced_sampling)?
+        .with_half_life(half_life)?;
         Ok(PyBandit::wrap(Bandit::new(params)))
     }
 
@@ -354,6 +357,10 @@ impl PyBandit {
     #[getter]
     fn forced_sampling(&self) -> f64 {
         self.params.forced_sampling
+    }
+    #[getter]
+    fn half_life(&self) -> u64 {
+        self.params.half_life
     }
     #[getter]
     fn uses_model_features(&self) -> bool {
@@ -550,13 +557,15 @@ impl PyBandit {
     }
 
     /// Restores a bandit from `to_bytes()` output; raises SnapshotError for anything else. With
-    /// forced_sampling, the restored bandit uses that ε instead of the snapshot's (a setting, not state).
+    /// forced_sampling (half_life), the restored bandit uses that ε (half-life) instead of the snapshot's
+    /// (settings, not state).
     #[staticmethod]
-    #[pyo3(signature = (data, *, forced_sampling = None))]
+    #[pyo3(signature = (data, *, forced_sampling = None, half_life = None))]
     fn from_bytes(
         py: Python<'_>,
         data: &Bound<'_, PyAny>,
         forced_sampling: Option<f64>,
+        half_life: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let mut b = if let Ok(bytes) = data.cast::<PyBytes>() {
             let raw = bytes.as_bytes();
@@ -569,6 +578,9 @@ impl PyBandit {
         };
         if let Some(eps) = forced_sampling {
             b.set_forced_sampling(eps)?;
+        }
+        if let Some(n) = half_life {
+            b.set_half_life(int_arg(n, "half_life")?)?;
         }
         Ok(PyBandit::wrap(b))
     }

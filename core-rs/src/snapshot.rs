@@ -4,19 +4,22 @@
 //!
 //! ```text
 //! magic        8 bytes  b"EDGESELB"
-//! version      u32      2 (version 1, written before forced sampling moved into the core, is still read)
+//! version      u32      3 (versions 1 and 2 are still read: 1 has no forced_sampling, neither has
+//!                       half_life, the stamps and the priors)
 //! policy       u8       0 disjoint_linucb, 1 hybrid_linucb, 2 lin_ts
 //! device_dim   u32      d
 //! model_dim    u32      p
 //! alpha, lam   f64, f64
 //! refactor_every, seed, rng_state, n_updates    u64 ×4
 //! forced_sampling f64   ε (absent in version 1)
+//! half_life    u64      forgetting, 0 = none (absent before version 3)
 //! layout part  written by the statistics layout (`Statistics::encode_shared`); both current layouts:
 //!   has_shared u8 1 iff the statistics are hybrid (k = (d+1)(p+1)), then
-//!   [shared]   n u64, since_refactor u64, A_0 f64×k², A_0⁻¹ f64×k², b_0 f64×k
+//!   [shared]   n u64, since_refactor u64, stamp u64, A_0 f64×k², A_0⁻¹ f64×k², b_0 f64×k, P_0 f64×k
 //! n_arms       u32
 //!   per arm    id_len u32, id UTF-8 bytes, then the layout's part (`Statistics::encode_arm`); both
-//!              current layouts: m f64×p, n u64, since_refactor u64, A f64×d², A⁻¹ f64×d², b f64×d, s f64×d
+//!              current layouts: m f64×p, n u64, since_refactor u64, stamp u64, A f64×d², A⁻¹ f64×d²,
+//!              b f64×d, s f64×d, P f64×d  (stamp and P absent before version 3)
 //! crc32        u32      CRC-32 (IEEE) of every byte before it
 //! ```
 //!
@@ -33,9 +36,10 @@ use crate::rng::SplitMix64;
 
 pub const MAGIC: &[u8; 8] = b"EDGESELB";
 /// The version this build writes.
-pub const VERSION: u32 = 2;
-/// The versions this build reads (1 lacks `forced_sampling`, which is then 0).
-pub const READABLE_VERSIONS: [u32; 2] = [1, 2];
+pub const VERSION: u32 = 3;
+/// The versions this build reads (1 lacks `forced_sampling`, which is then 0; 1 and 2 lack forgetting:
+/// `half_life` 0, every stamp the update count, every prior `λ`).
+pub const READABLE_VERSIONS: [u32; 3] = [1, 2, 3];
 
 const CRC_TABLE: [u32; 256] = {
     let mut table = [0u32; 256];
@@ -94,6 +98,8 @@ impl Writer {
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Format version of the blob (layouts read version-dependent fields).
+    pub version: u32,
 }
 
 fn truncated(what: &str) -> CoreError {
@@ -165,6 +171,7 @@ pub fn encode(b: &Bandit) -> Vec<u8> {
     w.u64(b.rng_state());
     w.u64(b.n_updates);
     w.f64(p.forced_sampling);
+    w.u64(p.half_life);
     b.stats.encode_shared(&mut w);
     w.u32(b.len() as u32);
     for i in 0..b.len() {
@@ -178,7 +185,7 @@ pub fn encode(b: &Bandit) -> Vec<u8> {
     w.0
 }
 
-/// Decodes and validates a snapshot (format version 2, or 1, which has no `forced_sampling`: read as 0).
+/// Decodes and validates a snapshot (format version 3, or 2 / 1: see [`READABLE_VERSIONS`]).
 pub fn decode(data: &[u8]) -> CoreResult<Bandit> {
     if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
         return Err(CoreError::snapshot(
@@ -209,7 +216,11 @@ pub fn decode(data: &[u8]) -> CoreResult<Bandit> {
              the blob is corrupted or truncated"
         )));
     }
-    let mut r = Reader { buf: body, pos: 12 };
+    let mut r = Reader {
+        buf: body,
+        pos: 12,
+        version,
+    };
     let code = r.u8("policy")?;
     let policy = Policy::from_code(code)
         .ok_or_else(|| CoreError::snapshot(format!("snapshot has unknown policy code {code}")))?;
@@ -226,6 +237,7 @@ pub fn decode(data: &[u8]) -> CoreResult<Bandit> {
     } else {
         0.0
     };
+    let half_life = if version >= 3 { r.u64("half_life")? } else { 0 };
     let params = Params::new(
         policy.name(),
         i64::from(d),
@@ -236,10 +248,12 @@ pub fn decode(data: &[u8]) -> CoreResult<Bandit> {
         seed,
     )
     .and_then(|p| p.with_forced_sampling(forced_sampling))
+    .and_then(|p| p.with_half_life(i64::try_from(half_life).unwrap_or(-1)))
     .map_err(|e| CoreError::snapshot(format!("snapshot holds invalid parameters: {e}")))?;
     let mut b = Bandit::new(params);
     b.rng = SplitMix64::new(rng_state);
     b.n_updates = n_updates;
+    b.stats.forgetting_mut().clock = n_updates;
     b.stats.decode_shared(&mut r)?;
     let n_arms = r.u32("arm count")? as usize;
     let mut seen = HashSet::new();

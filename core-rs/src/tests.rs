@@ -247,10 +247,10 @@ fn snapshot_corruption_is_detected() {
     }
     // Foreign data and wrong version.
     assert!(is_snapshot_err(decode(b"PK\x03\x04 not a snapshot at all")));
-    let mut v3 = blob.clone();
-    v3[8] = 3;
-    match decode(&v3) {
-        Err(CoreError::Snapshot(m)) => assert!(m.contains("version 3"), "{m}"),
+    let mut v4 = blob.clone();
+    v4[8] = 4;
+    match decode(&v4) {
+        Err(CoreError::Snapshot(m)) => assert!(m.contains("version 4"), "{m}"),
         other => panic!("unexpected {other:?}"),
     }
     // Valid CRC over malformed content (e.g. trailing bytes) is still rejected.
@@ -479,21 +479,75 @@ fn lazy_hybrid_caches_do_not_change_scores() {
     }
 }
 
-/// A version-1 blob (no `forced_sampling` field) still reads, as ε = 0, to the same state.
+/// Rewrites a current (version 3) blob of [`trained`] (d = 4, p = 2, six arms, half_life 0) in format
+/// version 2 (no `half_life`, stamps or priors) or 1 (also no `forced_sampling`).
+fn downgrade(v3: &[u8], to: u32, hybrid: bool) -> Vec<u8> {
+    let (d, p, k) = (4usize, 2usize, 15usize);
+    let body = &v3[..v3.len() - 4];
+    // Header: magic 8, version 4, policy 1, d 4, p 4, alpha 8, lam 8, four u64 = 69 bytes, ε, half_life.
+    let mut out = body[..69].to_vec();
+    out[8..12].copy_from_slice(&to.to_le_bytes());
+    if to >= 2 {
+        out.extend_from_slice(&body[69..77]);
+    }
+    let mut pos = 85;
+    let mut copy = |n: usize, keep: bool, out: &mut Vec<u8>| {
+        if keep {
+            out.extend_from_slice(&body[pos..pos + n]);
+        }
+        pos += n;
+    };
+    copy(1, true, &mut out); // has_shared
+    if hybrid {
+        copy(16, true, &mut out); // n, since_refactor
+        copy(8, false, &mut out); // stamp
+        copy(8 * (2 * k * k + k), true, &mut out); // A_0, A_0⁻¹, b_0
+        copy(8 * k, false, &mut out); // P_0
+    }
+    copy(4, true, &mut out); // n_arms
+    for _ in 0..6 {
+        copy(4 + 5 + 8 * p + 16, true, &mut out); // id, m, n, since_refactor
+        copy(8, false, &mut out); // stamp
+        copy(8 * (2 * d * d + 2 * d), true, &mut out); // A, A⁻¹, b, s
+        copy(8 * d, false, &mut out); // P
+    }
+    assert_eq!(pos, body.len());
+    let crc = crate::snapshot::crc32(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Version-1 and version-2 blobs still read, as ε = 0 (version 1) and half_life = 0, to the same state.
 #[test]
-fn snapshot_version_1_is_still_read() {
+fn snapshot_versions_1_and_2_are_still_read() {
     for policy in ["disjoint_linucb", "hybrid_linucb", "lin_ts"] {
         let b = trained(policy);
-        let v2 = encode(&b);
-        // Header: magic 8, version 4, policy 1, d 4, p 4, alpha 8, lam 8, four u64 = 69 bytes, then ε.
-        let mut v1 = v2[..69].to_vec();
-        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
-        v1.extend_from_slice(&v2[77..v2.len() - 4]);
-        let crc = crate::snapshot::crc32(&v1);
-        v1.extend_from_slice(&crc.to_le_bytes());
-        let r = decode(&v1).expect("version 1 decodes");
-        assert_eq!(r.params().forced_sampling, 0.0);
-        assert_eq!(encode(&r), v2, "{policy}");
+        let v3 = encode(&b);
+        for to in [1, 2] {
+            let old = downgrade(&v3, to, b.is_hybrid());
+            let r = decode(&old).unwrap_or_else(|e| panic!("version {to} decodes: {e}"));
+            assert_eq!(r.params().half_life, 0);
+            if to == 1 {
+                assert_eq!(r.params().forced_sampling, 0.0);
+            }
+            // Same state; the stamps (which older blobs lack) read as the update count.
+            assert_eq!(
+                downgrade(&encode(&r), to, b.is_hybrid()),
+                old,
+                "{policy} from {to}"
+            );
+            let x = [0.1, -0.3, 0.7, 0.2];
+            let same = decode(&v3).expect("decode");
+            let (s1, s2) = (
+                same.score(&x, None::<&[&str]>),
+                r.score(&x, None::<&[&str]>),
+            );
+            assert_eq!(
+                s1.expect("score").total,
+                s2.expect("score").total,
+                "{policy}"
+            );
+        }
     }
 }
 
@@ -648,5 +702,86 @@ fn ucb_and_thompson_propensities_without_forced_sampling() {
     for bad in [-0.1, 1.5, f64::NAN, f64::INFINITY] {
         let p = Params::new("lin_ts", 4, 2, 0.8, 0.7, 5, 11).expect("params");
         assert!(p.with_forced_sampling(bad).is_err(), "{bad}");
+    }
+}
+
+fn forgetting(policy: &str, half_life: i64) -> Bandit {
+    let p = Params::new(policy, 4, 2, 0.8, 0.7, 5, 11)
+        .and_then(|p| p.with_forced_sampling(0.2))
+        .and_then(|p| p.with_half_life(half_life))
+        .expect("params");
+    let mut b = Bandit::new(p);
+    let mut rng = Lcg(42);
+    for i in 0..6 {
+        b.add_arm(&format!("arm-{i}"), Some(&rng.vec(2)))
+            .expect("add");
+    }
+    b
+}
+
+/// With forgetting (half-lives from 1 event to more than the run), a restored bandit makes the same next decisions, its
+/// snapshot re-encodes bit for bit, and the AVX2 scoring equals the portable one.
+#[test]
+fn forgetting_restores_exactly_and_scores_portably() {
+    let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    for policy in ["disjoint_linucb", "hybrid_linucb", "lin_ts"] {
+        for half_life in [1, 3, 50] {
+            let mut a = forgetting(policy, half_life);
+            let mut rng = Lcg(8);
+            for _ in 0..200 {
+                step(&mut a, &mut rng);
+            }
+            let blob = encode(&a);
+            let b = decode(&blob).expect("decode");
+            assert_eq!(b.params().half_life, half_life as u64);
+            assert_eq!(encode(&b), blob);
+            let x = [0.25, -0.5, 0.125, 0.75];
+            let s = b.score(&x, None::<&[&str]>).expect("score");
+            let b2 = decode(&blob).expect("decode");
+            let p = b2.score_portable(&x);
+            assert_eq!(
+                bits(&s.mean),
+                bits(&p.iter().map(|t| t.0).collect::<Vec<_>>())
+            );
+            if policy != "lin_ts" {
+                assert_eq!(
+                    bits(&s.total),
+                    bits(&p.iter().map(|t| t.2).collect::<Vec<_>>())
+                );
+            }
+            let mut b = decode(&blob).expect("decode");
+            for t in 0..300 {
+                let mut r2 = Lcg(rng.0);
+                assert_eq!(
+                    step(&mut a, &mut rng),
+                    step(&mut b, &mut r2),
+                    "{policy} half_life {half_life} decision {t}"
+                );
+            }
+            assert_eq!(encode(&a), encode(&b));
+        }
+    }
+}
+
+/// A batch of updates and the same updates one by one give bit-identical states with forgetting (the
+/// discount depends on the event count only, not on how events are grouped).
+#[test]
+fn forgetting_batch_equals_sequential() {
+    for policy in ["disjoint_linucb", "hybrid_linucb"] {
+        let mut a = forgetting(policy, 4);
+        let mut b = forgetting(policy, 4);
+        let mut rng = Lcg(3);
+        let (mut ids, mut xs, mut rs) = (Vec::new(), Vec::new(), Vec::new());
+        for t in 0..60 {
+            let id = format!("arm-{}", (t * t) % 6);
+            let x = rng.vec(4);
+            let r = rng.next();
+            a.update(&id, &x, r).expect("update");
+            ids.push(id);
+            xs.extend_from_slice(&x);
+            rs.push(r);
+        }
+        b.update_batch(&ids, &xs, &rs).expect("batch");
+        assert_eq!(encode(&a), encode(&b), "{policy}");
     }
 }

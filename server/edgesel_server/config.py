@@ -37,6 +37,10 @@ class PolicyConfig:
     # μLinUCB-style forced sampling: with this probability a Select picks uniformly among the eligible models,
     # so the learner cannot get stuck and every logged decision has a known propensity for offline evaluation.
     forced_sampling: float = 0.0
+    # Forgetting (docs/core.md, "Forgetting"): learned statistics are discounted so that an observation's
+    # weight halves every `half_life` applied feedback events, so the policy follows firmware/OS/app changes;
+    # 0 = no forgetting.
+    half_life: int = 0
 
 
 @dataclass
@@ -208,6 +212,7 @@ def _space(r: _Reader) -> SpaceConfig:
         refactor_every=p.get("refactor_every", int, PolicyConfig.refactor_every),
         seed=p.get("seed", int, PolicyConfig.seed),
         forced_sampling=p.get("forced_sampling", float, PolicyConfig.forced_sampling),
+        half_life=p.get("half_life", int, PolicyConfig.half_life),
     )
     p.done()
     if policy.kind not in POLICIES:
@@ -216,6 +221,11 @@ def _space(r: _Reader) -> SpaceConfig:
         raise ConfigError(f"{p.where}: needs alpha >= 0, lam > 0, refactor_every >= 1")
     if not 0.0 <= policy.forced_sampling <= 1.0:
         raise ConfigError(f"{p.where}.forced_sampling must be in [0, 1]")
+    if not 0 <= policy.half_life < 2**63:
+        raise ConfigError(
+            f"{p.where}.half_life must be an integer >= 0 (applied events; 0 = no forgetting), "
+            f"got {policy.half_life}"
+        )
     q = r.sub("qoe")
     defaults = QoeFunction()
     try:

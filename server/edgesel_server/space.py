@@ -134,6 +134,7 @@ class SpaceRuntime:
             refactor_every=p.refactor_every,
             seed=p.seed,
             forced_sampling=p.forced_sampling,
+            half_life=p.half_life,
         )
 
     def _add_arm(self, bandit: Bandit, model_id: str) -> None:
@@ -162,16 +163,22 @@ class SpaceRuntime:
                 model = Model.from_dict(d["model"])
                 self.catalog.add(model)
                 self.counters[model.id] = ArmCounters(**d.get("counters", {}))
-            bandit = Bandit.from_bytes(snap.state, forced_sampling=self.cfg.policy.forced_sampling)
+            bandit = self._restore_bandit(snap.state)
             self._check_compatible(bandit)
             self.bandit = bandit
             self.applied_seq = snap.seq
             self.last_snapshot_time = snap.created
             self._refresh_active()
 
+    def _restore_bandit(self, blob: bytes) -> Bandit:
+        """A bandit from a snapshot, with the config's settings (forced sampling, half-life), which are not
+        learned state."""
+        p = self.cfg.policy
+        return Bandit.from_bytes(blob, forced_sampling=p.forced_sampling, half_life=p.half_life)
+
     def _check_compatible(self, bandit: Bandit) -> None:
         want = self._new_bandit()
-        # Learned state must match; settings (alpha, forced_sampling) are the config's.
+        # Learned state must match; settings (alpha, forced_sampling, half_life) are the config's.
         keys = ("policy", "device_dim", "model_dim")
         got = {k: getattr(bandit, k) for k in keys}
         wanted = {k: getattr(want, k) for k in keys}
@@ -220,7 +227,7 @@ class SpaceRuntime:
                 self.bandit = bandit
                 self.counters = {m.id: ArmCounters() for m in self.catalog.models(include_retired=True)}
             elif e.kind == ev.IMPORT:
-                bandit = Bandit.from_bytes(e.payload, forced_sampling=self.cfg.policy.forced_sampling)
+                bandit = self._restore_bandit(e.payload)
                 for m in self.catalog.models(include_retired=True):
                     if m.id not in bandit:
                         self._add_arm(bandit, m.id)
@@ -382,7 +389,7 @@ class SpaceRuntime:
 
     def validate_import(self, blob: bytes) -> Bandit:
         try:
-            bandit = Bandit.from_bytes(blob, forced_sampling=self.cfg.policy.forced_sampling)
+            bandit = self._restore_bandit(blob)
             self._check_compatible(bandit)
         except SnapshotError as e:
             raise InvalidState(str(e), field="state") from None

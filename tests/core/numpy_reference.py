@@ -91,6 +91,7 @@ class ReferenceBandit:
         alpha: float = 1.0,
         lam: float = 1.0,
         seed: int = 0,
+        half_life: int = 0,
     ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"unknown policy {policy!r}")
@@ -115,6 +116,9 @@ class ReferenceBandit:
         self.a0 = self.lam * np.eye(k)
         self.b0 = np.zeros(k)
         self.n_shared = 0
+        # forgetting (docs/core.md, "Forgetting"), eagerly: every event discounts every statistic by γ
+        self.half_life = half_life
+        self.gamma = 2.0 ** (-1.0 / half_life) if half_life else 1.0
 
     # ---- arms -------------------------------------------------------------------------------
     def add_arm(self, arm_id: str, model_features: Sequence[float] | NDArray | None = None) -> None:
@@ -184,9 +188,23 @@ class ReferenceBandit:
         return sc.ids[best_index(sc.ids, sc.total)], sc
 
     # ---- feedback ---------------------------------------------------------------------------
+    def _discount(self, a: NDArray[np.float64], t: int, *vectors: NDArray[np.float64]) -> None:
+        """Event ``t`` (1-based) of a matrix's clock, before its observation: ``A ← γA + c e_j e_jᵀ`` with
+        ``c = λ(1 − γ^n)``, ``j = (t − 1) mod n`` (n its dimension), and every vector ``← γ·``."""
+        g, n = self.gamma, a.shape[0]
+        a *= g
+        a[(t - 1) % n, (t - 1) % n] += self.lam * (1.0 - g**n)
+        for v in vectors:
+            v *= g
+
     def update(self, arm_id: str, x: NDArray[np.float64], reward: float) -> None:
         x = np.asarray(x, dtype=np.float64)
         arm = self.arms[arm_id]
+        if self.half_life:
+            # per-arm statistics: the arm's own clock; shared ones: every event
+            self._discount(arm.a, arm.n_updates + 1, arm.b, arm.s, arm.cross)
+            if self.hybrid:
+                self._discount(self.a0, self.n_updates + 1, self.b0)
         arm.a += np.outer(x, x)
         arm.b += reward * x
         arm.s += x

@@ -340,7 +340,7 @@ def test_snapshot_round_trip(policy):
         b.score(rng.normal(size=D))
     blob = b.to_bytes()
     assert isinstance(blob, bytes)
-    assert blob[:8] == b"EDGESELB" and struct.unpack("<I", blob[8:12]) == (2,)
+    assert blob[:8] == b"EDGESELB" and struct.unpack("<I", blob[8:12]) == (3,)
     crc = zlib.crc32(blob[:-4])
     assert blob[-4:] in (struct.pack("<I", crc), struct.pack(">I", crc))
     c = Bandit.from_bytes(blob)
@@ -408,7 +408,7 @@ def test_snapshot_foreign_bytes_rejected():
         rng.bytes(len(blob)),
         bytes(len(blob)),
         b"edgeselb" + blob[8:],
-        _with_crc(blob[:8] + struct.pack("<I", 3) + blob[12:-4], blob),  # unsupported version, good CRC
+        _with_crc(blob[:8] + struct.pack("<I", 4) + blob[12:-4], blob),  # unsupported version, good CRC
         _with_crc(blob[:8] + struct.pack("<I", 0) + blob[12:-4], blob),
     ]
     for data in foreign:

@@ -47,9 +47,11 @@ def frob_rel(c: np.ndarray, c_ref: np.ndarray) -> float:
 class Mirror:
     """Runs every operation on the core and on the reference and compares the results."""
 
-    def __init__(self, policy, d, p, *, alpha, lam, seed, refactor_every=1000):
-        self.core = Bandit(policy, d, p, alpha=alpha, lam=lam, refactor_every=refactor_every, seed=seed)
-        self.ref = ReferenceBandit(policy, d, p, alpha=alpha, lam=lam, seed=seed)
+    def __init__(self, policy, d, p, *, alpha, lam, seed, refactor_every=1000, half_life=0):
+        self.core = Bandit(
+            policy, d, p, alpha=alpha, lam=lam, refactor_every=refactor_every, seed=seed, half_life=half_life
+        )
+        self.ref = ReferenceBandit(policy, d, p, alpha=alpha, lam=lam, seed=seed, half_life=half_life)
         self.policy = policy
         self.near_ties = 0
 

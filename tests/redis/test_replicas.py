@@ -17,6 +17,7 @@ import redis
 from edgesel.v1 import catalog_pb2, selection_pb2, types_pb2
 from edgesel.v1 import catalog_pb2_grpc as cat_grpc
 from edgesel.v1 import selection_pb2_grpc as sel_grpc
+from edgesel_server.core import Bandit
 from tests.redis.conftest import RedisServer, requires_redis
 from tests.server.serverproc import ServerProcess, write_config
 
@@ -153,6 +154,24 @@ def test_spread_load_converges_to_identical_state(tmp_path: Path, redis_server: 
         assert r.zcard("edgesel:snaps:vision") >= 1
         assert r.xlen("edgesel:log:vision") < int(r.get("edgesel:seq:vision"))  # type: ignore[arg-type]
         # A fresh replica (latest snapshot + the rest of the stream) has the very same state.
+        fresh = start_replica(tmp_path, "fresh")
+        try:
+            assert converge([fresh.target], r) == exports[:1]
+        finally:
+            fresh.kill()
+
+
+def test_replicas_with_forgetting_stay_bit_identical(tmp_path: Path, redis_server: RedisServer) -> None:
+    """With `half_life`, the discount depends on the log position only: replicas applying the same Redis
+    log, and a fresh one (snapshot + stream), hold the same bytes."""
+    r = redis_server.client()
+    with replicas(tmp_path, redis_server, 2, snapshot_every=25, half_life=15) as procs:
+        targets = [p.target for p in procs]
+        with Load(targets, workers=4) as load:
+            load.wait_acked(300)
+        exports = converge(targets, r)
+        assert len({e[0] for e in exports}) == 1, "replicas hold different learned states"
+        assert Bandit.from_bytes(exports[0][0]).half_life == 15
         fresh = start_replica(tmp_path, "fresh")
         try:
             assert converge([fresh.target], r) == exports[:1]

@@ -34,6 +34,7 @@ default_reward = 0.25
 kind = "{policy}"
 alpha = 0.3
 lam = 1.0
+half_life = {half_life}
 
 [[space.device_features]]
 name = "ram_gb"
@@ -106,6 +107,7 @@ def write_config(
     snapshot_every: int = 50,
     store: str = "sqlite",
     durability: str = "fsync",
+    half_life: int = 0,
 ) -> Path:
     path = directory / "edgesel.toml"
     path.write_text(
@@ -116,6 +118,7 @@ def write_config(
             snapshot_every=snapshot_every,
             store=store,
             durability=durability,
+            half_life=half_life,
         )
     )
     return path

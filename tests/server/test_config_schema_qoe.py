@@ -52,6 +52,9 @@ def test_example_config_loads() -> None:
         ({"models": [{"id": ""}]}, "space[0].models[0]"),
         ({"qoe": {"weights": {"vibes": 1.0}}}, "unknown measurements"),
         ({"default_reward": 3.0}, "default_reward"),
+        ({"policy": {"half_life": -5}}, "space[0].policy.half_life must be an integer >= 0"),
+        ({"policy": {"half_life": 2.5}}, "space[0].policy.half_life must be int"),
+        ({"policy": {"half_life": True}}, "space[0].policy.half_life must be int"),
     ],
 )
 def test_config_errors_name_the_key(patch: dict, words: str) -> None:

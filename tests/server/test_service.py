@@ -403,7 +403,8 @@ def test_sdk_falls_back_when_the_server_is_down(tmp_path: Path) -> None:
         receipt = live.feedback(reward=0.6)  # server down: queued, not lost
         assert receipt.outcome.name == "QUEUED" and len(client.feedback_queue) == 1
         proc = ServerProcess(cfg, tmp_path / "data", port=proc.port).start()
-        assert client.flush_feedback() == 1 and len(client.feedback_queue) == 0
+        # wait_for_ready: returns once grpc's reconnect backoff (seconds under load) finds the server again
+        assert client.flush_feedback(timeout=30.0) == 1 and len(client.feedback_queue) == 0
         with grpc.insecure_channel(proc.target) as ch:
             assert total_updates(cat_grpc.CatalogServiceStub(ch)) == 1
     finally:

@@ -5,7 +5,7 @@
 //! and `mean = θ_a·x` are two contiguous dot products. The hot rows are derived from the exact statistics
 //! after every update and on restore, by the same code, so a restored bandit scores bit-identically.
 
-use super::ridge::Arm;
+use super::ridge::{Arm, Forgetting};
 use super::{ArmStats, SharedStats, Statistics};
 use crate::error::CoreResult;
 use crate::linalg::{dot, matvec, pack_sym_doubled, packed_len, packed_outer};
@@ -19,6 +19,7 @@ pub struct DisjointStats {
     model_dim: usize,
     lam: f64,
     refactor_every: u64,
+    forget: Forgetting,
     stride: usize,
     arms: Vec<Arm>,
     hot: Vec<f64>,
@@ -80,6 +81,7 @@ impl Statistics for DisjointStats {
             model_dim: params.model_dim,
             lam: params.lam,
             refactor_every: params.refactor_every,
+            forget: Forgetting::new(params.half_life, 0),
             stride: packed_len(d) + d,
             arms: Vec::new(),
             hot: Vec::new(),
@@ -109,7 +111,8 @@ impl Statistics for DisjointStats {
 
     fn apply(&mut self, i: usize, x: &[f64], reward: f64) {
         let every = self.refactor_every;
-        self.arms[i].observe(x, reward, every, &mut self.scratch);
+        self.forget.tick();
+        self.arms[i].observe(x, reward, &self.forget, self.lam, every, &mut self.scratch);
         self.rebuild_hot(i);
     }
 
@@ -160,7 +163,8 @@ impl Statistics for DisjointStats {
     }
 
     fn decode_arm(&mut self, r: &mut Reader<'_>) -> CoreResult<()> {
-        self.arms.push(Arm::decode(r, self.d, self.model_dim)?);
+        self.arms
+            .push(Arm::decode(r, self.d, self.model_dim, self.lam)?);
         Ok(())
     }
 
@@ -174,5 +178,13 @@ impl Statistics for DisjointStats {
 
     fn since_refactor(&self, i: usize) -> u64 {
         self.arms[i].since_refactor
+    }
+
+    fn forgetting(&self) -> &Forgetting {
+        &self.forget
+    }
+
+    fn forgetting_mut(&mut self) -> &mut Forgetting {
+        &mut self.forget
     }
 }

@@ -12,7 +12,7 @@
 
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
-use super::ridge::{rank_one_update, Arm};
+use super::ridge::{decode_prior, decode_stamp, discount, rank_one_update, Arm, Forgetting, Ridge};
 use super::{ArmStats, SharedStats, Statistics};
 use crate::error::{CoreError, CoreResult};
 use crate::features;
@@ -40,16 +40,21 @@ struct Shared {
     a: Vec<f64>,
     a_inv: Vec<f64>,
     b: Vec<f64>,
+    /// Prior diagonal of `A_0` (`λ` per coordinate without forgetting).
+    prior: Vec<f64>,
     /// Cached `β = A_0⁻¹ b_0`.
     beta: Vec<f64>,
     n: u64,
     since_refactor: u64,
+    /// Clock value of the last update (every update touches the shared statistics, so always the clock).
+    stamp: u64,
 }
 
 /// Data derived from the shared statistics that scoring needs, computed at the first scoring after a
 /// change rather than at every update (updates often come in runs, e.g. a log replay), and then reused by
 /// every scoring until the next update: `Q` for the shared variance, and per arm the row `[g_0 | h_a]`
-/// (length d+1) with `g = reshape(β, (d+1, p+1)) m'_a` and `h_a = b_a − g_0 s_a + λ g_{1:}`, so that
+/// (length d+1) with `g = reshape(β, (d+1, p+1)) m'_a` and `h_a = b_a − g_0 s_a + P_a ⊙ g_{1:}` (`P_a` the
+/// arm's prior diagonal, `λ` everywhere without forgetting), so that
 /// `mean = zᵀβ + xᵀθ_a = g_0 + w·h_a` (docs/core.md; the `x·g_{1:}` terms cancel). It depends on `β` and
 /// the arm but not on `x`, so it is computed once per `β` instead of at every request. A row is fresh when
 /// its stamp equals `HybridStats::version`; stale rows are recomputed at the next scoring that needs them
@@ -59,7 +64,7 @@ struct Shared {
 struct MeanCache {
     stamp: Vec<u64>,
     rows: Vec<f64>,
-    /// Per arm `[m'_a | b_a | s_a]` (length p+1+2d), a contiguous copy of the inputs of a row so that a
+    /// Per arm `[m'_a | b_a | s_a | P_a]` (length p+1+3d), a contiguous copy of the inputs of a row so that a
     /// refresh streams one buffer (kept up to date with the arm's statistics, like the hot rows).
     src: Vec<f64>,
     /// Every row is fresh for this version (fast path for scoring all arms).
@@ -76,6 +81,7 @@ pub struct HybridStats {
     k: usize,
     lam: f64,
     refactor_every: u64,
+    forget: Forgetting,
     stride: usize,
     arms: Vec<Arm>,
     hot: Vec<f64>,
@@ -139,23 +145,24 @@ fn packed_outer_doubled(v: &[f64], out: &mut [f64]) {
     }
 }
 
-/// A [`MeanCache`] row `[g_0 | h]` from its source row `[m' | b | s]` (`beta_t` is `reshape(β)ᵀ`,
+/// A [`MeanCache`] row `[g_0 | h]` from its source row `[m' | b | s | P]` (`beta_t` is `reshape(β)ᵀ`,
 /// `(p+1) × (d+1)`, so that `g = Σ_j m'_j beta_t[j, :]` with the `d+1` sums in registers), written
-/// through `out`.
+/// through `out`. (`B_a β = s_a g_0 + (A_a − diag P_a) g_{1:}`: the data part of `A_a` is `A_a − P_a`.)
 #[inline(always)]
-fn mean_row(d: usize, p1: usize, lam: f64, src: &[f64], beta_t: &[f64], out: &mut [f64]) {
+fn mean_row(d: usize, p1: usize, src: &[f64], beta_t: &[f64], out: &mut [f64]) {
     let (mp, rest) = src.split_at(p1);
-    let (b, s) = rest.split_at(d);
+    let (b, rest) = rest.split_at(d);
+    let (s, prior) = rest.split_at(d);
     combine_rows(mp, beta_t, d + 1, out);
     let g0 = out[0];
-    for ((o, &bj), &sj) in out[1..].iter_mut().zip(b).zip(s) {
-        *o = bj - g0 * sj + lam * *o;
+    for (((o, &bj), &sj), &pj) in out[1..].iter_mut().zip(b).zip(s).zip(prior) {
+        *o = bj - g0 * sj + pj * *o;
     }
 }
 
 impl HybridStats {
     fn mean_src_width(&self) -> usize {
-        self.p1 + 2 * self.d
+        self.p1 + 3 * self.d
     }
 
     /// Recomputes arm `i`'s hot row from its exact statistics.
@@ -175,18 +182,20 @@ impl HybridStats {
         let cache = self.cache.get_mut().unwrap_or_else(PoisonError::into_inner);
         let row = &mut cache.src[i * ws..(i + 1) * ws];
         let (mp, rest) = row.split_at_mut(self.p1);
-        let (b, s) = rest.split_at_mut(self.d);
+        let (b, rest) = rest.split_at_mut(self.d);
+        let (s, prior) = rest.split_at_mut(self.d);
         mp[0] = 1.0;
         mp[1..].copy_from_slice(&arm.m);
         b.copy_from_slice(&arm.b);
         s.copy_from_slice(&arm.s);
+        prior.copy_from_slice(&arm.prior);
     }
 
     /// Recomputes `Q` if stale and the stale rows among `arms` (all arms if `None`).
     #[inline(always)]
     fn refresh_kernel(&self, c: &mut MeanCache, arms: Option<&[usize]>) {
         let v = self.version;
-        let (d, d1, p1, lam) = (self.d, self.d + 1, self.p1, self.lam);
+        let (d, d1, p1) = (self.d, self.d + 1, self.p1);
         if c.q_fresh != v {
             build_q(&self.shared.a_inv, d1, p1, &mut c.q);
             c.q_fresh = v;
@@ -204,7 +213,7 @@ impl HybridStats {
                 for i in 0..self.arms.len() {
                     if c.stamp[i] != v {
                         let src = &c.src[i * ws..(i + 1) * ws];
-                        mean_row(d, p1, lam, src, &beta_t, &mut c.rows[i * d1..(i + 1) * d1]);
+                        mean_row(d, p1, src, &beta_t, &mut c.rows[i * d1..(i + 1) * d1]);
                         c.stamp[i] = v;
                     }
                 }
@@ -214,7 +223,7 @@ impl HybridStats {
                 for &i in list {
                     if c.stamp[i] != v {
                         let src = &c.src[i * ws..(i + 1) * ws];
-                        mean_row(d, p1, lam, src, &beta_t, &mut c.rows[i * d1..(i + 1) * d1]);
+                        mean_row(d, p1, src, &beta_t, &mut c.rows[i * d1..(i + 1) * d1]);
                         c.stamp[i] = v;
                     }
                 }
@@ -333,6 +342,7 @@ impl Statistics for HybridStats {
             k,
             lam,
             refactor_every: params.refactor_every,
+            forget: Forgetting::new(params.half_life, 0),
             stride: d * d + packed_len(p1),
             arms: Vec::new(),
             hot: Vec::new(),
@@ -340,9 +350,11 @@ impl Statistics for HybridStats {
                 a: scaled_identity(k, lam),
                 a_inv: scaled_identity(k, 1.0 / lam),
                 b: vec![0.0; k],
+                prior: vec![lam; k],
                 beta: vec![0.0; k],
                 n: 0,
                 since_refactor: 0,
+                stamp: 0,
             },
             version: 1,
             cache: RwLock::new(MeanCache::default()),
@@ -386,14 +398,30 @@ impl Statistics for HybridStats {
     }
 
     fn apply(&mut self, i: usize, x: &[f64], reward: f64) {
-        let (k, every) = (self.k, self.refactor_every);
+        let (k, every, lam) = (self.k, self.refactor_every, self.lam);
+        self.forget.tick();
         let arm = &mut self.arms[i];
-        arm.observe(x, reward, every, &mut self.scratch);
+        arm.observe(x, reward, &self.forget, lam, every, &mut self.scratch);
         let xp = features::with_bias(x);
         let mp = features::with_bias(&arm.m);
         let mut z = vec![0.0; k];
         features::outer_into(&xp, &mp, &mut z);
         let sh = &mut self.shared;
+        discount(
+            &self.forget,
+            lam,
+            k,
+            self.forget.clock,
+            Ridge {
+                a: &mut sh.a,
+                a_inv: &mut sh.a_inv,
+                prior: &mut sh.prior,
+                stamp: &mut sh.stamp,
+                since_refactor: &mut sh.since_refactor,
+            },
+            &mut [&mut sh.b],
+            &mut self.scratch[..k],
+        );
         rank_one_update(
             &mut sh.a,
             &mut sh.a_inv,
@@ -435,13 +463,13 @@ impl Statistics for HybridStats {
     fn arm_stats(&self, i: usize) -> ArmStats {
         let arm = &self.arms[i];
         let d = self.d;
-        // θ_a = A_a⁻¹ (b_a − s_a g_0 − (A_a − λI) g_{1:})
+        // θ_a = A_a⁻¹ (b_a − s_a g_0 − (A_a − diag P_a) g_{1:})
         let g = self.beta_times(&arm.m);
         let (g0, g1) = (g[0], &g[1..]);
         let mut ag1 = vec![0.0; d];
         matvec(&arm.a, d, g1, &mut ag1);
         let rhs: Vec<f64> = (0..d)
-            .map(|j| arm.b[j] - arm.s[j] * g0 - (ag1[j] - self.lam * g1[j]))
+            .map(|j| arm.b[j] - arm.s[j] * g0 - (ag1[j] - arm.prior[j] * g1[j]))
             .collect();
         let mut theta = vec![0.0; d];
         matvec(&arm.a_inv, d, &rhs, &mut theta);
@@ -466,15 +494,17 @@ impl Statistics for HybridStats {
         })
     }
 
-    /// `has_shared = 1, n u64, since_refactor u64, A_0 (k²), A_0⁻¹ (k²), b_0 (k)`.
+    /// `has_shared = 1, n u64, since_refactor u64, stamp u64, A_0 (k²), A_0⁻¹ (k²), b_0 (k), P_0 (k)`.
     fn encode_shared(&self, w: &mut Writer) {
         let sh = &self.shared;
         w.u8(1);
         w.u64(sh.n);
         w.u64(sh.since_refactor);
+        w.u64(sh.stamp);
         w.f64s(&sh.a);
         w.f64s(&sh.a_inv);
         w.f64s(&sh.b);
+        w.f64s(&sh.prior);
     }
 
     fn encode_arm(&self, i: usize, w: &mut Writer) {
@@ -487,14 +517,17 @@ impl Statistics for HybridStats {
         let sh = &mut self.shared;
         sh.n = r.u64("shared n_updates")?;
         sh.since_refactor = r.u64("shared refactor counter")?;
+        sh.stamp = decode_stamp(r, self.forget.clock, "shared last-update stamp")?;
         sh.a = r.f64s(k * k, "shared A")?;
         sh.a_inv = r.f64s(k * k, "shared A inverse")?;
         sh.b = r.f64s(k, "shared b")?;
+        sh.prior = decode_prior(r, k, self.lam, "shared prior")?;
         Ok(())
     }
 
     fn decode_arm(&mut self, r: &mut Reader<'_>) -> CoreResult<()> {
-        self.arms.push(Arm::decode(r, self.d, self.p1 - 1)?);
+        self.arms
+            .push(Arm::decode(r, self.d, self.p1 - 1, self.lam)?);
         Ok(())
     }
 
@@ -518,5 +551,13 @@ impl Statistics for HybridStats {
 
     fn since_refactor(&self, i: usize) -> u64 {
         self.arms[i].since_refactor
+    }
+
+    fn forgetting(&self) -> &Forgetting {
+        &self.forget
+    }
+
+    fn forgetting_mut(&mut self) -> &mut Forgetting {
+        &mut self.forget
     }
 }

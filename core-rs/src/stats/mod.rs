@@ -18,7 +18,7 @@ use crate::snapshot::{Reader, Writer};
 
 pub use disjoint::DisjointStats;
 pub use hybrid::{HybridStats, MAX_JOINT_DIM};
-pub use ridge::Arm;
+pub use ridge::{Arm, Forgetting};
 
 /// The statistics layouts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +108,11 @@ pub trait Statistics: Sized {
     fn rebuild(&mut self);
     /// Refactorization counter of arm `i` (tests).
     fn since_refactor(&self, i: usize) -> u64;
+    /// The layout's forgetting and event clock (docs/core.md, "Forgetting"): `apply` ticks the clock and
+    /// discounts every matrix it updates through `ridge::discount` before adding the observation.
+    fn forgetting(&self) -> &Forgetting;
+    /// Mutable access: the snapshot decoder sets the clock, a restore with another half-life replaces it.
+    fn forgetting_mut(&mut self) -> &mut Forgetting;
 }
 
 /// The statistics a bandit holds: one variant per layout.
@@ -178,6 +183,12 @@ impl Stats {
     }
     pub fn since_refactor(&self, i: usize) -> u64 {
         dispatch!(self, s => s.since_refactor(i))
+    }
+    pub fn forgetting(&self) -> &Forgetting {
+        dispatch!(self, s => s.forgetting())
+    }
+    pub fn forgetting_mut(&mut self) -> &mut Forgetting {
+        dispatch!(self, s => s.forgetting_mut())
     }
 }
 

@@ -34,6 +34,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--epsilon", type=float, default=None, help=f"epsilon_greedy's ε (default {DEFAULT_EPSILON})"
     )
+    p.add_argument(
+        "--half-life",
+        type=int,
+        default=None,
+        help="forgetting of the core policies, in applied feedback events (default 0: none)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -143,6 +149,7 @@ def _run(args: argparse.Namespace) -> int:
         lam=args.lam,
         epsilon=args.epsilon,
         progress=progress,
+        half_life=args.half_life,
     )
     for name in live:
         from edgesel_server.sim.live import run_live
@@ -151,10 +158,17 @@ def _run(args: argparse.Namespace) -> int:
         lam = DEFAULT_LAMBDA if args.lam is None else args.lam
         workdir = Path(args.out) / f"server-{name}"
         result = run_live(stream, workdir, policy=name, alpha=alpha, lam=lam,
-                          seed=policy_seed(stream.seed, name), progress=progress)  # fmt: skip
+                          seed=policy_seed(stream.seed, name), progress=progress,
+                          half_life=args.half_life or 0)  # fmt: skip
         result.name = name  # same key as an in-process run, so reports compare like for like
         runs.append(result)
-    settings = {"alpha": args.alpha, "lam": args.lam, "epsilon": args.epsilon, "policies": names}
+    settings = {
+        "alpha": args.alpha,
+        "lam": args.lam,
+        "epsilon": args.epsilon,
+        "half_life": args.half_life,
+        "policies": names,
+    }
     report = build_report(stream, runs, settings)
     path = write_report(report, args.out)
     if not args.no_plot:
@@ -165,6 +179,9 @@ def _run(args: argparse.Namespace) -> int:
             f"{name:<16} {m['mean_qoe']:9.4f} {m['qoe_vs_oracle']:9.3f} {m['cumulative_regret']:9.1f} "
             f"{m['optimal_pick_rate']:8.3f}"
         )
+    for name, m in report["policies"].items():
+        if "drift_recovery" in m:
+            print(f"drift: {name}: rounds to recover {[r['rounds_to_recover'] for r in m['drift_recovery']]}")
     for arm, e in report["new_model"].items():
         picks = {n: p["rounds_to_pickup"] for n, p in e["policies"].items()}
         print(f"new model {arm} (round {e['added_at_round']}): rounds to pickup {picks}")
@@ -253,6 +270,7 @@ def _compare(args: argparse.Namespace) -> int:
         lam=args.lam,
         epsilon=args.epsilon,
         progress=None if args.quiet else console_progress,
+        half_life=args.half_life,
     )
     js, md = write_comparison(result, args.out)
     if not args.no_plot:

@@ -42,6 +42,7 @@ METRICS = (
     "regret_vs_common_model",
     "failure_rate",
     "optimal_pick_rate",
+    "rounds_to_recover",  # scenarios with [[drift]] only (sim/drift.py)
 )
 
 
@@ -64,6 +65,7 @@ def compare(
     lam: float | None = None,
     epsilon: float | None = None,
     progress: ProgressFn | None = None,
+    half_life: int | None = None,
 ) -> dict[str, Any]:
     horizons = sorted(set(horizons))
     longest = horizons[-1]
@@ -73,7 +75,9 @@ def compare(
     curves: dict[str, list[list[list[float]]]] = {}  # policy -> per seed [[round, cumulative regret], ...]
     for seed in seeds:
         stream = build_stream(scenario, longest, seed)
-        runs = run(stream, learners, alpha=alpha, lam=lam, epsilon=epsilon, progress=progress)
+        runs = run(
+            stream, learners, alpha=alpha, lam=lam, epsilon=epsilon, progress=progress, half_life=half_life
+        )
         for r in runs:
             runtime.setdefault(r.name, []).append(r.runtime_s)
         for h in horizons:
@@ -116,7 +120,7 @@ def compare(
         "horizons": horizons,
         "seeds": list(seeds),
         "policies": list(policies),
-        "settings": {"alpha": alpha, "lam": lam, "epsilon": epsilon},
+        "settings": {"alpha": alpha, "lam": lam, "epsilon": epsilon, "half_life": half_life},
         "runtime_s": {n: _spread(v) for n, v in runtime.items()},
         "results": results,
         # Over the longest horizon: [round, mean, sd] of the cumulative regret over seeds, 100 points.

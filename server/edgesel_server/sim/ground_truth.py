@@ -163,10 +163,17 @@ class GroundTruth:
         return np.where(fits, value * patience, 0.0)
 
     def expected_qoe(
-        self, dev: NDArray, thermal: NDArray, load: NDArray, battery: NDArray, prefs: NDArray
+        self,
+        dev: NDArray,
+        thermal: NDArray,
+        load: NDArray,
+        battery: NDArray,
+        prefs: NDArray,
+        latency_factor: NDArray | float = 1.0,
     ) -> NDArray:
-        """(n, K) noiseless QoE: what regret and the oracle are measured against."""
-        lat = self.request_latency(dev, thermal, load)
+        """(n, K) noiseless QoE: what regret and the oracle are measured against (``latency_factor``: a
+        drift's (n, K) latency multiplier, sim/drift.py)."""
+        lat = self.request_latency(dev, thermal, load) * latency_factor
         energy = lat * self.power_w[dev]  # W x ms = mJ
         return self.qoe_of(dev, lat, energy, battery, prefs, self.fits(dev, load))
 
@@ -179,10 +186,11 @@ class GroundTruth:
         prefs: NDArray,
         latency_jitter: NDArray,
         rating_noise: NDArray,
+        latency_factor: NDArray | float = 1.0,
     ) -> NDArray:
         """(n, K) QoE a user would report, in [0, 1]: jittered latency/energy, rating bias and noise.
         A model that does not fit crashes and reports exactly 0."""
-        lat = self.request_latency(dev, thermal, load) * latency_jitter
+        lat = self.request_latency(dev, thermal, load) * latency_jitter * latency_factor
         energy = lat * self.power_w[dev]
         fits = self.fits(dev, load)
         q = self.qoe_of(dev, lat, energy, battery, prefs, fits)

@@ -47,6 +47,7 @@ def space_config(
     seed: int = 0,
     durability: str = "fsync",
     snapshot_every: int = 1000,
+    half_life: int = 0,
 ) -> str:
     """TOML for a server with one space, "sim", holding the scenario's initial catalog."""
     col = {a: i for i, a in enumerate(stream.arm_ids)}
@@ -65,6 +66,7 @@ def space_config(
         f"max_eligible = {max(1000, len(stream.arm_ids))}\n\n"
         f'[[space]]\nname = "{SPACE}"\nreward_window_s = 3600\n\n'
         f'[space.policy]\nkind = "{policy}"\nalpha = {alpha!r}\nlam = {lam!r}\nseed = {seed}\n'
+        f"half_life = {half_life}\n"
         + _feature_tables("device_features", DEVICE_FEATURE_NAMES)
         + _feature_tables("model_features", MODEL_FEATURE_NAMES)
         + "".join(models)
@@ -133,11 +135,14 @@ class LiveServer:
         alpha: float = 0.5,
         lam: float = 1.0,
         seed: int = 0,
+        half_life: int = 0,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config = self.workdir / "edgesel.toml"
-        self.config.write_text(space_config(stream, policy=policy, alpha=alpha, lam=lam, seed=seed))
+        self.config.write_text(
+            space_config(stream, policy=policy, alpha=alpha, lam=lam, seed=seed, half_life=half_life)
+        )
         self.data_dir = self.workdir / "data"
         self.proc: subprocess.Popen | None = None
         self.target = ""
@@ -161,9 +166,12 @@ def run_live(
     lam: float = 1.0,
     seed: int = 0,
     progress: ProgressFn | None = None,
+    half_life: int = 0,
 ) -> PolicyRun:
     """Run one core policy on the stream through a real server and the SDK."""
-    with LiveServer(stream, workdir, policy=policy, alpha=alpha, lam=lam, seed=seed) as server:
+    with LiveServer(
+        stream, workdir, policy=policy, alpha=alpha, lam=lam, seed=seed, half_life=half_life
+    ) as server:
         live = LiveServerPolicy(server.target, name=f"{policy}@server")
         try:
             return run_policy(live, stream, progress)

@@ -85,6 +85,7 @@ class BanditPolicy:
         lam: float = DEFAULT_LAMBDA,
         seed: int = 0,
         policy: str | None = None,
+        half_life: int = 0,
     ) -> None:
         self.name = name
         core_policy = policy or name
@@ -97,6 +98,7 @@ class BanditPolicy:
             alpha=DEFAULT_ALPHA.get(core_policy, 0.5) if alpha is None else alpha,
             lam=lam,
             seed=seed,
+            half_life=half_life,
         )
 
     def add_arm(self, arm_id: str, features: NDArray) -> None:
@@ -278,6 +280,7 @@ class PolicyContext:
     lam: float = DEFAULT_LAMBDA
     epsilon: float = DEFAULT_EPSILON
     stream: Stream | None = None
+    half_life: int = 0  # forgetting of the core policies (docs/core.md, "Forgetting")
 
     def pseed(self, name: str) -> int:
         return policy_seed(self.seed, name)
@@ -287,7 +290,9 @@ PolicyFactory = Callable[[str, PolicyContext], Policy]
 
 
 def _core(name: str, c: PolicyContext) -> Policy:
-    return BanditPolicy(name, c.device_dim, c.model_dim, alpha=c.alpha, lam=c.lam, seed=c.pseed(name))
+    return BanditPolicy(
+        name, c.device_dim, c.model_dim, alpha=c.alpha, lam=c.lam, seed=c.pseed(name), half_life=c.half_life
+    )
 
 
 def _needs_stream(c: PolicyContext, name: str) -> Stream:
@@ -339,9 +344,10 @@ def make_learning_policy(
     alpha: float | None = None,
     lam: float = DEFAULT_LAMBDA,
     epsilon: float = DEFAULT_EPSILON,
+    half_life: int = 0,
 ) -> Policy:
     """Policies that need only the data a server has (no ground truth): usable online and in replay."""
-    return _make(name, PolicyContext(device_dim, model_dim, seed, alpha, lam, epsilon))
+    return _make(name, PolicyContext(device_dim, model_dim, seed, alpha, lam, epsilon, half_life=half_life))
 
 
 def _make(name: str, c: PolicyContext) -> Policy:
@@ -360,7 +366,9 @@ def make_policy(
     alpha: float | None = None,
     lam: float = DEFAULT_LAMBDA,
     epsilon: float = DEFAULT_EPSILON,
+    half_life: int = 0,
 ) -> Policy:
-    return _make(
-        name, PolicyContext(stream.device_dim, stream.model_dim, stream.seed, alpha, lam, epsilon, stream)
+    c = PolicyContext(
+        stream.device_dim, stream.model_dim, stream.seed, alpha, lam, epsilon, stream, half_life
     )
+    return _make(name, c)

@@ -126,6 +126,18 @@ def build_report(
         m["qoe_vs_oracle"] = _r(m["mean_qoe"] / oracle_mean) if oracle_mean > 0 else None
         if common and common["cumulative_regret"] > 0:
             m["regret_vs_common_model"] = _r(m["cumulative_regret"] / common["cumulative_regret"])
+    drifts = getattr(sc, "drifts", ())
+    if drifts:
+        from edgesel_server.sim.drift import affected_rows, recovery
+
+        names, kinds = stream.device_names, [getattr(d, "kind", "") for d in sc.devices]
+        t_idx = np.arange(stream.rounds)
+        for run in runs:
+            got = stream.expected[t_idx, run.picks]
+            rec = [recovery(d, affected_rows(d, stream.device_index, names, kinds), got, best_value)
+                   for d in drifts]  # fmt: skip
+            policies[run.name]["drift_recovery"] = rec
+            policies[run.name]["rounds_to_recover"] = rec[0]["rounds_to_recover"]
     from edgesel_server.sim.policies import common_model_ranking
 
     return {

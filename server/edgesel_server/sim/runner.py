@@ -103,6 +103,7 @@ def run(
     lam: float | None = None,
     epsilon: float | None = None,
     progress: ProgressFn | None = None,
+    half_life: int | None = None,
 ) -> list[PolicyRun]:
     """Run each policy (a name from ``policies.POLICY_FACTORIES`` or a Policy object) on the same stream."""
     kwargs: dict = {}
@@ -112,6 +113,8 @@ def run(
         kwargs["lam"] = lam
     if epsilon is not None:
         kwargs["epsilon"] = epsilon
+    if half_life is not None:
+        kwargs["half_life"] = half_life
     lists = eligible_lists(stream)
     out = []
     for p in policies:

@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from edgesel_server import toml as tomllib
 from edgesel_server.sim.catalog import ModelSpec, model_features, resolve_model
 from edgesel_server.sim.devices import DeviceSpec, device_static_features, resolve_device
+from edgesel_server.sim.drift import Drift, drift_masks, parse_drifts
 from edgesel_server.sim.ground_truth import GroundTruth, QoEParams
 from edgesel_server.sim.users import StateModel, UserModel, draw_states, draw_users
 
@@ -64,6 +65,7 @@ class Scenario:
     state: StateModel = field(default_factory=StateModel)
     qoe: QoEParams = field(default_factory=QoEParams)
     noise: Noise = field(default_factory=Noise)
+    drifts: tuple[Drift, ...] = ()  # the ground truth changing mid-run (sim/drift.py)
     description: str = ""
     source: str = ""
 
@@ -199,7 +201,7 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
         data,
         "",
         {"name", "description", "kind", "rounds", "seed", "fleet", "catalog", "users", "state", "qoe"}
-        | {"noise"},
+        | {"noise", "drift"},
         {"name", "fleet", "catalog"},
     )
     if root.get("kind", "formula") not in ("formula", "measured"):
@@ -285,7 +287,7 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
         raise _err("qoe.accuracy_ceiling", "must be above qoe.accuracy_floor")
 
     noise = parse_noise(root, Noise)
-    return Scenario(
+    sc = Scenario(
         name=root["name"],
         rounds=rounds,
         seed=seed,
@@ -305,6 +307,17 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
         description=description(root),
         source=source,
     )
+    if "drift" not in root:
+        return sc
+    drifts = parse_drifts(
+        root["drift"],
+        [d.name for d in sc.devices],
+        [d.kind for d in sc.devices],
+        [m.arm_id for m in sc.all_models()],
+        _err,
+        _num,
+    )
+    return replace(sc, drifts=drifts)
 
 
 def load_scenario(path: str | Path) -> Scenario | MeasuredScenario:
@@ -453,8 +466,13 @@ def build_stream(
     jitter = np.exp(noise_rng.normal(0.0, scenario.noise.latency_jitter_sd, size=(rounds, n_arms)))
     rating = noise_rng.normal(0.0, scenario.noise.rating_sd, size=(rounds, n_arms)) + inst_bias[inst][:, None]
 
-    expected = truth.expected_qoe(dev, thermal, load, battery, prefs)
-    reward = truth.reported_qoe(dev, thermal, load, battery, prefs, jitter, rating)
+    names, kinds = [d.name for d in scenario.devices], [d.kind for d in scenario.devices]
+    factor, drift_fails = drift_masks(scenario.drifts, rounds, dev, names, kinds, arm_ids)
+    expected = truth.expected_qoe(dev, thermal, load, battery, prefs, factor)
+    reward = truth.reported_qoe(dev, thermal, load, battery, prefs, jitter, rating, factor)
+    fits = truth.fits(dev, load) & ~drift_fails
+    expected = np.where(drift_fails, 0.0, expected)  # a failing model crashes, like one that does not fit
+    reward = np.where(drift_fails, 0.0, reward)
 
     static = np.array([device_static_features(d) for d in scenario.devices])
     contexts = np.ascontiguousarray(
@@ -489,7 +507,7 @@ def build_stream(
         expected=expected,
         reward=reward,
         eligible=eligible,
-        fits=truth.fits(dev, load),
+        fits=fits,
         change_rounds=change_rounds,
         truth=truth,
     )
