@@ -352,7 +352,9 @@ class Engine:
         cls = space.device_class(features, labels)
         group = space.group_of(installation_id, ids)
         if group == HOLDOUT:
-            choice = space.choose_holdout(x, prefs=prefs, owner=owner, device_class=cls)
+            choice = space.choose_holdout(
+                x, ids, prefs=prefs, owner=owner, include_ranking=include_ranking, device_class=cls
+            )
         else:
             ids = space.offered(ids, cls)
             choice = space.choose(
@@ -587,6 +589,7 @@ class Engine:
             raise InvalidArgument("model_id is required", field="model_id")
         if not device_class:
             raise InvalidArgument("device_class is required", field="device_class")
+        space.model(model_id)  # NOT_FOUND MODEL_UNKNOWN for a model the space never had
         if not space.is_withdrawn(model_id, device_class):
             return False
         payload = json.dumps({"device_class": device_class}).encode()

@@ -100,6 +100,13 @@ def normalize_weights(weights: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
+def _ranking(scores: tuple) -> list[tuple[str, float, float, float]]:
+    """Every scored arm, best total first (ties by id)."""
+    ids, mean, bonus, total = scores
+    order = sorted(range(len(ids)), key=lambda j: (-total[j], ids[j]))
+    return [(ids[j], float(mean[j]), float(bonus[j]), float(total[j])) for j in order]
+
+
 class SpaceRuntime:
     def __init__(self, cfg: SpaceConfig, server: ServerConfig) -> None:
         self.cfg = cfg
@@ -124,6 +131,8 @@ class SpaceRuntime:
         # Outcomes of applied rewards (log-derived, like the bandit): the report and the guardrails.
         self.lift = LiftTracker(cfg.report.window_s)
         self.guardrails = Guardrails(cfg.guardrails)
+        # class -> models withdrawn there; replaced (never mutated) by `apply`: Select reads it lock-free
+        self.withdrawn: Mapping[str, frozenset[str]] = {}
 
     @property
     def uses_model_features(self) -> bool:
@@ -197,6 +206,12 @@ class SpaceRuntime:
 
     def _refresh_active(self) -> None:
         self.active = tuple(self.catalog.active_ids())
+        by_class: dict[str, set[str]] = {}
+        for model_id, cls in self.guardrails.withdrawn:
+            by_class.setdefault(cls, set()).add(model_id)
+        withdrawn = {cls: frozenset(ms) for cls, ms in by_class.items()}
+        if withdrawn != self.withdrawn:
+            self.withdrawn = withdrawn
 
     # -- the log -----------------------------------------------------------------------------------
     def apply(self, e: LogEvent) -> None:
@@ -360,8 +375,7 @@ class SpaceRuntime:
 
     def offered(self, eligible: list[str], device_class: str) -> list[str]:
         """The eligible models minus those a guardrail withdrew from this device class."""
-        with self.lock:
-            withdrawn = self.guardrails.withdrawn_in(device_class)
+        withdrawn = self.withdrawn.get(device_class, frozenset())
         if not withdrawn:
             return eligible
         ids = [m for m in eligible if m not in withdrawn]
@@ -374,16 +388,41 @@ class SpaceRuntime:
             )
         return ids
 
-    def choose_holdout(self, x: np.ndarray, *, prefs: dict, owner: str, device_class: str) -> Choice:
+    def choose_holdout(
+        self,
+        x: np.ndarray,
+        eligible: list[str],
+        *,
+        prefs: dict,
+        owner: str,
+        include_ranking: bool,
+        device_class: str,
+    ) -> Choice:
         """The incumbent, with propensity 1 and no draw from the core's generator (the policy's random
-        stream is the same with or without the holdout's requests)."""
+        stream is the same with or without the holdout's requests). The decision records what was eligible, as
+        the policy's do, so that offline replay sees the same choices."""
         assert self.cfg.holdout is not None
         model_id = self.cfg.holdout.model
-        ids, mean, bonus, total = self.bandit.score(x, [model_id])
+        all_active = self._all_active(eligible)
+        ids, mean, bonus, total = self.bandit.score(x, eligible)
+        j = ids.index(model_id)
         decision = self._decision(
-            x, model_id, 1.0, float(mean[0]), float(bonus[0]), [model_id], prefs, owner, HOLDOUT, device_class
+            x,
+            model_id,
+            1.0,
+            float(mean[j]),
+            float(bonus[j]),
+            [] if all_active else list(eligible),
+            prefs,
+            owner,
+            HOLDOUT,
+            device_class,
         )
-        return Choice(decision, self.catalog.get(model_id), float(total[0]), False, [])
+        ranking = _ranking((ids, mean, bonus, total)) if include_ranking else []
+        return Choice(decision, self.catalog.get(model_id), float(total[j]), False, ranking)
+
+    def _all_active(self, eligible: list[str]) -> bool:
+        return len(eligible) == len(self.active) and eligible == list(self.active)
 
     def _decision(
         self,
@@ -429,7 +468,7 @@ class SpaceRuntime:
         device_class: str = "all",
     ) -> Choice:
         """Score the eligible arms and pick one; the decision is not stored yet."""
-        all_active = len(eligible) == len(self.active) and eligible == list(self.active)
+        all_active = self._all_active(eligible)
         bandit = self.bandit
         # The core makes the whole decision (greedy arm, forced sampling, propensity) with its own generator,
         # which is in the snapshot: a restored space decides exactly as one that never stopped.
@@ -448,11 +487,7 @@ class SpaceRuntime:
             group,
             device_class,
         )
-        ranking = []
-        if sel.scores is not None:
-            ids, mean, bonus, total = sel.scores
-            order = sorted(range(len(ids)), key=lambda j: (-total[j], ids[j]))
-            ranking = [(ids[j], float(mean[j]), float(bonus[j]), float(total[j])) for j in order]
+        ranking = _ranking(sel.scores) if sel.scores is not None else []
         self.decided_since_snapshot = True
         return Choice(decision, self.catalog.get(sel.id), sel.total, sel.exploratory, ranking)
 

@@ -16,6 +16,7 @@ from edgesel.v1 import catalog_pb2
 from edgesel_server.holdout import in_holdout
 from tests.hardening.support import json_logs
 from tests.hardening.test_observability import scrape
+from tests.rpc_status import reason_of
 from tests.server.serverproc import ServerProcess
 from tests.server.test_holdout import CONFIG, SHARE, Fleet, ids
 
@@ -43,7 +44,7 @@ def offered_slow(fleet: Fleet, installation: str, soc: str) -> bool:
         fleet.select(installation, soc, eligible_model_ids=["slow"])
         return True
     except grpc.RpcError as e:
-        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and reason_of(e) == "NO_ELIGIBLE_MODEL"
         assert "withdrawn" in (e.details() or "") and soc in (e.details() or "")
         return False
 
@@ -108,6 +109,13 @@ def test_a_model_slow_on_one_class_is_withdrawn_there_survives_restart_and_is_li
         assert withdrawn(fleet) == set()
         assert offered_slow(fleet, policy[0], "snapdragon")
         assert not fleet.cat.LiftGuardrail(req, timeout=10).lifted  # nothing left to lift
+        for bad, code in (("", grpc.StatusCode.INVALID_ARGUMENT), ("nope", grpc.StatusCode.NOT_FOUND)):
+            with pytest.raises(grpc.RpcError) as err:
+                fleet.cat.LiftGuardrail(
+                    catalog_pb2.LiftGuardrailRequest(space="fleet", model_id=bad, device_class="exynos"),
+                    timeout=10,
+                )
+            assert err.value.code() == code and "model" in (err.value.details() or "")
         rep = fleet.report()
         assert rep.withdrawals_total == 1 and not rep.withdrawn
     finally:

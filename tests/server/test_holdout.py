@@ -197,6 +197,11 @@ def test_holdout_devices_get_the_incumbent_and_their_feedback_never_teaches(
             assert r.model.model_id == "incumbent"
             events[r.event_id] = soc
             fleet.feedback(r.event_id, 2.0, 30.0)
+    ranked = fleet.select(held[0], "exynos", include_ranking=True)
+    assert ranked.model.model_id == "incumbent" and not ranked.exploratory
+    assert sorted(m.model_id for m in ranked.ranking) == ["fast", "incumbent", "slow"]
+    fleet.feedback(ranked.event_id, 2.0, 30.0)
+    events[ranked.event_id] = "exynos"
     # Stored exactly like any other decision, flagged, with propensity 1 ...
     stored = stored_groups(tmp_path / "data")
     for eid, soc in events.items():

@@ -169,6 +169,7 @@ class CatalogServiceServicer(object):
         """Offer a model that a guardrail withdrew from a device class again. A log event: every replica lifts
         at the same log position, and the pair starts a fresh guardrail window.
         INVALID_ARGUMENT  INVALID_ARGUMENT   no  (model_id or device_class empty)
+        NOT_FOUND         MODEL_UNKNOWN      no
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
