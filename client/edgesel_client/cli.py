@@ -3,7 +3,8 @@
     edgesel --target HOST:PORT [--token T] [--tls-ca CA.pem [--tls-cert C.pem --tls-key K.pem]] [--json] \
         COMMAND ...
 
-Commands: ``spaces``; ``models list|add|update|retire``; ``stats``; ``export``, ``import``, ``reset``.
+Commands: ``spaces``; ``models list|add|update|retire``; ``stats``; ``export``, ``import``, ``reset``;
+``report``; ``guardrails lift``.
 Tables for people by default, ``--json`` for scripts. A failed call prints the server's gRPC status, its
 message and, when the server attached a ``google.rpc.ErrorInfo``, its reason, then exits with a code that
 says what kind of failure it was (see ``EXIT_CODES``); ``--help`` lists them.
@@ -355,10 +356,160 @@ def cmd_reset(session: Session, args: argparse.Namespace) -> None:
     )
 
 
+def _optional(message: Any, name: str) -> float | None:
+    return getattr(message, name) if message.HasField(name) else None
+
+
+def _outcomes_dict(o: catalog_pb2.GroupOutcomes) -> dict[str, Any]:
+    out: dict[str, Any] = {"n": o.n}
+    for name in ("mean_qoe", "p50_latency_ms", "p95_latency_ms", "failure_rate"):
+        out[name] = _optional(o, name)
+    return out
+
+
+def _lift_dict(c: catalog_pb2.ClassReport) -> dict[str, Any] | None:
+    if not c.HasField("lift"):
+        return None
+    lf = c.lift
+    relative = _optional(lf, "relative")
+    return {
+        "absolute": lf.absolute,
+        "ci95": [lf.absolute_ci95_low, lf.absolute_ci95_high],
+        "relative": relative,
+        "relative_ci95": None if relative is None else [lf.relative_ci95_low, lf.relative_ci95_high],
+    }
+
+
+def _class_dict(c: catalog_pb2.ClassReport) -> dict[str, Any]:
+    return {
+        "device_class": c.device_class,
+        "policy": _outcomes_dict(c.policy),
+        "holdout": _outcomes_dict(c.holdout),
+        "lift": _lift_dict(c),
+    }
+
+
+def _report_dict(space: str, r: catalog_pb2.GetSpaceReportResponse) -> dict[str, Any]:
+    return {
+        "space": space,
+        "holdout_model": r.holdout_model,
+        "holdout_share": r.holdout_share,
+        "window_s": r.window_s,
+        "policy_version": r.policy_version,
+        "since_start": {
+            "classes": [_class_dict(c) for c in r.since_start.classes],
+            "pooled": _class_dict(r.since_start.pooled),
+        },
+        "window": {
+            "classes": [_class_dict(c) for c in r.window.classes],
+            "pooled": _class_dict(r.window.pooled),
+        },
+        "withdrawn": [
+            {
+                "model_id": w.model_id,
+                "device_class": w.device_class,
+                "guardrail": w.guardrail,
+                "value": w.value,
+                "limit": w.limit,
+                "seq": w.seq,
+                "time": _timestamp(w.time),
+            }
+            for w in r.withdrawn
+        ],
+        "withdrawals_total": r.withdrawals_total,
+    }
+
+
+def _cell(value: float | None, fmt: str = "{:.4g}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _report_rows(period: str, classes: Iterable[dict[str, Any]]) -> list[tuple]:
+    rows = []
+    for c in classes:
+        lf = c["lift"]
+        lift = "-" if lf is None else f"{lf['absolute']:+.4f} [{lf['ci95'][0]:+.4f}, {lf['ci95'][1]:+.4f}]"
+        rel = "-"
+        if lf is not None and lf["relative"] is not None:
+            rel = f"{lf['relative']:+.1%} [{lf['relative_ci95'][0]:+.1%}, {lf['relative_ci95'][1]:+.1%}]"
+        for group in ("policy", "holdout"):
+            g = c[group]
+            rows.append(
+                (
+                    period,
+                    c["device_class"],
+                    group,
+                    g["n"],
+                    _cell(g["mean_qoe"]),
+                    _cell(g["p50_latency_ms"]),
+                    _cell(g["p95_latency_ms"]),
+                    _cell(g["failure_rate"], "{:.2%}"),
+                    lift if group == "policy" else "",
+                    rel if group == "policy" else "",
+                )
+            )
+    return rows
+
+
 def cmd_report(session: Session, args: argparse.Namespace) -> None:
-    raise CliError(
-        "not supported by this server: the edgesel.v1 CatalogService it serves has no report RPC",
-        EXIT_UNSUPPORTED,
+    response = session.call(
+        session.catalog.GetSpaceReport, catalog_pb2.GetSpaceReportRequest(space=args.space)
+    )
+    data = _report_dict(args.space, response)
+    holdout = (
+        f"holdout {data['holdout_model']} ({data['holdout_share']:.1%} of installations)"
+        if data["holdout_model"]
+        else "no holdout configured"
+    )
+    window = f"window {data['window_s']:g} s"
+    lines = [f"space {args.space}: {holdout}, {window}, policy version {data['policy_version']}"]
+    rows = []
+    for period in ("since_start", "window"):
+        rows += _report_rows(period, data[period]["classes"] + [data[period]["pooled"]])
+    headers = (
+        "PERIOD",
+        "CLASS",
+        "GROUP",
+        "N",
+        "MEAN_QOE",
+        "P50_MS",
+        "P95_MS",
+        "FAILED",
+        "LIFT [95% CI]",
+        "RELATIVE",
+    )
+    lines.append(_table(headers, rows))
+    if data["withdrawn"]:
+        lines.append("withdrawn by guardrails:")
+        lines.append(
+            _table(
+                ("MODEL", "CLASS", "GUARDRAIL", "VALUE", "LIMIT", "SEQ", "TIME"),
+                [
+                    (
+                        w["model_id"],
+                        w["device_class"],
+                        w["guardrail"],
+                        f"{w['value']:.4g}",
+                        f"{w['limit']:.4g}",
+                        w["seq"],
+                        w["time"] or "-",
+                    )
+                    for w in data["withdrawn"]
+                ],
+            )
+        )
+    session.emit(data, "\n".join(lines))
+
+
+def cmd_guardrails_lift(session: Session, args: argparse.Namespace) -> None:
+    request = catalog_pb2.LiftGuardrailRequest(
+        space=args.space, model_id=args.model_id, device_class=args.device_class
+    )
+    lifted = session.call(session.catalog.LiftGuardrail, request).lifted
+    verb = "lifted" if lifted else "nothing to lift: not withdrawn,"
+    session.emit(
+        {"space": args.space, "model_id": args.model_id, "device_class": args.device_class, "lifted": lifted},
+        f"{verb} {args.model_id} on device class {args.device_class!r} in {args.space}",
     )
 
 
@@ -443,9 +594,17 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("space")
     reset.add_argument("--yes", action="store_true", help="really do it")
     reset.set_defaults(run=cmd_reset)
-    report = commands.add_parser("report", help="the holdout report (needs a server with a report RPC)")
+    report = commands.add_parser("report", help="policy vs holdout: QoE, latency, failures, lift")
     report.add_argument("space")
     report.set_defaults(run=cmd_report)
+    guardrails = commands.add_parser("guardrails", help="guardrail withdrawals").add_subparsers(
+        dest="guardrails_command", required=True, metavar="ACTION"
+    )
+    lift = guardrails.add_parser("lift", help="offer a withdrawn model to a device class again")
+    lift.add_argument("space")
+    lift.add_argument("model_id")
+    lift.add_argument("device_class")
+    lift.set_defaults(run=cmd_guardrails_lift)
     return parser
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from edgesel_server import toml as tomllib
 from edgesel_server.catalog import Catalog, CatalogError, Model
 from edgesel_server.core import POLICIES
+from edgesel_server.guardrails import GuardrailConfig
 from edgesel_server.qoe import QoeFunction
 from edgesel_server.schema import AnyFeatureSpec, CategoricalSpec, FeatureSchema, FeatureSpec
 
@@ -43,6 +44,23 @@ class PolicyConfig:
     half_life: int = 0
 
 
+@dataclass(frozen=True)
+class HoldoutConfig:
+    """`[space.holdout]`: a stable share of installations always gets the incumbent `model`
+    (docs/holdout.md)."""
+
+    model: str
+    share: float
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """`[space.report]`: how GetSpaceReport splits devices into classes, and its sliding window."""
+
+    device_class: str | None = None  # a device feature's name; None: one class, "all"
+    window_s: float = 3600.0
+
+
 @dataclass
 class SpaceConfig:
     name: str
@@ -57,6 +75,9 @@ class SpaceConfig:
     # Ask the device to solicit a user rating when the pick was exploratory or its bonus is at least this.
     rating_request_min_bonus: float = 0.1
     description: str = ""  # shown by ListSpaces
+    holdout: HoldoutConfig | None = None
+    report: ReportConfig = field(default_factory=ReportConfig)
+    guardrails: GuardrailConfig = field(default_factory=GuardrailConfig)
 
 
 @dataclass(frozen=True)
@@ -261,6 +282,9 @@ def _space(r: _Reader) -> SpaceConfig:
         default_reward=r.get("default_reward", float, 0.0),
         rating_request_min_bonus=r.get("rating_request_min_bonus", float, 0.1),
         description=r.get("description", str, ""),
+        holdout=_holdout(r),
+        report=_report(r),
+        guardrails=_guardrails(r),
     )
     r.done()
     if not space.device_features:
@@ -274,7 +298,54 @@ def _space(r: _Reader) -> SpaceConfig:
         qoe.check_reward(space.default_reward)
     except ValueError as e:
         raise ConfigError(f"{r.where}.default_reward: {e}") from None
+    if space.holdout is not None and space.holdout.model not in {m.id for m in space.models}:
+        raise ConfigError(
+            f"{r.where}.holdout.model {space.holdout.model!r} is not one of the space's configured models"
+        )
+    cls = space.report.device_class
+    if cls is not None and cls not in {f.name for f in space.device_features}:
+        raise ConfigError(f"{r.where}.report.device_class {cls!r} is not one of the space's device features")
     return space
+
+
+def _holdout(r: _Reader) -> HoldoutConfig | None:
+    if "holdout" not in r.table:
+        r.used.add("holdout")
+        return None
+    h = r.sub("holdout")
+    cfg = HoldoutConfig(model=h.get("model", str), share=h.get("share", float))
+    h.done()
+    if not 0.0 < cfg.share < 1.0:
+        raise ConfigError(f"{h.where}.share must be in (0, 1), got {cfg.share}")
+    return cfg
+
+
+def _report(r: _Reader) -> ReportConfig:
+    t = r.sub("report")
+    cfg = ReportConfig(
+        device_class=t.get("device_class", str, None), window_s=t.get("window_s", float, 3600.0)
+    )
+    t.done()
+    if cfg.window_s <= 0:
+        raise ConfigError(f"{t.where}.window_s must be > 0, got {cfg.window_s}")
+    return cfg
+
+
+def _guardrails(r: _Reader) -> GuardrailConfig:
+    t = r.sub("guardrails")
+    d = GuardrailConfig()
+    values = {
+        "max_failure_rate": t.get("max_failure_rate", float, None),
+        "max_p95_latency_ratio": t.get("max_p95_latency_ratio", float, None),
+        "window": t.get("window", int, d.window),
+        "min_observations": t.get("min_observations", int, d.min_observations),
+    }
+    t.done()
+    try:
+        return GuardrailConfig(**values)
+    except ValueError as e:
+        # GuardrailConfig's messages start with the key's name
+        raise ConfigError(f"{t.where}.{e}") from None
 
 
 def _path(r: _Reader, key: str, base_dir: Path) -> Path | None:

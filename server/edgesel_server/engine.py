@@ -38,6 +38,7 @@ from edgesel_server.errors import (
     UnknownSpace,
 )
 from edgesel_server.futures import LoopBridge
+from edgesel_server.holdout import HOLDOUT, outcome_payload
 from edgesel_server.space import Choice, SpaceRuntime, event_id_time, normalize_weights
 from edgesel_server.store import Store, open_store
 from edgesel_server.store import base as ev
@@ -348,7 +349,23 @@ class Engine:
                     and np.array_equal(earlier.decision.x, x)):  # fmt: skip
                 return earlier
         ids = space.eligible(eligible, max_model_size_mb)
-        choice = space.choose(x, ids, prefs=prefs, owner=owner, include_ranking=include_ranking)
+        cls = space.device_class(features, labels)
+        group = space.group_of(installation_id, ids)
+        if group == HOLDOUT:
+            choice = space.choose_holdout(
+                x, ids, prefs=prefs, owner=owner, include_ranking=include_ranking, device_class=cls
+            )
+        else:
+            ids = space.offered(ids, cls)
+            choice = space.choose(
+                x,
+                ids,
+                prefs=prefs,
+                owner=owner,
+                include_ranking=include_ranking,
+                group=group,
+                device_class=cls,
+            )
         d = choice.decision
         await self._persist_decision(d)
         space.stats.decisions += 1
@@ -409,7 +426,7 @@ class Engine:
         self._inflight[event_id] = fut
         try:
             try:
-                await self._append_reward(space, d, value, ev.FEEDBACK)
+                await self._append_reward(space, d, value, ev.FEEDBACK, measurements)
                 result = FeedbackResult(False, value)
                 space.stats.feedback += 1
             except DuplicateEvent as dup:
@@ -462,7 +479,14 @@ class Engine:
         if d.owner and d.owner != owner:
             raise PermissionError_("this decision was made for another token", event_id=d.event_id)
 
-    async def _append_reward(self, space: SpaceRuntime, d: Decision, reward: float, kind: str) -> int:
+    async def _append_reward(
+        self,
+        space: SpaceRuntime,
+        d: Decision,
+        reward: float,
+        kind: str,
+        measurements: Mapping[str, float] | None = None,
+    ) -> int:
         e = LogEvent(
             space.name,
             kind,
@@ -470,6 +494,7 @@ class Engine:
             model_id=d.model_id,
             x=d.x,
             reward=reward,
+            payload=json.dumps(outcome_payload(d, measurements or {})).encode(),
             created=time.time(),
         )
         return await self._await(self.store.submit_event(e))
@@ -553,6 +578,25 @@ class Engine:
 
     def export_state(self, space_name: str) -> tuple[bytes, str]:
         return self.space(space_name).export_state()
+
+    def report(self, space_name: str) -> dict:
+        return self.space(space_name).report(time.time())
+
+    async def lift_guardrail(self, space_name: str, model_id: str, device_class: str) -> bool:
+        """Append a lift event (every replica lifts at its log position); False if nothing was withdrawn."""
+        space = self.space(space_name)
+        if not model_id:
+            raise InvalidArgument("model_id is required", field="model_id")
+        if not device_class:
+            raise InvalidArgument("device_class is required", field="device_class")
+        space.model(model_id)  # NOT_FOUND MODEL_UNKNOWN for a model the space never had
+        if not space.is_withdrawn(model_id, device_class):
+            return False
+        payload = json.dumps({"device_class": device_class}).encode()
+        await self._append(
+            LogEvent(space_name, ev.LIFT_GUARDRAIL, model_id=model_id, payload=payload, created=time.time())
+        )
+        return True
 
     async def arm_stats(self, space_name: str, model_id: str | None = None) -> list[dict]:
         space = self.space(space_name)

@@ -79,6 +79,7 @@ class _SpaceCollector(Collector):
             seq.add_metric([space.name], space.applied_seq)
         yield from counters.values()
         yield from (join, explore, snapshot_age, pending, seq)
+        yield from self._lift_and_guardrails(now)
         yield GaugeMetricFamily(
             "edgesel_unsaved_decisions",
             "Decisions answered while the store was down, waiting in memory to be written (in order).",
@@ -89,6 +90,41 @@ class _SpaceCollector(Collector):
             "Decisions written to the store after it came back from an outage.",
             value=self.engine.saved_late,
         )
+
+    def _lift_and_guardrails(self, now: float) -> Iterator[Metric]:
+        labels = ["space", "device_class", "period"]
+        lift = GaugeMetricFamily(
+            "edgesel_lift",
+            "Mean QoE of the policy minus the holdout's (device_class POOLED: all).",
+            labels=labels,
+        )
+        low = GaugeMetricFamily(
+            "edgesel_lift_ci95_low", "Lower end of the lift's 95 % interval.", labels=labels
+        )
+        high = GaugeMetricFamily(
+            "edgesel_lift_ci95_high", "Upper end of the lift's 95 % interval.", labels=labels
+        )
+        withdrawals = CounterMetricFamily(
+            "edgesel_guardrail_withdrawals",
+            "Models a guardrail withdrew from a device class (log-derived, lifted ones included).",
+            labels=["space"],
+        )
+        withdrawn = GaugeMetricFamily(
+            "edgesel_guardrail_withdrawn", "(model, device class) pairs withdrawn now.", labels=["space"]
+        )
+        for space in list(self.engine.spaces.values()):
+            rep = space.report(now)
+            for period in ("since_start", "window"):
+                cells = {**rep[period]["classes"], "POOLED": rep[period]["all"]}
+                for cls, cell in cells.items():
+                    lf = cell["lift"]
+                    if lf is not None:
+                        lift.add_metric([space.name, cls, period], lf["absolute"])
+                        low.add_metric([space.name, cls, period], lf["ci95"][0])
+                        high.add_metric([space.name, cls, period], lf["ci95"][1])
+            withdrawals.add_metric([space.name], rep["withdrawals_total"])
+            withdrawn.add_metric([space.name], len(rep["withdrawn"]))
+        yield from (lift, low, high, withdrawals, withdrawn)
 
 
 class Metrics:

@@ -295,3 +295,67 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> catalog_pb2.ResetStateResponse:
         version = await self.engine.reset(request.space)
         return catalog_pb2.ResetStateResponse(policy_version=version)
+
+    @rpc
+    async def GetSpaceReport(
+        self, request: catalog_pb2.GetSpaceReportRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.GetSpaceReportResponse:
+        rep = self.engine.report(request.space)
+        withdrawn = [
+            catalog_pb2.Withdrawal(
+                model_id=b["model_id"],
+                device_class=b["device_class"],
+                guardrail=b["reason"],
+                value=b["value"],
+                limit=b["limit"],
+                seq=b["seq"],
+                time=_timestamp(b["created"]),
+            )
+            for b in rep["withdrawn"]
+        ]
+        return catalog_pb2.GetSpaceReportResponse(
+            space=request.space,
+            holdout_model=rep["holdout_model"],
+            holdout_share=rep["holdout_share"],
+            window_s=rep["window_s"],
+            since_start=_period(rep["since_start"]),
+            window=_period(rep["window"]),
+            withdrawn=withdrawn,
+            policy_version=str(rep["seq"]),
+            withdrawals_total=rep["withdrawals_total"],
+        )
+
+    @rpc
+    async def LiftGuardrail(
+        self, request: catalog_pb2.LiftGuardrailRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.LiftGuardrailResponse:
+        lifted = await self.engine.lift_guardrail(request.space, request.model_id, request.device_class)
+        return catalog_pb2.LiftGuardrailResponse(lifted=lifted)
+
+
+POOLED = "POOLED"
+
+
+def _outcomes(d: dict) -> catalog_pb2.GroupOutcomes:
+    return catalog_pb2.GroupOutcomes(**{k: v for k, v in d.items() if v is not None})
+
+
+def _class_report(name: str, cell: dict) -> catalog_pb2.ClassReport:
+    out = catalog_pb2.ClassReport(
+        device_class=name, policy=_outcomes(cell["policy"]), holdout=_outcomes(cell["holdout"])
+    )
+    lf = cell["lift"]
+    if lf is not None:
+        out.lift.absolute = lf["absolute"]
+        out.lift.absolute_ci95_low, out.lift.absolute_ci95_high = lf["ci95"]
+        if lf["relative"] is not None:
+            out.lift.relative = lf["relative"]
+            out.lift.relative_ci95_low, out.lift.relative_ci95_high = lf["relative_ci95"]
+    return out
+
+
+def _period(p: dict) -> catalog_pb2.PeriodReport:
+    return catalog_pb2.PeriodReport(
+        classes=[_class_report(c, cell) for c, cell in p["classes"].items()],
+        pooled=_class_report(POOLED, p["all"]),
+    )

@@ -27,9 +27,12 @@ from edgesel_server.catalog import Catalog, CatalogError, Model, UnknownModelErr
 from edgesel_server.config import ServerConfig, SpaceConfig
 from edgesel_server.core import Bandit, SnapshotError, uses_model_features
 from edgesel_server.errors import InvalidPreferences, InvalidState, NoEligibleModel
+from edgesel_server.guardrails import Breach, Guardrails
+from edgesel_server.holdout import EXCLUDED, HOLDOUT, POLICY, UNKNOWN_CLASS, device_class, in_holdout
+from edgesel_server.lift import LiftTracker
 from edgesel_server.pending import PendingDecisions, SpaceStats
 from edgesel_server.qoe import MEASUREMENTS
-from edgesel_server.schema import FeatureSchema
+from edgesel_server.schema import CategoricalSpec, FeatureSchema
 from edgesel_server.store import base as ev
 from edgesel_server.store.base import Decision, LogEvent, Snapshot
 
@@ -97,6 +100,13 @@ def normalize_weights(weights: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
+def _ranking(scores: tuple) -> list[tuple[str, float, float, float]]:
+    """Every scored arm, best total first (ties by id)."""
+    ids, mean, bonus, total = scores
+    order = sorted(range(len(ids)), key=lambda j: (-total[j], ids[j]))
+    return [(ids[j], float(mean[j]), float(bonus[j]), float(total[j])) for j in order]
+
+
 class SpaceRuntime:
     def __init__(self, cfg: SpaceConfig, server: ServerConfig) -> None:
         self.cfg = cfg
@@ -118,6 +128,11 @@ class SpaceRuntime:
         self.last_snapshot_time = 0.0
         self.pending = PendingDecisions(server.max_pending_decisions)  # event loop only
         self.stats = SpaceStats()  # event loop only
+        # Outcomes of applied rewards (log-derived, like the bandit): the report and the guardrails.
+        self.lift = LiftTracker(cfg.report.window_s)
+        self.guardrails = Guardrails(cfg.guardrails)
+        # class -> models withdrawn there; replaced (never mutated) by `apply`: Select reads it lock-free
+        self.withdrawn: Mapping[str, frozenset[str]] = {}
 
     @property
     def uses_model_features(self) -> bool:
@@ -168,6 +183,11 @@ class SpaceRuntime:
             self.bandit = bandit
             self.applied_seq = snap.seq
             self.last_snapshot_time = snap.created
+            derived = snap.derived
+            if "lift" in derived:
+                self.lift = LiftTracker.from_dict(derived["lift"])
+            if "guardrails" in derived:
+                self.guardrails.load(derived["guardrails"])
             self._refresh_active()
 
     def _restore_bandit(self, blob: bytes) -> Bandit:
@@ -193,6 +213,12 @@ class SpaceRuntime:
 
     def _refresh_active(self) -> None:
         self.active = tuple(self.catalog.active_ids())
+        by_class: dict[str, set[str]] = {}
+        for model_id, cls in self.guardrails.withdrawn:
+            by_class.setdefault(cls, set()).add(model_id)
+        withdrawn = {cls: frozenset(ms) for cls, ms in by_class.items()}
+        if withdrawn != self.withdrawn:
+            self.withdrawn = withdrawn
 
     # -- the log -----------------------------------------------------------------------------------
     def apply(self, e: LogEvent) -> None:
@@ -200,11 +226,24 @@ class SpaceRuntime:
         with self.lock:
             if e.kind in (ev.FEEDBACK, ev.DEFAULT_REWARD):
                 assert e.x is not None
-                self.bandit.update(e.model_id, e.x, e.reward)
-                c = self.counters.setdefault(e.model_id, ArmCounters())
-                c.n_updates += 1
-                c.reward_sum += e.reward
-                c.last_update = e.created
+                outcome = json.loads(e.payload) if e.payload else {}
+                # A holdout decision's reward is recorded and reported but never teaches the policy: the
+                # flag rides in the event, so replay and every replica skip the same events.
+                if outcome.get("group") != HOLDOUT:
+                    self.bandit.update(e.model_id, e.x, e.reward)
+                    c = self.counters.setdefault(e.model_id, ArmCounters())
+                    c.n_updates += 1
+                    c.reward_sum += e.reward
+                    c.last_update = e.created
+                if "group" in outcome:  # events written before the report existed carry no outcome
+                    self._observe(e, outcome)
+            elif e.kind == ev.LIFT_GUARDRAIL:
+                cls = json.loads(e.payload)["device_class"]
+                if self.guardrails.lift(e.model_id, cls, seq=e.seq, created=e.created):
+                    log.warning(
+                        "guardrail lifted: the model is offered to the device class again",
+                        extra={"space": self.name, "model_id": e.model_id, "device_class": cls, "seq": e.seq},
+                    )
             elif e.kind == ev.ADD_MODEL:
                 model = Model.from_dict(json.loads(e.payload))
                 self.catalog.add(model)
@@ -238,6 +277,38 @@ class SpaceRuntime:
             self.applied_seq = e.seq
             self.since_snapshot += 1
 
+    def _observe(self, e: LogEvent, outcome: Mapping) -> None:
+        group, cls = outcome["group"], outcome["device_class"]
+        latency = outcome.get("latency_ms")
+        failed = bool(outcome.get("failed", False))
+        if group in (POLICY, HOLDOUT):
+            self.lift.add(group, cls, qoe=e.reward, latency_ms=latency, failed=failed, at=e.created)
+        breach = self.guardrails.observe(
+            model_id=e.model_id,
+            device_class=cls,
+            holdout=group == HOLDOUT,
+            failed=failed,
+            latency_ms=latency,
+            seq=e.seq,
+            created=e.created,
+        )
+        if breach is not None:
+            self._log_breach(breach)
+
+    def _log_breach(self, b: Breach) -> None:
+        log.warning(
+            "guardrail breached: the model is withdrawn from the device class",
+            extra={
+                "space": self.name,
+                "model_id": b.model_id,
+                "device_class": b.device_class,
+                "guardrail": b.reason,
+                "value": b.value,
+                "limit": b.limit,
+                "seq": b.seq,
+            },
+        )
+
     def snapshot(self) -> Snapshot:
         with self.lock:
             catalog = [
@@ -245,7 +316,10 @@ class SpaceRuntime:
                 {"model": m.to_dict(), "counters": asdict(self.counters.get(m.id, ArmCounters()))}
                 for m in self.catalog.models(include_retired=True)
             ]
-            snap = Snapshot(self.name, self.applied_seq, self.bandit.to_bytes(), catalog, time.time())
+            derived = {"lift": self.lift.to_dict(), "guardrails": self.guardrails.to_dict()}
+            snap = Snapshot(
+                self.name, self.applied_seq, self.bandit.to_bytes(), catalog, time.time(), derived
+            )
             self.since_snapshot = 0
             self.decided_since_snapshot = False
             self.last_snapshot_time = snap.created
@@ -284,38 +358,143 @@ class SpaceRuntime:
                 )
         return ids
 
+    def device_class(self, features: Mapping[str, float], labels: Mapping[str, str]) -> str:
+        """The request's class for the report and guardrails (holdout.py), once the schema accepted it."""
+        name = self.cfg.report.device_class
+        spec = next((f for f in self.cfg.device_features if f.name == name), None)
+        if name is None or spec is None:
+            return device_class(None, features, labels)
+        if isinstance(spec, CategoricalSpec):
+            label = labels.get(name, spec.default)
+            # a label outside `values` (accepted as "other" by unknown = "other"): one class, not one each
+            return UNKNOWN_CLASS if label is None else label if label in spec.values else "other"
+        if name not in features and spec.default is not None:
+            features = {**features, name: spec.default}
+        return device_class(name, features, labels)
+
+    def group_of(self, installation_id: str, eligible: Sequence[str]) -> str:
+        """POLICY, HOLDOUT (this installation is held out and the incumbent is eligible), or EXCLUDED (held
+        out, but the incumbent is not eligible for this request: the policy decides, see holdout.py)."""
+        h = self.cfg.holdout
+        if h is None or not in_holdout(self.name, installation_id, h.share):
+            return POLICY
+        return HOLDOUT if h.model in eligible else EXCLUDED
+
+    def offered(self, eligible: list[str], device_class: str) -> list[str]:
+        """The eligible models minus those a guardrail withdrew from this device class."""
+        withdrawn = self.withdrawn.get(device_class, frozenset())
+        if not withdrawn:
+            return eligible
+        ids = [m for m in eligible if m not in withdrawn]
+        if not ids:
+            raise NoEligibleModel(
+                f"every eligible model of space {self.name!r} is withdrawn from device class "
+                f"{device_class!r} by a guardrail: {', '.join(sorted(withdrawn & set(eligible)))}",
+                device_class=device_class,
+                withdrawn=",".join(sorted(withdrawn & set(eligible))),
+            )
+        return ids
+
+    def choose_holdout(
+        self,
+        x: np.ndarray,
+        eligible: list[str],
+        *,
+        prefs: dict,
+        owner: str,
+        include_ranking: bool,
+        device_class: str,
+    ) -> Choice:
+        """The incumbent, with propensity 1 and no draw from the core's generator (the policy's random
+        stream is the same with or without the holdout's requests). The decision records what was eligible, as
+        the policy's do, so that offline replay sees the same choices."""
+        assert self.cfg.holdout is not None
+        model_id = self.cfg.holdout.model
+        all_active = self._all_active(eligible)
+        ids, mean, bonus, total = self.bandit.score(x, eligible)
+        j = ids.index(model_id)
+        decision = self._decision(
+            x,
+            model_id,
+            1.0,
+            float(mean[j]),
+            float(bonus[j]),
+            [] if all_active else list(eligible),
+            prefs,
+            owner,
+            HOLDOUT,
+            device_class,
+        )
+        ranking = _ranking((ids, mean, bonus, total)) if include_ranking else []
+        return Choice(decision, self.catalog.get(model_id), float(total[j]), False, ranking)
+
+    def _all_active(self, eligible: list[str]) -> bool:
+        return len(eligible) == len(self.active) and eligible == list(self.active)
+
+    def _decision(
+        self,
+        x: np.ndarray,
+        model_id: str,
+        propensity: float,
+        mean: float,
+        bonus: float,
+        eligible: list[str],
+        prefs: dict,
+        owner: str,
+        group: str,
+        device_class: str,
+    ) -> Decision:
+        now = time.time()
+        return Decision(
+            event_id=new_event_id(),
+            space=self.name,
+            model_id=model_id,
+            x=x,
+            created=now,
+            deadline=now + self.cfg.reward_window_s,
+            propensity=propensity,
+            expected_qoe=mean,
+            bonus=bonus,
+            policy_version=self.applied_seq,
+            eligible=eligible,
+            prefs=prefs,
+            owner=owner,
+            group=group,
+            device_class=device_class,
+        )
+
     def choose(
-        self, x: np.ndarray, eligible: list[str], *, prefs: dict, owner: str, include_ranking: bool
+        self,
+        x: np.ndarray,
+        eligible: list[str],
+        *,
+        prefs: dict,
+        owner: str,
+        include_ranking: bool,
+        group: str = POLICY,
+        device_class: str = "all",
     ) -> Choice:
         """Score the eligible arms and pick one; the decision is not stored yet."""
-        all_active = len(eligible) == len(self.active) and eligible == list(self.active)
+        all_active = self._all_active(eligible)
         bandit = self.bandit
         # The core makes the whole decision (greedy arm, forced sampling, propensity) with its own generator,
         # which is in the snapshot: a restored space decides exactly as one that never stopped.
         sel = bandit.select(
             x, None if all_active and len(bandit) == len(eligible) else eligible, with_scores=include_ranking
         )
-        now = time.time()
-        decision = Decision(
-            event_id=new_event_id(),
-            space=self.name,
-            model_id=sel.id,
-            x=x,
-            created=now,
-            deadline=now + self.cfg.reward_window_s,
-            propensity=sel.propensity,
-            expected_qoe=sel.mean,
-            bonus=sel.bonus,
-            policy_version=self.applied_seq,
-            eligible=[] if all_active else list(eligible),
-            prefs=prefs,
-            owner=owner,
+        decision = self._decision(
+            x,
+            sel.id,
+            sel.propensity,
+            sel.mean,
+            sel.bonus,
+            [] if all_active else list(eligible),
+            prefs,
+            owner,
+            group,
+            device_class,
         )
-        ranking = []
-        if sel.scores is not None:
-            ids, mean, bonus, total = sel.scores
-            order = sorted(range(len(ids)), key=lambda j: (-total[j], ids[j]))
-            ranking = [(ids[j], float(mean[j]), float(bonus[j]), float(total[j])) for j in order]
+        ranking = _ranking(sel.scores) if sel.scores is not None else []
         self.decided_since_snapshot = True
         return Choice(decision, self.catalog.get(sel.id), sel.total, sel.exploratory, ranking)
 
@@ -348,6 +527,23 @@ class SpaceRuntime:
     def export_state(self) -> tuple[bytes, str]:
         with self.lock:
             return self.bandit.to_bytes(), self.policy_version
+
+    def report(self, now: float) -> dict:
+        """The lift report (lift.py) plus the guardrails' withdrawals and history, as of the applied seq."""
+        with self.lock:
+            rep = self.lift.report(now)
+            rep["seq"] = self.applied_seq
+            rep["holdout_model"] = self.cfg.holdout.model if self.cfg.holdout else ""
+            rep["holdout_share"] = self.cfg.holdout.share if self.cfg.holdout else 0.0
+            rep["withdrawn"] = [asdict(b) for _, b in sorted(self.guardrails.withdrawn.items())]
+            rep["guardrail_history"] = list(self.guardrails.history)
+            # log-derived, so it only grows with the log (a Prometheus counter)
+            rep["withdrawals_total"] = sum(1 for h in self.guardrails.history if h["event"] == "withdrawn")
+            return rep
+
+    def is_withdrawn(self, model_id: str, device_class: str) -> bool:
+        with self.lock:
+            return self.guardrails.is_withdrawn(model_id, device_class)
 
     @property
     def total_updates(self) -> int:

@@ -177,9 +177,28 @@ def test_unreachable_server_exits_3(cli: Cli, pki: Path) -> None:
     assert code == 3 and "UNAVAILABLE" in err
 
 
-def test_report_is_not_supported_exit_7(cli: Cli) -> None:
-    code, _, err = cli("report", "vision")
-    assert code == 7 and "not supported by this server" in err
+def test_report_as_a_table_and_as_json_and_guardrails_lift(
+    cli: Cli, mtls_server: ServerProcess, pki: Path
+) -> None:
+    _traffic(mtls_server, pki, 3)  # reward 0.6 each, no holdout in this space
+    report = cli.json("report", "vision")
+    assert report["holdout_model"] == "" and report["window_s"] == 3600.0
+    pooled = report["since_start"]["pooled"]
+    assert pooled["device_class"] == "POOLED" and pooled["lift"] is None
+    assert pooled["policy"]["n"] == 3 and pooled["policy"]["mean_qoe"] == pytest.approx(0.6)
+    assert pooled["holdout"] == {
+        "n": 0, "mean_qoe": None, "p50_latency_ms": None, "p95_latency_ms": None, "failure_rate": None
+    }  # fmt: skip
+    assert [c["device_class"] for c in report["window"]["classes"]] == ["all"]
+    code, out, _ = cli("report", "vision")
+    lines = out.splitlines()
+    assert code == 0 and "no holdout configured" in lines[0]
+    assert lines[1].split()[:4] == ["PERIOD", "CLASS", "GROUP", "N"]
+    assert lines[2].split()[:5] == ["since_start", "all", "policy", "3", "0.6"]
+    lifted = cli.json("guardrails", "lift", "vision", "tiny", "all")
+    assert lifted == {"space": "vision", "model_id": "tiny", "device_class": "all", "lifted": False}
+    code, _, err = cli("guardrails", "lift", "vision", "tiny", "")
+    assert code == 6 and "device_class" in err
 
 
 def test_local_problems_exit_1_and_usage_2(cli: Cli, tmp_path: Path) -> None:

@@ -64,6 +64,16 @@ class CatalogServiceStub(object):
                 request_serializer=edgesel_dot_v1_dot_catalog__pb2.ResetStateRequest.SerializeToString,
                 response_deserializer=edgesel_dot_v1_dot_catalog__pb2.ResetStateResponse.FromString,
                 )
+        self.GetSpaceReport = channel.unary_unary(
+                '/edgesel.v1.CatalogService/GetSpaceReport',
+                request_serializer=edgesel_dot_v1_dot_catalog__pb2.GetSpaceReportRequest.SerializeToString,
+                response_deserializer=edgesel_dot_v1_dot_catalog__pb2.GetSpaceReportResponse.FromString,
+                )
+        self.LiftGuardrail = channel.unary_unary(
+                '/edgesel.v1.CatalogService/LiftGuardrail',
+                request_serializer=edgesel_dot_v1_dot_catalog__pb2.LiftGuardrailRequest.SerializeToString,
+                response_deserializer=edgesel_dot_v1_dot_catalog__pb2.LiftGuardrailResponse.FromString,
+                )
 
 
 class CatalogServiceServicer(object):
@@ -147,6 +157,24 @@ class CatalogServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSpaceReport(self, request, context):
+        """Policy vs holdout (docs/holdout.md): per device class and pooled, since start and over the space's
+        sliding window; the guardrails' withdrawals. As of the log position this replica has applied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LiftGuardrail(self, request, context):
+        """Offer a model that a guardrail withdrew from a device class again. A log event: every replica lifts
+        at the same log position, and the pair starts a fresh guardrail window.
+        INVALID_ARGUMENT  INVALID_ARGUMENT   no  (model_id or device_class empty)
+        NOT_FOUND         MODEL_UNKNOWN      no
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CatalogServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -194,6 +222,16 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.ResetState,
                     request_deserializer=edgesel_dot_v1_dot_catalog__pb2.ResetStateRequest.FromString,
                     response_serializer=edgesel_dot_v1_dot_catalog__pb2.ResetStateResponse.SerializeToString,
+            ),
+            'GetSpaceReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSpaceReport,
+                    request_deserializer=edgesel_dot_v1_dot_catalog__pb2.GetSpaceReportRequest.FromString,
+                    response_serializer=edgesel_dot_v1_dot_catalog__pb2.GetSpaceReportResponse.SerializeToString,
+            ),
+            'LiftGuardrail': grpc.unary_unary_rpc_method_handler(
+                    servicer.LiftGuardrail,
+                    request_deserializer=edgesel_dot_v1_dot_catalog__pb2.LiftGuardrailRequest.FromString,
+                    response_serializer=edgesel_dot_v1_dot_catalog__pb2.LiftGuardrailResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -360,5 +398,39 @@ class CatalogService(object):
         return grpc.experimental.unary_unary(request, target, '/edgesel.v1.CatalogService/ResetState',
             edgesel_dot_v1_dot_catalog__pb2.ResetStateRequest.SerializeToString,
             edgesel_dot_v1_dot_catalog__pb2.ResetStateResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetSpaceReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/edgesel.v1.CatalogService/GetSpaceReport',
+            edgesel_dot_v1_dot_catalog__pb2.GetSpaceReportRequest.SerializeToString,
+            edgesel_dot_v1_dot_catalog__pb2.GetSpaceReportResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def LiftGuardrail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/edgesel.v1.CatalogService/LiftGuardrail',
+            edgesel_dot_v1_dot_catalog__pb2.LiftGuardrailRequest.SerializeToString,
+            edgesel_dot_v1_dot_catalog__pb2.LiftGuardrailResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

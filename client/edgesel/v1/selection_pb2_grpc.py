@@ -74,7 +74,9 @@ class SelectionServiceServicer(object):
         INVALID_ARGUMENT     INVALID_PREFERENCES   no   (unknown or all-zero qoe_weights, budget <= 0)
         INVALID_ARGUMENT     LIMIT_EXCEEDED        no   (too many features or eligible ids, long request_id)
         INVALID_ARGUMENT     INVALID_ARGUMENT      no   (malformed installation_id)
-        FAILED_PRECONDITION  NO_ELIGIBLE_MODEL     no   (no active model, or none fits max_model_size_mb)
+        FAILED_PRECONDITION  NO_ELIGIBLE_MODEL     no   (no active model, or none fits max_model_size_mb, or a
+        guardrail withdrew every eligible one from this device
+        class: metadata device_class, withdrawn)
         UNAVAILABLE          STORE_UNAVAILABLE     yes  (the store is down and too many decisions wait)
         While the store is down, Select keeps answering from the learned state; those decisions are written,
         in order, as soon as it is back (at most server.max_unsaved_decisions wait; a kill -9 meanwhile loses

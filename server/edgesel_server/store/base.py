@@ -56,6 +56,9 @@ class Decision:
     eligible: list[str] = field(default_factory=list)
     prefs: dict = field(default_factory=dict)
     owner: str = ""
+    # Report group ("policy", "holdout", "excluded": holdout.py) and device class, fixed at Select time.
+    group: str = "policy"
+    device_class: str = "all"
 
     def prefs_json(self) -> str:
         return json.dumps(self.prefs, separators=(",", ":"), sort_keys=True)
@@ -69,7 +72,9 @@ UPDATE_MODEL = "update_model"
 RETIRE_MODEL = "retire_model"
 RESET = "reset"
 IMPORT = "import"
-EVENT_KINDS = (FEEDBACK, DEFAULT_REWARD, ADD_MODEL, UPDATE_MODEL, RETIRE_MODEL, RESET, IMPORT)
+# The operator lifts a guardrail's withdrawal of (model_id, payload {"device_class"}) at this log position.
+LIFT_GUARDRAIL = "lift_guardrail"
+EVENT_KINDS = (FEEDBACK, DEFAULT_REWARD, ADD_MODEL, UPDATE_MODEL, RETIRE_MODEL, RESET, IMPORT, LIFT_GUARDRAIL)
 
 
 @dataclass
@@ -92,6 +97,9 @@ class Snapshot:
     state: bytes
     catalog: list[dict]
     created: float
+    # Log-derived state beside the bandit (the lift report and the guardrails: {"lift": ..., "guardrails":
+    # ...}); {} in snapshots written before it existed, and then rebuilt from the events replayed after them.
+    derived: dict = field(default_factory=dict)
 
 
 ApplyFn = Callable[[LogEvent], None]

@@ -184,6 +184,8 @@ def _decision_json(d: Decision) -> str:
             "eligible": d.eligible,
             "prefs": d.prefs,
             "owner": d.owner,
+            "group": d.group,
+            "device_class": d.device_class,
         },
         separators=(",", ":"),
     )
@@ -412,6 +414,7 @@ class RedisStore(Store):
                         "state": snap.state,
                         "catalog": json.dumps(snap.catalog),
                         "created": repr(snap.created),
+                        "derived": json.dumps(snap.derived),
                     },
                 )
                 pipe.zadd(index, {str(snap.seq): snap.seq})
@@ -560,7 +563,8 @@ class RedisStore(Store):
             return self.latest_snapshot(space)
         with self._lock:
             self._loading[space] = seq
-        return Snapshot(space, seq, h[b"state"], json.loads(h[b"catalog"]), float(h[b"created"]))
+        derived = json.loads(h[b"derived"]) if b"derived" in h else {}  # older snapshots have none
+        return Snapshot(space, seq, h[b"state"], json.loads(h[b"catalog"]), float(h[b"created"]), derived)
 
     def events_after(self, space: str, seq: int) -> Iterator[LogEvent]:
         """Replay the log after `seq`; once exhausted, this replica's tailer continues from there."""

@@ -100,7 +100,17 @@ def _x_array(blob: bytes | None) -> np.ndarray | None:
     return None if blob is None else np.frombuffer(blob, dtype="<f8").copy()
 
 
-INSERT_DECISION = "INSERT OR REPLACE INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+DECISION_COLUMNS = (
+    "event_id, space, model_id, x, created, deadline, propensity, expected_qoe, bonus, policy_version, "
+    "eligible, prefs, owner, report_group, device_class"
+)
+INSERT_DECISION = f"INSERT OR REPLACE INTO decisions ({DECISION_COLUMNS}) VALUES ({','.join('?' * 15)})"
+# Columns added after the first release: (table, column, declaration) added to older databases at open.
+ADDED_COLUMNS = (
+    ("decisions", "report_group", "TEXT NOT NULL DEFAULT 'policy'"),
+    ("decisions", "device_class", "TEXT NOT NULL DEFAULT 'all'"),
+    ("snapshots", "derived", "TEXT NOT NULL DEFAULT '{}'"),
+)
 
 
 # SQLite stores NaN as NULL, which the NOT NULL column refuses: a Thompson-sampling decision's propensity
@@ -113,7 +123,7 @@ def _decision_row(d: Decision) -> tuple:
     return (
         d.event_id, d.space, d.model_id, _x_blob(d.x), d.created, d.deadline, propensity, d.expected_qoe,
         d.bonus, d.policy_version, json.dumps(d.eligible) if d.eligible else "[]",
-        d.prefs_json() if d.prefs else "{}", d.owner,
+        d.prefs_json() if d.prefs else "{}", d.owner, d.group, d.device_class,
     )  # fmt: skip
 
 
@@ -132,6 +142,8 @@ def _row_decision(row: sqlite3.Row) -> Decision:
         eligible=json.loads(row["eligible"]),
         prefs=json.loads(row["prefs"]),
         owner=row["owner"],
+        group=row["report_group"],
+        device_class=row["device_class"],
     )
 
 
@@ -181,6 +193,10 @@ class SqliteStore(Store):
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'selections'"
         ).fetchone()
         conn.executescript(SCHEMA)
+        for table, column, decl in ADDED_COLUMNS:
+            have = {r["name"] for r in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
         if not had_selections:
             conn.execute(BACKFILL_SELECTIONS)
         conn.close()
@@ -290,8 +306,9 @@ class SqliteStore(Store):
     @staticmethod
     def _insert_snapshot(conn: sqlite3.Connection, s: Snapshot) -> None:
         conn.execute(
-            "INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?,?)",
-            (s.space, s.seq, s.created, s.state, json.dumps(s.catalog)),
+            "INSERT OR REPLACE INTO snapshots (space, seq, created, state, catalog, derived) "
+            "VALUES (?,?,?,?,?,?)",
+            (s.space, s.seq, s.created, s.state, json.dumps(s.catalog), json.dumps(s.derived)),
         )
         conn.execute(
             "DELETE FROM snapshots WHERE space = ? AND seq NOT IN "
@@ -308,7 +325,14 @@ class SqliteStore(Store):
         )
         if row is None:
             return None
-        return Snapshot(space, row["seq"], bytes(row["state"]), json.loads(row["catalog"]), row["created"])
+        return Snapshot(
+            space,
+            row["seq"],
+            bytes(row["state"]),
+            json.loads(row["catalog"]),
+            row["created"],
+            json.loads(row["derived"]),
+        )
 
     def events_after(self, space: str, seq: int) -> Iterator[LogEvent]:
         cur = self._reader().execute(

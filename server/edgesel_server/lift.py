@@ -1,0 +1,274 @@
+"""Policy-vs-holdout outcome statistics: mean QoE, latency quantiles, failure rate and the lift with its 95 %
+confidence interval, per device class, since start and over a sliding window.
+
+Everything here is a pure function of the observations fed in, in the order fed in, so a report rebuilt by
+replaying the log equals the one the server kept live, and replicas that apply the same log agree. The state
+is plain numbers (`to_dict` / `from_dict`) so it rides in the space's snapshot.
+
+Lift = mean QoE(policy) − mean QoE(holdout). Its interval is Welch's: ±z·sqrt(s²_p/n_p + s²_h/n_h) with z the
+normal quantile (1.96 for 95 %): the groups are independent (a device is in one group for good) and the
+sample sizes of a live fleet make the normal approximation of the t distribution exact to the digits shown;
+with fewer than `MIN_N` observations in a group no interval is given. The relative lift (lift / mean of the
+holdout) uses the delta method.
+
+Latency quantiles come from a log-bucketed histogram (relative accuracy 1 %, the DDSketch mapping: bucket
+i holds values in (γ^(i−1), γ^i] with γ = 1.01/0.99), which is bounded in memory, mergeable across
+time slots and exactly serializable; the `ddsketch` package implements the same mapping but its only
+serialization is protobuf messages generated for an older protobuf runtime.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+GROUPS = ("policy", "holdout")
+Z95 = 1.959963984540054  # standard normal 97.5 % quantile
+MIN_N = 2
+RELATIVE_ACCURACY = 0.01
+_GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
+_LOG_GAMMA = math.log(_GAMMA)
+_MIN_LATENCY_MS = 1e-3  # latencies below a microsecond share the lowest bucket
+
+
+@dataclass
+class LatencyHistogram:
+    """Log-bucketed counts of latencies (ms); quantiles to within 1 % relative error."""
+
+    counts: dict[int, int] = field(default_factory=dict)
+    n: int = 0
+
+    @staticmethod
+    def bucket(value_ms: float) -> int:
+        return math.ceil(math.log(max(value_ms, _MIN_LATENCY_MS)) / _LOG_GAMMA)
+
+    def add(self, value_ms: float) -> None:
+        b = self.bucket(value_ms)
+        self.counts[b] = self.counts.get(b, 0) + 1
+        self.n += 1
+
+    def merge(self, other: LatencyHistogram) -> None:
+        for b, c in other.counts.items():
+            self.counts[b] = self.counts.get(b, 0) + c
+        self.n += other.n
+
+    def quantile(self, q: float) -> float | None:
+        """The value at rank ceil(q·n) (nearest-rank), as its bucket's midpoint 2γ^i/(γ+1)."""
+        if self.n == 0:
+            return None
+        rank = max(1, math.ceil(q * self.n))
+        seen = 0
+        for b in sorted(self.counts):
+            seen += self.counts[b]
+            if seen >= rank:
+                return 2.0 * _GAMMA**b / (_GAMMA + 1.0)
+        raise AssertionError("unreachable: ranks are within n")
+
+
+@dataclass
+class Outcomes:
+    """Sufficient statistics of one (group, device class) cell."""
+
+    n: int = 0
+    qoe_sum: float = 0.0
+    qoe_sumsq: float = 0.0
+    failures: int = 0
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+    def add(self, qoe: float, latency_ms: float | None, failed: bool) -> None:
+        self.n += 1
+        self.qoe_sum += qoe
+        self.qoe_sumsq += qoe * qoe
+        self.failures += int(failed)
+        if latency_ms is not None and not failed:
+            self.latency.add(latency_ms)
+
+    def merge(self, other: Outcomes) -> None:
+        self.n += other.n
+        self.qoe_sum += other.qoe_sum
+        self.qoe_sumsq += other.qoe_sumsq
+        self.failures += other.failures
+        self.latency.merge(other.latency)
+
+    @property
+    def mean(self) -> float | None:
+        return self.qoe_sum / self.n if self.n else None
+
+    @property
+    def variance(self) -> float | None:
+        """Unbiased sample variance (clamped at 0 against round-off)."""
+        if self.n < 2:
+            return None
+        return max(0.0, (self.qoe_sumsq - self.qoe_sum * self.qoe_sum / self.n) / (self.n - 1))
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "mean_qoe": self.mean,
+            "p50_latency_ms": self.latency.quantile(0.5),
+            "p95_latency_ms": self.latency.quantile(0.95),
+            "failure_rate": self.failures / self.n if self.n else None,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "qoe_sum": self.qoe_sum,
+            "qoe_sumsq": self.qoe_sumsq,
+            "failures": self.failures,
+            "latency": {str(b): c for b, c in sorted(self.latency.counts.items())},
+        }
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> Outcomes:
+        counts = {int(b): int(c) for b, c in d.get("latency", {}).items()}
+        return Outcomes(
+            int(d["n"]),
+            float(d["qoe_sum"]),
+            float(d["qoe_sumsq"]),
+            int(d["failures"]),
+            LatencyHistogram(counts, sum(counts.values())),
+        )
+
+
+@dataclass(frozen=True)
+class Lift:
+    absolute: float
+    ci95: tuple[float, float]
+    relative: float | None
+    relative_ci95: tuple[float, float] | None
+
+
+def lift(policy: Outcomes, holdout: Outcomes, z: float = Z95) -> Lift | None:
+    """Welch interval of mean(policy) − mean(holdout); None when either group has fewer than MIN_N."""
+    if policy.n < MIN_N or holdout.n < MIN_N:
+        return None
+    mp, mh = policy.mean, holdout.mean
+    vp, vh = policy.variance, holdout.variance
+    assert mp is not None and mh is not None and vp is not None and vh is not None
+    diff = mp - mh
+    se = math.sqrt(vp / policy.n + vh / holdout.n)
+    rel = rel_ci = None
+    if mh != 0.0:
+        # delta method for (mp / mh) − 1: var ≈ vp/(n_p mh²) + mp² vh/(n_h mh⁴)
+        rel = mp / mh - 1.0
+        rel_se = math.sqrt(vp / (policy.n * mh * mh) + mp * mp * vh / (holdout.n * mh**4))
+        rel_ci = (rel - z * rel_se, rel + z * rel_se)
+    return Lift(diff, (diff - z * se, diff + z * se), rel, rel_ci)
+
+
+class LiftTracker:
+    """Outcomes per (group, device class): since start, and over the last `window_s` seconds in `slots`
+    time slots (the window slides by one slot: an observation leaves it between window_s − slot and window_s
+    after it was made)."""
+
+    def __init__(self, window_s: float = 3600.0, slots: int = 60) -> None:
+        if not (math.isfinite(window_s) and window_s > 0):
+            raise ValueError(f"window_s must be > 0, got {window_s}")
+        if slots < 1:
+            raise ValueError(f"slots must be >= 1, got {slots}")
+        self.window_s = float(window_s)
+        self.slots = int(slots)
+        self.slot_s = self.window_s / self.slots
+        self.total: dict[tuple[str, str], Outcomes] = {}
+        # slot index (floor(t / slot_s)) -> cell -> outcomes; only the last `slots` indices are kept
+        self.recent: dict[int, dict[tuple[str, str], Outcomes]] = {}
+
+    def add(
+        self,
+        group: str,
+        device_class: str,
+        *,
+        qoe: float,
+        latency_ms: float | None,
+        failed: bool,
+        at: float,
+    ) -> None:
+        if group not in GROUPS:
+            raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
+        cell = (group, device_class)
+        self.total.setdefault(cell, Outcomes()).add(qoe, latency_ms, failed)
+        slot = math.floor(at / self.slot_s)
+        self.recent.setdefault(slot, {}).setdefault(cell, Outcomes()).add(qoe, latency_ms, failed)
+        self._trim(slot)
+
+    def _trim(self, newest: int) -> None:
+        for s in [s for s in self.recent if s <= newest - self.slots]:
+            del self.recent[s]
+
+    def window(self, now: float) -> dict[tuple[str, str], Outcomes]:
+        first = math.floor(now / self.slot_s) - self.slots + 1
+        out: dict[tuple[str, str], Outcomes] = {}
+        for s, cells in self.recent.items():
+            if s >= first:
+                for cell, o in cells.items():
+                    out.setdefault(cell, Outcomes()).merge(o)
+        return out
+
+    def report(self, now: float) -> dict[str, Any]:
+        """{"since_start", "window"}: each {"classes": {class: {policy, holdout, lift}}, "all": pooled}."""
+        return {
+            "window_s": self.window_s,
+            "since_start": _report_cells(self.total),
+            "window": _report_cells(self.window(now)),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "window_s": self.window_s,
+            "slots": self.slots,
+            "total": [[g, c, o.to_dict()] for (g, c), o in sorted(self.total.items())],
+            "recent": [
+                [s, g, c, o.to_dict()]
+                for s, cells in sorted(self.recent.items())
+                for (g, c), o in sorted(cells.items())
+            ],
+        }
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> LiftTracker:
+        t = LiftTracker(float(d["window_s"]), int(d["slots"]))
+        for g, c, o in d.get("total", []):
+            t.total[(g, c)] = Outcomes.from_dict(o)
+        for s, g, c, o in d.get("recent", []):
+            t.recent.setdefault(int(s), {})[(g, c)] = Outcomes.from_dict(o)
+        return t
+
+
+def _lift_dict(p: Outcomes, h: Outcomes) -> dict[str, Any] | None:
+    lf = lift(p, h)
+    if lf is None:
+        return None
+    return {
+        "absolute": lf.absolute,
+        "ci95": list(lf.ci95),
+        "relative": lf.relative,
+        "relative_ci95": list(lf.relative_ci95) if lf.relative_ci95 else None,
+    }
+
+
+def _report_cells(cells: Mapping[tuple[str, str], Outcomes]) -> dict[str, Any]:
+    classes = sorted({c for _, c in cells})
+    out: dict[str, Any] = {"classes": {}}
+    pooled = {g: Outcomes() for g in GROUPS}
+    for c in classes:
+        p, h = cells.get(("policy", c), Outcomes()), cells.get(("holdout", c), Outcomes())
+        pooled["policy"].merge(p)
+        pooled["holdout"].merge(h)
+        out["classes"][c] = {"policy": p.summary(), "holdout": h.summary(), "lift": _lift_dict(p, h)}
+    out["all"] = {
+        "policy": pooled["policy"].summary(),
+        "holdout": pooled["holdout"].summary(),
+        "lift": _lift_dict(pooled["policy"], pooled["holdout"]),
+    }
+    return out
+
+
+def pooled_lift(observations: Iterable[tuple[str, float]]) -> Lift | None:
+    """Lift from (group, qoe) pairs (a convenience for tests and the simulator's ground truth)."""
+    cells = {g: Outcomes() for g in GROUPS}
+    for g, q in observations:
+        cells[g].add(q, None, False)
+    return lift(cells["policy"], cells["holdout"])

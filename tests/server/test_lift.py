@@ -1,0 +1,109 @@
+"""Policy-vs-holdout statistics (edgesel_server.lift) against numpy, and the lift interval's coverage."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgesel_server.lift import RELATIVE_ACCURACY, LatencyHistogram, LiftTracker, Outcomes, lift, pooled_lift
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.01, 1e5, allow_nan=False), min_size=1, max_size=300), st.floats(0.0, 1.0))
+def test_latency_quantiles_within_relative_accuracy_of_numpy(values, q):
+    h = LatencyHistogram()
+    for v in values:
+        h.add(v)
+    want = float(np.quantile(np.array(values), q, method="inverted_cdf"))  # nearest rank
+    got = h.quantile(q)
+    assert got is not None and abs(got - want) <= RELATIVE_ACCURACY * want * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_outcomes_and_welch_interval_match_numpy(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.random(int(rng.integers(2, 400)))
+    b = rng.random(int(rng.integers(2, 400))) * 0.9
+    pa, pb = Outcomes(), Outcomes()
+    for v in a:
+        pa.add(float(v), None, False)
+    for v in b:
+        pb.add(float(v), None, False)
+    assert pa.mean == pytest.approx(a.mean(), rel=1e-12)
+    assert pa.variance == pytest.approx(a.var(ddof=1), rel=1e-9)
+    lf = lift(pa, pb)
+    assert lf is not None
+    se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    diff = a.mean() - b.mean()
+    assert lf.absolute == pytest.approx(diff, rel=1e-12, abs=1e-15)
+    assert lf.ci95 == pytest.approx((diff - 1.959963984540054 * se, diff + 1.959963984540054 * se), rel=1e-9)
+    assert lf.relative == pytest.approx(a.mean() / b.mean() - 1, rel=1e-12)
+
+
+def test_too_few_observations_give_no_interval():
+    assert pooled_lift([("policy", 0.5), ("holdout", 0.4), ("holdout", 0.3)]) is None
+
+
+def test_lift_interval_covers_the_true_lift():
+    """Two groups of Bernoulli-ish QoE with a known true difference: the 95 % interval covers it in
+    ≥ 92 % of 300 seeded repetitions (binomial(300, 0.95) is below 92 % with probability < 0.5 %)."""
+    covered = 0
+    for seed in range(300):
+        rng = np.random.default_rng(10_000 + seed)
+        pol = rng.beta(6, 3, size=400)  # mean 2/3
+        hold = rng.beta(5, 4, size=60)  # mean 5/9
+        lf = pooled_lift([("policy", float(v)) for v in pol] + [("holdout", float(v)) for v in hold])
+        assert lf is not None
+        covered += lf.ci95[0] <= 2 / 3 - 5 / 9 <= lf.ci95[1]
+    assert covered >= 0.92 * 300, covered
+
+
+def test_failures_and_latency_per_class_and_sliding_window():
+    t = LiftTracker(window_s=100.0, slots=10)
+    t.add("policy", "phone", qoe=0.8, latency_ms=20.0, failed=False, at=5.0)
+    t.add("policy", "phone", qoe=0.0, latency_ms=None, failed=True, at=6.0)
+    t.add("holdout", "phone", qoe=0.5, latency_ms=40.0, failed=False, at=7.0)
+    t.add("holdout", "phone", qoe=0.7, latency_ms=30.0, failed=False, at=150.0)
+    t.add("policy", "iot", qoe=0.9, latency_ms=10.0, failed=False, at=151.0)
+    r = t.report(now=155.0)
+    start = r["since_start"]["classes"]["phone"]
+    assert start["policy"]["n"] == 2 and start["policy"]["failure_rate"] == 0.5
+    assert start["policy"]["p50_latency_ms"] == pytest.approx(20.0, rel=RELATIVE_ACCURACY)
+    assert start["holdout"]["p95_latency_ms"] == pytest.approx(40.0, rel=RELATIVE_ACCURACY)
+    assert start["lift"]["absolute"] == pytest.approx(0.4 - 0.6)
+    # the window [60, 160) no longer holds the observations made at t = 5..7
+    win = r["window"]["classes"]
+    assert win["phone"]["policy"]["n"] == 0 and win["phone"]["holdout"]["n"] == 1
+    assert win["iot"]["policy"]["mean_qoe"] == 0.9 and win["iot"]["lift"] is None
+    assert r["since_start"]["all"]["policy"]["n"] == 3
+    # old slots are dropped from memory, not only from the report
+    assert min(t.recent) > 150 // 10 - 10
+
+
+def test_state_round_trips_exactly_through_json():
+    rng = np.random.default_rng(3)
+    t = LiftTracker(window_s=60.0, slots=6)
+    for i in range(500):
+        t.add(
+            "policy" if rng.random() < 0.9 else "holdout",
+            str(rng.choice(["phone", "sbc", "car"])),
+            qoe=float(rng.random()),
+            latency_ms=float(rng.lognormal(3, 1)),
+            failed=bool(rng.random() < 0.05),
+            at=i * 0.5,
+        )
+    back = LiftTracker.from_dict(json.loads(json.dumps(t.to_dict())))
+    assert back.report(250.0) == t.report(250.0)
+    assert back.to_dict() == t.to_dict()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="group"):
+        LiftTracker().add("treatment", "x", qoe=1.0, latency_ms=None, failed=False, at=0.0)
+    with pytest.raises(ValueError, match="window_s"):
+        LiftTracker(window_s=0)
