@@ -61,6 +61,24 @@ class GetArmStatsResponse(_message.Message):
     total_updates: int
     def __init__(self, arms: _Optional[_Iterable[_Union[_types_pb2.ArmStats, _Mapping]]] = ..., policy: _Optional[str] = ..., policy_version: _Optional[str] = ..., total_updates: _Optional[int] = ...) -> None: ...
 
+class ImportModelsRequest(_message.Message):
+    __slots__ = ["add", "space", "update"]
+    ADD_FIELD_NUMBER: _ClassVar[int]
+    SPACE_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_FIELD_NUMBER: _ClassVar[int]
+    add: _containers.RepeatedCompositeFieldContainer[_types_pb2.Model]
+    space: str
+    update: _containers.RepeatedCompositeFieldContainer[_types_pb2.Model]
+    def __init__(self, space: _Optional[str] = ..., add: _Optional[_Iterable[_Union[_types_pb2.Model, _Mapping]]] = ..., update: _Optional[_Iterable[_Union[_types_pb2.Model, _Mapping]]] = ...) -> None: ...
+
+class ImportModelsResponse(_message.Message):
+    __slots__ = ["models", "policy_version"]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[_types_pb2.Model]
+    policy_version: str
+    def __init__(self, models: _Optional[_Iterable[_Union[_types_pb2.Model, _Mapping]]] = ..., policy_version: _Optional[str] = ...) -> None: ...
+
 class ImportStateRequest(_message.Message):
     __slots__ = ["format", "space", "state"]
     FORMAT_FIELD_NUMBER: _ClassVar[int]

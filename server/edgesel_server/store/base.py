@@ -69,7 +69,9 @@ UPDATE_MODEL = "update_model"
 RETIRE_MODEL = "retire_model"
 RESET = "reset"
 IMPORT = "import"
-EVENT_KINDS = (FEEDBACK, DEFAULT_REWARD, ADD_MODEL, UPDATE_MODEL, RETIRE_MODEL, RESET, IMPORT)
+# Many models added and updated as one change (ImportModels); payload {"add": [model], "update": [change]}.
+IMPORT_MODELS = "import_models"
+EVENT_KINDS = (FEEDBACK, DEFAULT_REWARD, ADD_MODEL, UPDATE_MODEL, RETIRE_MODEL, RESET, IMPORT, IMPORT_MODELS)
 
 
 @dataclass
