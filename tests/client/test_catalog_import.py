@@ -184,10 +184,9 @@ def test_csv_import_gives_the_expected_catalog_in_one_logged_change(cli, catalog
     assert dict(r50.features) == {"top1": 76.1, "num_params_m": 25.5, "file_size_mb": 97.4}
     assert (dict(r50.labels), r50.version, r50.artifact_uri, dict(r50.metadata)) == ({}, "", "", {})
 
-    # One change: one event in the log, the policy version moved by one.
+    # One change: one event in the log; the policy version is the new event's.
     assert _logged_kinds(server) == [*kinds_before, "import_models"]
-    after = result["policy_version"]
-    assert int(after) == int(before) + 1
+    assert int(result["policy_version"]) > int(before)
 
     # The same file again: everything unchanged, nothing sent.
     again = cli.json_import("--csv", str(source), "--map", CSV_MAP)
