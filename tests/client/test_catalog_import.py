@@ -417,3 +417,22 @@ def test_onnx_without_a_required_feature_names_it(cli, catalog, tmp_path):
     assert code == EXIT_LOCAL_ERROR and "junk.onnx: not an ONNX model" in err
     assert _state(catalog) == before
     assert cli.json_import("--onnx", str(path), "--feature", "top1=55")["added"] == ["plain"]
+
+
+def test_latencies_over_the_metadata_limit_drop_devices_and_say_how_many():
+    """A suite profiled on more devices than 16 KiB of metadata holds: the JSON keeps a prefix of the
+    devices (name order), `aihub_latency_dropped` counts the others, and the whole stays within the limit."""
+    from edgesel_client.catalog_import import sources
+    from edgesel_client.catalog_import.rows import MAX_METADATA_BYTES, metadata_problem
+
+    latencies = {f"device {i:04d} " + "x" * 100: 1.0 + i / 1000 for i in range(400)}
+    entries = sources._latency_metadata(latencies, MAX_METADATA_BYTES - 300)
+    kept = json.loads(entries[sources.AIHUB_LATENCY_KEY])
+    dropped = int(entries[sources.AIHUB_LATENCY_DROPPED_KEY])
+    assert 0 < len(kept) < 400 and len(kept) + dropped == 400
+    assert list(kept) == sorted(latencies)[: len(kept)]
+    assert sum(len(k.encode()) + len(v.encode()) for k, v in entries.items()) <= MAX_METADATA_BYTES - 300
+    assert metadata_problem(entries) is None
+    # One more device would not have fitted.
+    one_more = dict(sorted(latencies.items())[: len(kept) + 1])
+    assert len(sources.compact_json(one_more)) + len(sources.AIHUB_LATENCY_KEY) > MAX_METADATA_BYTES - 300
