@@ -311,7 +311,7 @@ def cmd_models_import(session: Session, args: argparse.Namespace) -> None:
     live = session.call(
         session.catalog.ListModels, catalog_pb2.ListModelsRequest(space=args.space, include_retired=True)
     ).models
-    plan = diff.plan(candidates, live)
+    plan = diff.plan(candidates, live, space)
     data: dict[str, Any] = {"space": args.space, "dry_run": bool(args.dry_run), **plan.to_dict()}
     data["skipped"] = [{"model": m, "reason": why} for m, why in skipped]
     table = _plan_table(plan, skipped)

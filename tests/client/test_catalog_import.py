@@ -259,9 +259,10 @@ def test_dry_run_shows_the_diff_and_changes_nothing(cli, catalog, tmp_path):
         ("top1,num_params_m,file_size_mb\n70,1,2\n", None, "no id column"),
         (HEAD + "\na,70,1,2\n", "typo=top1", "column 'typo' does not exist"),
         (HEAD + "\na,70,1,0\n", None, "column 'file_size_mb': 0 is outside"),
+        (HEAD + ",acc\na,70,1,2,71\n", "acc=top1", "columns 'top1', 'acc' all go to 'top1'"),
     ],
     ids=["unknown-column", "out-of-range", "not-a-number", "duplicate-id", "bad-label", "missing", "no-id",
-         "bad-map", "log-zero"],
+         "bad-map", "log-zero", "two-columns-one-feature"],
 )  # fmt: skip
 def test_bad_csv_is_refused_before_anything_is_sent(cli, catalog, tmp_path, text, map_, expected):
     before = _state(catalog)
@@ -270,6 +271,13 @@ def test_bad_csv_is_refused_before_anything_is_sent(cli, catalog, tmp_path, text
     assert code == EXIT_LOCAL_ERROR
     assert "nothing imported" in err and expected in err, err
     assert _state(catalog) == before
+
+
+def test_a_default_given_explicitly_is_no_conflict(cli, catalog, tmp_path):
+    """`base` was added without quantized, precision: giving their defaults (0, float) is the same model."""
+    text = HEAD + ",quantized,precision,version\nbase,70,5,20,0,float,1\n"
+    result = cli.json_import("--csv", str(_write(tmp_path / "d.csv", text)))
+    assert (result["unchanged"], result["conflicts"]) == (["base"], [])
 
 
 def test_conflicting_existing_id_is_refused_whole(cli, catalog, tmp_path):

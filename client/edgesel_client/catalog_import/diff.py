@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgesel.v1 import types_pb2
-from edgesel_client.catalog_import.rows import Candidate
+from edgesel_client.catalog_import.rows import CATEGORICAL, Candidate, feature_specs
 
 
 @dataclass
@@ -38,34 +38,53 @@ def _same_number(a: float, b: float) -> bool:
     return a == b or math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0)
 
 
-def _feature_difference(c: Candidate, live: types_pb2.Model) -> str | None:
-    """Features and labels are fixed once added: a source that gives other values conflicts."""
-    stored = dict(live.features)
+def _defaults(specs: Mapping[str, types_pb2.FeatureSpec]) -> tuple[dict[str, float], dict[str, str]]:
+    numbers = {n: s.default for n, s in specs.items() if s.transform != CATEGORICAL and s.HasField("default")}
+    labels = {
+        n: s.default_label
+        for n, s in specs.items()
+        if s.transform == CATEGORICAL and s.HasField("default_label")
+    }
+    return numbers, labels
+
+
+def _feature_difference(
+    c: Candidate, live: types_pb2.Model, specs: Mapping[str, types_pb2.FeatureSpec]
+) -> str | None:
+    """Features and labels are fixed once added: a source that gives other values conflicts. A value left
+    out on one side and equal to the schema's default on the other is the same value."""
+    numbers, labels = _defaults(specs)
+    stored = {**numbers, **dict(live.features)}
+    given = {**numbers, **c.features}
     diffs = []
-    for name in sorted(set(stored) | set(c.features)):
-        a, b = stored.get(name), c.features.get(name)
+    for name in sorted(set(stored) | set(given)):
+        a, b = stored.get(name), given.get(name)
         if a is None or b is None or not _same_number(a, b):
             diffs.append(f"{name} {a if a is not None else '-'} -> {b if b is not None else '-'}")
-    stored_labels = dict(live.labels)
-    for name in sorted(set(stored_labels) | set(c.labels)):
-        if stored_labels.get(name) != c.labels.get(name):
-            diffs.append(f"{name} {stored_labels.get(name, '-')} -> {c.labels.get(name, '-')}")
+    stored_labels = {**labels, **dict(live.labels)}
+    given_labels = {**labels, **c.labels}
+    for name in sorted(set(stored_labels) | set(given_labels)):
+        if stored_labels.get(name) != given_labels.get(name):
+            diffs.append(f"{name} {stored_labels.get(name, '-')} -> {given_labels.get(name, '-')}")
     if not diffs:
         return None
     return "features are fixed once added, and the source differs: " + ", ".join(diffs)
 
 
-def plan(candidates: Iterable[Candidate], live_models: Iterable[types_pb2.Model]) -> Plan:
+def plan(
+    candidates: Iterable[Candidate], live_models: Iterable[types_pb2.Model], space: types_pb2.Space
+) -> Plan:
     """Sort each candidate into added / changed / unchanged / conflict. On update, what the source gives
     replaces the stored value and what it does not give (None) is kept."""
     live: Mapping[str, types_pb2.Model] = {m.model_id: m for m in live_models}
+    specs = feature_specs(space)
     out = Plan()
     for c in candidates:
         current = live.get(c.model_id)
         if current is None:
             out.added.append(c)
             continue
-        conflict = _feature_difference(c, current)
+        conflict = _feature_difference(c, current, specs)
         if conflict is not None:
             out.conflicts.append((c, conflict))
             continue

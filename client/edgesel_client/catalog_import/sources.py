@@ -96,6 +96,15 @@ def _resolve(
         if problem:
             problems.append(problem)
         targets[name] = target
+    by_target: dict[str, list[str]] = {}
+    for name, target in targets.items():
+        if target != IGNORE:
+            by_target.setdefault(target, []).append(name)
+    for target, names in by_target.items():
+        if len(names) > 1:
+            problems.append(
+                f"{what}s {', '.join(map(repr, names))} all go to {target!r}; map all but one to -"
+            )
     if problems:
         raise ImportInputError(problems)
     return targets
