@@ -132,6 +132,7 @@ def _model_dict(model: types_pb2.Model) -> dict[str, Any]:
         "version": model.version,
         "artifact_uri": model.artifact_uri,
         "features": dict(model.features),
+        "labels": dict(model.labels),
         "metadata": dict(model.metadata),
         "retired": model.retired,
     }
@@ -316,6 +317,7 @@ def cmd_models_import(session: Session, args: argparse.Namespace) -> None:
     data["skipped"] = [{"model": m, "reason": why} for m, why in skipped]
     table = _plan_table(plan, skipped)
     if plan.conflicts:
+        session.emit({**data, "applied": False}, table)  # the whole diff, then the refusal on stderr
         detail = "\n".join(f"{c.where}: {c.model_id}: {reason}" for c, reason in plan.conflicts)
         raise CliError(
             f"{'would conflict' if args.dry_run else 'nothing imported'}: {len(plan.conflicts)} model(s) "

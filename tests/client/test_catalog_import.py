@@ -241,9 +241,10 @@ def test_dry_run_shows_the_diff_and_changes_nothing(cli, catalog, tmp_path):
 
     # A conflict in a dry run: listed, exit 6 (the real import would be refused), still nothing changed.
     conflicting = _write(tmp_path / "c.csv", HEAD + "\nbase,71,5,20\n")
-    code, _, err = cli.imports("--csv", str(conflicting), "--dry-run")
+    code, out, err = cli.imports("--csv", str(conflicting), "--dry-run")
     assert code == EXIT_REJECTED
     assert "would conflict" in err and "base" in err and "top1 70.0 -> 71.0" in err
+    assert ["conflict", "base", "features", "are", "fixed"] == out.splitlines()[1].split()[:5]
     assert _state(catalog) == before
 
 
@@ -291,6 +292,7 @@ def test_conflicting_existing_id_is_refused_whole(cli, catalog, tmp_path):
     assert error["conflicts"][0]["model_id"] == "base"
     assert "file_size_mb 20.0 -> 25.0" in error["conflicts"][0]["reason"]
     assert error["added"] == ["fresh"]
+    assert json.loads(out)["conflicts"] == error["conflicts"]  # the diff on stdout, the refusal on stderr
     assert _state(catalog) == before  # "fresh" was not added either
 
 
