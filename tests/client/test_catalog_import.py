@@ -5,6 +5,7 @@ one event in the server's log."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import zipfile
@@ -140,7 +141,9 @@ def _state(stub: catalog_pb2_grpc.CatalogServiceStub) -> tuple:
 def _logged_kinds(server: ServerProcess) -> list[str]:
     """The kinds of the events in the server's SQLite log (read-only, while it runs: WAL allows that)."""
     db = server.data_dir / "edgesel.sqlite3"
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+    with contextlib.closing(
+        sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    ) as conn:  # `with` alone does not close it
         return [
             row[0] for row in conn.execute("SELECT kind FROM events WHERE space = 'catalog' ORDER BY seq")
         ]

@@ -3,6 +3,7 @@ after a kill -9 like any other event."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -55,7 +56,9 @@ def catalog_and_state(cat: cat_grpc.CatalogServiceStub) -> tuple:
 
 def logged_kinds(server: ServerProcess) -> list[str]:
     """The kinds of the space's events in the server's SQLite log (read-only while it runs: WAL)."""
-    with sqlite3.connect(f"file:{server.data_dir / 'edgesel.sqlite3'}?mode=ro", uri=True) as conn:
+    with contextlib.closing(
+        sqlite3.connect(f"file:{server.data_dir / 'edgesel.sqlite3'}?mode=ro", uri=True)
+    ) as conn:  # `with` alone does not close it
         return [k for (k,) in conn.execute("SELECT kind FROM events WHERE space = 'vision' ORDER BY seq")]
 
 
