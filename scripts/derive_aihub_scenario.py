@@ -28,33 +28,34 @@ import argparse
 import csv
 import hashlib
 import io
-import re
 import subprocess
 import sys
 import tempfile
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
+# The one parser of the suite's files, shared with `edgesel models import --aihub`.
+from edgesel_client.catalog_import.aihub import (
+    DEVICES_FILE,
+    NUMERICS_DEVICE,
+    RUNTIME,
+    SuiteFormatError,
+    Variant,
+    load_yaml,
+    read_suite,
+    read_wheel,
+)
 
 PACKAGE = "qai-hub-models"
 VERSION = "0.65.0"
 WHEEL_NAME = f"qai_hub_models-{VERSION}-py3-none-any.whl"
 WHEEL_SHA256 = "35198f76e3b98a759bc0d1ec94692b21f44e0cf20dc6f6fe51d8dceb05f12f2c"
 SOURCE = f"{PACKAGE}=={VERSION}"  # prefix of every provenance field
-# QNN (DLC) is the runtime with the widest coverage in this release: it is the only one profiled on every
-# device (the automotive SA8255P/SA8650P boards have no TFLite or ONNX results, the Windows devices no
-# TFLite), so one runtime can be used consistently, as an app that ships one runtime would.
-RUNTIME = "qnn_dlc"
-NUMERICS_DEVICE = "Samsung Galaxy S25"  # the only device numerics.yaml measures accuracy on (0.65.0)
+# RUNTIME (qnn_dlc) and NUMERICS_DEVICE, the variant rules and the manifest parsing are those of
+# edgesel_client.catalog_import.aihub.
 MIN_PROFILED_MODELS = 10
-DEVICES_FILE = "qai_hub_models/devices_and_chipsets.yaml"
-MODELS_DIR = "qai_hub_models/models/"
 OUT_FILES = ("aihub_devices.csv", "aihub_variants.csv", "aihub_measurements.csv")
-# Activation bits per precision name (float runs as fp16 on the HTP, but is stored as fp32: 32 here).
-ACTIVATION_BITS = {"float": 32, "w8a8": 8, "w8a8_mixed_int16": 8, "w8a16": 16, "w8a16_mixed_int16": 16}
 
 DEVICE_COLUMNS = (
     "device", "form_factor", "world", "vendor", "os", "os_version", "chipset", "chipset_name", "htp_version",
@@ -71,24 +72,7 @@ MEASUREMENT_COLUMNS = (
 )  # fmt: skip
 
 
-class DeriveError(ValueError):
-    """The wheel's files do not have the shape this script expects; the message names the file."""
-
-
-def _load(files: Mapping[str, bytes], path: str) -> Any:
-    try:
-        return yaml.safe_load(files[path])
-    except KeyError:
-        raise DeriveError(f"{path}: missing from the package") from None
-    except yaml.YAMLError as e:
-        raise DeriveError(f"{path}: not valid YAML: {e}") from None
-
-
-def _number(text: str, where: str) -> float:
-    m = re.search(r"\d+(?:\.\d+)?", text)
-    if m is None:
-        raise DeriveError(f"{where}: no number in {text!r}")
-    return float(m.group())
+DeriveError = SuiteFormatError  # the wheel's files do not have the expected shape; names the file
 
 
 def _fmt(v: float | int | None) -> str:
@@ -102,103 +86,39 @@ def _fmt(v: float | int | None) -> str:
     return repr(v)
 
 
-def _is_imagenet_classifier(manifest: Mapping[str, Any]) -> bool:
-    return manifest.get("use_case") == "Image Classification"
-
-
-def _top1_metric(numerics: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    for metric in numerics.get("metrics") or []:
-        name = str(metric.get("dataset_name", ""))
-        if name.startswith("imagenet") and metric.get("metric_name") == "Top-1 Accuracy":
-            return metric
-    return None
-
-
-def _input_size(details: Mapping[str, Any], where: str) -> int | None:
-    text = details.get("Input resolution")
-    if text is None:
-        return None
-    numbers = re.findall(r"\d+", str(text))  # "224x224", "1x3x224x224": the last number is the side
-    if not numbers:
-        raise DeriveError(f"{where}: cannot read the input resolution {text!r}")
-    return int(numbers[-1])
-
-
-def _file_size(details: Mapping[str, Any], precision: str, where: str) -> tuple[float | None, str]:
-    """Size of the precision's weights (MB) from the manifest; else estimated from the float size: the
-    quantized precisions here all store 8-bit weights, a quarter of fp32."""
-    own = details.get(f"Model size ({precision})")
-    if own is not None:
-        return _number(str(own), where), "manifest"
-    fp32 = details.get("Model size (float)")
-    if fp32 is None:
-        return None, ""
-    size = _number(str(fp32), where)
-    if precision == "float":
-        return size, "manifest"
-    return round(size / 4.0, 3), "estimate: float size / 4 (8-bit weights)"
+def _variant_row(v: Variant) -> dict[str, str]:
+    return {
+        "variant": v.variant_id,
+        "model": v.model,
+        "precision": v.precision,
+        "model_name": v.model_name,
+        "top1": _fmt(v.top1),
+        "top1_device": NUMERICS_DEVICE,
+        "top1_samples": _fmt(v.top1_samples),
+        "top1_torch": _fmt(v.top1_torch),
+        "top1_reference": _fmt(v.top1_reference),
+        "num_params_m": _fmt(v.num_params_m),
+        "file_size_mb": _fmt(v.file_size_mb),
+        "file_size_source": v.file_size_source,
+        "input_size": str(v.input_size),
+        "quantized": "1" if v.quantized else "0",
+        "activation_bits": str(v.activation_bits),
+        "model_license": v.license,
+        "source_accuracy": f"{SOURCE}:{v.numerics_path}",
+        "source_features": f"{SOURCE}:{v.manifest_path}",
+    }
 
 
 def derive(files: Mapping[str, bytes], min_profiled_models: int = MIN_PROFILED_MODELS) -> dict[str, str]:
     """CSV text per output file from the wheel's files (path inside the wheel -> bytes)."""
-    catalog = _load(files, DEVICES_FILE)
+    catalog = load_yaml(files, DEVICES_FILE)
     devices_yaml, chipsets = catalog.get("devices") or {}, catalog.get("chipsets") or {}
-    model_dirs = sorted({p[len(MODELS_DIR) :].split("/", 1)[0] for p in files if p.startswith(MODELS_DIR)})
-
-    variants: list[dict[str, str]] = []
-    perf_by_model: dict[str, tuple[str, Mapping[str, Any]]] = {}
-    for m in model_dirs:
-        base = f"{MODELS_DIR}{m}/"
-        if f"{base}manifest.yaml" not in files or f"{base}perf.yaml" not in files:
-            continue
-        manifest = _load(files, f"{base}manifest.yaml")
-        if not _is_imagenet_classifier(manifest) or f"{base}numerics.yaml" not in files:
-            continue
-        metric = _top1_metric(_load(files, f"{base}numerics.yaml"))
-        if metric is None:
-            continue
-        perf = _load(files, f"{base}perf.yaml")
-        precisions = perf.get("precisions") or {}
-        if any(len(p.get("components") or {}) != 1 for p in precisions.values()):
-            continue  # multi-part models (image + text encoders) are not one classifier
-        details = manifest.get("technical_details") or {}
-        params = details.get("Number of parameters")
-        size_ok = details.get("Model size (float)") is not None
-        input_size = _input_size(details, f"{base}manifest.yaml")
-        if params is None or not size_ok or input_size is None:
-            continue  # no reliable model features (e.g. regnet_y_800mf lists only "Model size: ~6.3 MB")
-        on_device = (metric.get("device_metric") or {}).get(NUMERICS_DEVICE) or {}
-        kept = False
-        for precision in sorted(precisions):
-            top1 = ((on_device.get(precision) or {}).get(RUNTIME) or {}).get("partial_metric")
-            if top1 is None:
-                continue
-            size, size_source = _file_size(details, precision, f"{base}manifest.yaml")
-            variants.append(
-                {
-                    "variant": f"{m}:{precision}",
-                    "model": m,
-                    "precision": precision,
-                    "model_name": str(manifest.get("name", m)),
-                    "top1": _fmt(float(top1)),
-                    "top1_device": NUMERICS_DEVICE,
-                    "top1_samples": _fmt(metric.get("num_partial_samples")),
-                    "top1_torch": _fmt(metric.get("partial_torch_metric")),
-                    "top1_reference": _fmt(metric.get("benchmark_value")),
-                    "num_params_m": _fmt(_number(str(params), f"{base}manifest.yaml")),
-                    "file_size_mb": _fmt(size),
-                    "file_size_source": size_source,
-                    "input_size": str(input_size),
-                    "quantized": "0" if precision == "float" else "1",
-                    "activation_bits": str(ACTIVATION_BITS.get(precision, 8 if "a8" in precision else 16)),
-                    "model_license": str(manifest.get("license_type", "")),
-                    "source_accuracy": f"{SOURCE}:{base}numerics.yaml",
-                    "source_features": f"{SOURCE}:{base}manifest.yaml",
-                }
-            )
-            kept = True
-        if kept:
-            perf_by_model[m] = (f"{base}perf.yaml", precisions)
+    suite = read_suite(files)
+    kept = suite.variants
+    variants = [_variant_row(v) for v in kept]
+    perf_by_model: dict[str, tuple[str, Mapping[str, Any]]] = {
+        m.model: (m.perf_path, m.precisions) for m in suite.models
+    }
 
     # Which devices were profiled for which model (any precision, any runtime).
     profiled: dict[str, set[str]] = {}
@@ -238,25 +158,24 @@ def derive(files: Mapping[str, bytes], min_profiled_models: int = MIN_PROFILED_M
 
     measurements = []
     for d in device_names:
-        for v in variants:
-            m, precision = v["model"], v["precision"]
-            perf_path, precisions = perf_by_model[m]
-            comp = next(iter((precisions[precision].get("components") or {}).values()))
-            per_runtime = (comp.get("performance_metrics") or {}).get(d) or {}
+        for v in kept:
+            m = v.model
+            per_runtime = v.performance.get(d) or {}
             job = per_runtime.get(RUNTIME)
             row = dict.fromkeys(MEASUREMENT_COLUMNS, "")
-            row.update(device=d, variant=v["variant"], source=f"{SOURCE}:{perf_path}")
-            if job is not None and job.get("job_status", "Passed") == "Passed":
-                mem = job.get("estimated_peak_memory_range_mb") or {}
-                layers = job.get("layer_counts") or {}
+            row.update(device=d, variant=v.variant_id, source=f"{SOURCE}:{v.perf_path}")
+            passed = v.passed_job(d)
+            if passed is not None:
+                mem = passed.get("estimated_peak_memory_range_mb") or {}
+                layers = passed.get("layer_counts") or {}
                 row.update(
                     runs="1",
-                    latency_ms=_fmt(float(job["inference_time_milliseconds"])),
+                    latency_ms=_fmt(float(passed["inference_time_milliseconds"])),
                     peak_memory_mb=_fmt(mem.get("max")),
-                    compute_unit=str(job.get("primary_compute_unit", "")),
+                    compute_unit=str(passed.get("primary_compute_unit", "")),
                     npu_layers=_fmt(layers.get("npu")),
                     total_layers=_fmt(layers.get("total")),
-                    job_id=str(job.get("job_id", "")),
+                    job_id=str(passed.get("job_id", "")),
                 )
             else:
                 if job is not None:
@@ -283,20 +202,6 @@ def _csv(columns: tuple[str, ...], rows: list[dict[str, str]]) -> str:
     w.writeheader()
     w.writerows(rows)
     return buf.getvalue()
-
-
-def read_wheel(path: Path) -> dict[str, bytes]:
-    """The YAML files this script reads, by their path inside the wheel."""
-    with zipfile.ZipFile(path) as z:
-        return {
-            n: z.read(n)
-            for n in z.namelist()
-            if n == DEVICES_FILE
-            or (
-                n.startswith(MODELS_DIR)
-                and n.rsplit("/", 1)[-1] in ("perf.yaml", "numerics.yaml", "manifest.yaml")
-            )
-        }
 
 
 def download_wheel(into: Path) -> Path:

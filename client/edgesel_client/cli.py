@@ -3,8 +3,10 @@
     edgesel --target HOST:PORT [--token T] [--tls-ca CA.pem [--tls-cert C.pem --tls-key K.pem]] [--json] \
         COMMAND ...
 
-Commands: ``spaces``; ``models list|add|update|retire``; ``stats``; ``export``, ``import``, ``reset``;
-``report``; ``guardrails lift``.
+Commands: ``spaces``; ``models list|add|update|retire|import``; ``stats``; ``export``, ``import``, ``reset``;
+``report``; ``guardrails lift``. ``models import`` builds catalog entries from a CSV file, an AI Hub model
+suite or ONNX files (edgesel_client.catalog_import), shows the diff against the live catalog and applies it
+as one logged change (the ImportModels RPC).
 Tables for people by default, ``--json`` for scripts. A failed call prints the server's gRPC status, its
 message and, when the server attached a ``google.rpc.ErrorInfo``, its reason, then exits with a code that
 says what kind of failure it was (see ``EXIT_CODES``); ``--help`` lists them.
@@ -19,6 +21,7 @@ import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable
 
 import grpc
@@ -35,7 +38,7 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 STATE_FILE_KIND = "edgesel-state-export"
 
 EXIT_OK = 0
-EXIT_LOCAL_ERROR = 1  # a file that cannot be read or written, a malformed export file
+EXIT_LOCAL_ERROR = 1  # a file that cannot be read or written, a malformed export file or import source
 EXIT_USAGE = 2  # argparse's own code for bad command lines
 EXIT_UNAVAILABLE = 3
 EXIT_AUTH = 4
@@ -60,12 +63,14 @@ EXIT_CODES: dict[grpc.StatusCode, int] = {
 
 EXIT_HELP = """exit status:
   0  success
-  1  local problem: a file that cannot be read or written, a malformed export file
+  1  local problem: a file that cannot be read or written, a malformed export file, an import source
+     with bad rows (every problem is listed with its row and column; nothing was sent)
   2  bad command line
   3  server unreachable or too slow (UNAVAILABLE, DEADLINE_EXCEEDED)
   4  not allowed (UNAUTHENTICATED, PERMISSION_DENIED)
   5  no such space or model (NOT_FOUND)
-  6  request refused (INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE, ALREADY_EXISTS)
+  6  request refused (INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE, ALREADY_EXISTS), or an import
+     that would conflict with the live catalog (also after --dry-run)
   7  not supported by this server (UNIMPLEMENTED, or a command the server has no RPC for)
   8  any other server error (INTERNAL, UNKNOWN, RESOURCE_EXHAUSTED, ...)
 
@@ -127,6 +132,7 @@ def _model_dict(model: types_pb2.Model) -> dict[str, Any]:
         "version": model.version,
         "artifact_uri": model.artifact_uri,
         "features": dict(model.features),
+        "labels": dict(model.labels),
         "metadata": dict(model.metadata),
         "retired": model.retired,
     }
@@ -259,6 +265,76 @@ def cmd_models_retire(session: Session, args: argparse.Namespace) -> None:
     request = catalog_pb2.RetireModelRequest(space=args.space, model_id=args.model_id)
     retired = session.call(session.catalog.RetireModel, request)
     session.emit({"model": _model_dict(retired.model)}, f"retired {retired.model.model_id}")
+
+
+def _space(session: Session, name: str) -> types_pb2.Space:
+    for space in session.call(session.catalog.ListSpaces, catalog_pb2.ListSpacesRequest()).spaces:
+        if space.name == name:
+            return space  # type: ignore[no-any-return]
+    raise CliError(f"NOT_FOUND: no space {name!r} on this server", EXIT_NOT_FOUND)
+
+
+def _import_candidates(args: argparse.Namespace, space: types_pb2.Space) -> tuple[list, list]:
+    from edgesel_client.catalog_import import rows, sources
+
+    mapping = rows.parse_map(args.map)
+    constants = dict(args.feature)
+    if args.csv is not None:
+        return sources.csv_candidates(Path(args.csv), mapping, space, constants), []
+    if args.aihub is not None:
+        only = [m.strip() for m in (args.models or "").split(",") if m.strip()]
+        return sources.aihub_candidates(Path(args.aihub), mapping, space, constants, only)
+    return sources.onnx_candidates([Path(f) for f in args.onnx], mapping, space, constants), []
+
+
+def _plan_table(plan: Any, skipped: Sequence[tuple[str, str]]) -> str:
+    rows = [("add", c.model_id, _kv({**c.features, **c.labels})) for c in plan.added]
+    rows += [("change", ch.candidate.model_id, ", ".join(ch.fields)) for ch in plan.changed]
+    rows += [("unchanged", c.model_id, "") for c in plan.unchanged]
+    rows += [("conflict", c.model_id, reason) for c, reason in plan.conflicts]
+    rows += [("skipped", model, why) for model, why in skipped]
+    counts = (
+        f"{len(plan.added)} to add, {len(plan.changed)} to change, {len(plan.unchanged)} unchanged, "
+        f"{len(plan.conflicts)} conflicting"
+    )
+    return _table(("ACTION", "MODEL", "DETAIL"), rows) + "\n" + counts
+
+
+def cmd_models_import(session: Session, args: argparse.Namespace) -> None:
+    from edgesel_client.catalog_import import diff, rows
+
+    space = _space(session, args.space)
+    try:
+        candidates, skipped = _import_candidates(args, space)
+        candidates = rows.validate(candidates, space)
+    except rows.ImportInputError as e:
+        raise CliError(f"nothing imported:\n{e}", EXIT_LOCAL_ERROR, {"problems": e.problems}) from e
+    live = session.call(
+        session.catalog.ListModels, catalog_pb2.ListModelsRequest(space=args.space, include_retired=True)
+    ).models
+    plan = diff.plan(candidates, live, space)
+    data: dict[str, Any] = {"space": args.space, "dry_run": bool(args.dry_run), **plan.to_dict()}
+    data["skipped"] = [{"model": m, "reason": why} for m, why in skipped]
+    table = _plan_table(plan, skipped)
+    if plan.conflicts:
+        session.emit({**data, "applied": False}, table)  # the whole diff, then the refusal on stderr
+        detail = "\n".join(f"{c.where}: {c.model_id}: {reason}" for c, reason in plan.conflicts)
+        raise CliError(
+            f"{'would conflict' if args.dry_run else 'nothing imported'}: {len(plan.conflicts)} model(s) "
+            f"conflict with the live catalog\n{detail}",
+            EXIT_REJECTED,
+            {**data, "message": "conflicts with the live catalog"},
+        )
+    if args.dry_run or not (plan.added or plan.changed):
+        data["applied"] = False
+        session.emit(data, table + ("\n(dry run: nothing changed)" if args.dry_run else "\nnothing to do"))
+        return
+    request = catalog_pb2.ImportModelsRequest(
+        space=args.space, add=[c.message() for c in plan.added], update=[ch.update for ch in plan.changed]
+    )
+    imported = session.call(session.catalog.ImportModels, request)
+    data.update(applied=True, policy_version=imported.policy_version)
+    session.emit(data, table + f"\nimported as one change (policy version {imported.policy_version})")
 
 
 def cmd_stats(session: Session, args: argparse.Namespace) -> None:
@@ -573,6 +649,31 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("--meta", type=_pair(str), action="append", default=[], metavar="KEY=VALUE")
     update.add_argument("--drop-meta", action="append", default=[], metavar="KEY")
     update.set_defaults(run=cmd_models_update)
+    importing_models = models.add_parser(
+        "import",
+        help="add/update models from a CSV file, an AI Hub suite or ONNX files (one logged change)",
+        description="Build catalog entries from a source, check them against the space's schema, show the "
+        "diff against the live catalog (add / change / unchanged / conflict) and apply it as one change. "
+        "Features are fixed once added: a source that gives other features for an existing id conflicts, "
+        "and nothing is imported. See client/README.md for the mappings.",
+    )
+    importing_models.add_argument("--space", required=True)
+    source = importing_models.add_mutually_exclusive_group(required=True)
+    source.add_argument("--csv", metavar="FILE", help="a CSV file with a header row")
+    source.add_argument("--aihub", metavar="DIR_OR_WHEEL", help="a qai-hub-models wheel or suite folder")
+    source.add_argument("--onnx", nargs="+", metavar="FILE", help="ONNX model files (id: the file stem)")
+    importing_models.add_argument(
+        "--map", metavar="SRC=TARGET,...", help="column/field -> feature, label, id, version, artifact_uri, "
+        "meta:KEY or - (ignore)"
+    )  # fmt: skip
+    importing_models.add_argument("--models", metavar="A,B", help="--aihub: only these models")
+    importing_models.add_argument(
+        "--feature", "-f", type=_pair(float), action="append", default=[], metavar="NAME=NUMBER",
+        help="a value for every model whose source does not give this feature",
+    )  # fmt: skip
+    importing_models.add_argument("--dry-run", action="store_true", help="show the diff, change nothing")
+    importing_models.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    importing_models.set_defaults(run=cmd_models_import)
     retire = models.add_parser("retire", help="never select a model again (its history is kept)")
     retire.add_argument("space")
     retire.add_argument("model_id")

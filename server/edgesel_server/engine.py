@@ -20,6 +20,7 @@ import numpy as np
 
 from edgesel_server.catalog import (
     CatalogError,
+    DuplicateModelError,
     Model,
     check_feature_names,
     check_model_fields,
@@ -33,6 +34,7 @@ from edgesel_server.errors import (
     InvalidModel,
     InvalidPreferences,
     LimitExceeded,
+    ModelExists,
     StoreUnavailable,
     UnknownEvent,
     UnknownSpace,
@@ -54,6 +56,7 @@ INSTALLATION_ID_LEN = (16, 128)
 INSTALLATION_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
 RECENT_SELECTS_KEPT = 10_000  # request ids remembered for idempotent retries of Select
 PURGE_INTERVAL_S = 600.0
+MAX_IMPORT_MODELS = 10_000  # one ImportModels request (its log event holds them all)
 
 # The engine's errors under the names the rest of the server used before errors.py.
 UnknownSpaceError = UnknownSpace
@@ -529,6 +532,31 @@ class Engine:
         labels: Mapping[str, str] | None = None,
     ) -> Model:
         space = self.space(space_name)
+        payload = self._model_change(space, model_id, version, artifact_uri, metadata, features, labels)
+        del payload["id"]
+        await self._append(
+            LogEvent(
+                space_name,
+                ev.UPDATE_MODEL,
+                model_id=model_id,
+                payload=json.dumps(payload).encode(),
+                created=time.time(),
+            )
+        )
+        return space.model(model_id)
+
+    @staticmethod
+    def _model_change(
+        space: SpaceRuntime,
+        model_id: str,
+        version: str | None,
+        artifact_uri: str | None,
+        metadata: Mapping[str, str] | None,
+        features: Mapping[str, float] | None,
+        labels: Mapping[str, str] | None,
+    ) -> dict:
+        """The checked change of an UpdateModel: version, artifact_uri and metadata; features and labels
+        may only be repeated, never changed."""
         current = space.model(model_id)
         if features and dict(features) != current.features:
             raise InvalidModel(
@@ -541,21 +569,52 @@ class Engine:
                 field="model.labels",
             )
         check_model_fields(version, artifact_uri, metadata)
-        payload = {
+        return {
+            "id": model_id,
             "version": version,
             "artifact_uri": artifact_uri,
             "metadata": dict(metadata) if metadata is not None else None,
         }
-        await self._append(
-            LogEvent(
-                space_name,
-                ev.UPDATE_MODEL,
-                model_id=model_id,
-                payload=json.dumps(payload).encode(),
-                created=time.time(),
+
+    async def import_models(
+        self, space_name: str, add: Sequence[Model], update: Sequence[Model]
+    ) -> list[Model]:
+        """Add and update many models as one log event: checked as a whole first, applied as a whole."""
+        space = self.space(space_name)
+        if not add and not update:
+            raise InvalidArgument("nothing to import: add and update are both empty", field="add")
+        if len(add) + len(update) > MAX_IMPORT_MODELS:
+            count = len(add) + len(update)
+            raise LimitExceeded(
+                f"{count} models in one import, the limit is {MAX_IMPORT_MODELS}", field="add"
             )
+        seen: set[str] = set()
+        for i, model in enumerate(add):
+            if model.id in seen:
+                raise DuplicateModelError(f"model {model.id!r} is twice in the import", field=f"add[{i}]")
+            seen.add(model.id)
+            check_feature_names(model, space.model_schema)
+            check_model_fields(model.version, model.artifact_uri, model.metadata)
+            space.validate_add(model)
+        changes = []
+        for i, model in enumerate(update):
+            if model.id in seen:
+                raise DuplicateModelError(f"model {model.id!r} is twice in the import", field=f"update[{i}]")
+            seen.add(model.id)
+            changes.append(
+                self._model_change(
+                    space, model.id, model.version, model.artifact_uri, model.metadata, model.features,
+                    model.labels,
+                )
+            )  # fmt: skip
+        payload = {"add": [m.to_dict() for m in add], "update": changes}
+        seq = await self._append(
+            LogEvent(space_name, ev.IMPORT_MODELS, payload=json.dumps(payload).encode(), created=time.time())
         )
-        return space.model(model_id)
+        rejected = space.rejected_imports.pop(seq, None)
+        if rejected is not None:
+            raise ModelExists(f"the import conflicts with a change made meanwhile: {rejected}", field="add")
+        return [space.model(m.id) for m in (*add, *update)]
 
     async def retire_model(self, space_name: str, model_id: str) -> Model:
         space = self.space(space_name)

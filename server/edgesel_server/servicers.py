@@ -229,6 +229,20 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         return catalog_pb2.UpdateModelResponse(model=model_message(model))
 
     @rpc
+    async def ImportModels(
+        self, request: catalog_pb2.ImportModelsRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.ImportModelsResponse:
+        models = await self.engine.import_models(
+            request.space,
+            [model_from_message(m) for m in request.add],
+            [model_from_message(m) for m in request.update],
+        )
+        return catalog_pb2.ImportModelsResponse(
+            models=[model_message(m) for m in models],
+            policy_version=self.engine.space(request.space).policy_version,
+        )
+
+    @rpc
     async def RetireModel(
         self, request: catalog_pb2.RetireModelRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.RetireModelResponse:

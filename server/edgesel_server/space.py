@@ -18,6 +18,7 @@ import math
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -37,6 +38,8 @@ from edgesel_server.store import base as ev
 from edgesel_server.store.base import Decision, LogEvent, Snapshot
 
 log = logging.getLogger(__name__)
+
+REJECTED_IMPORTS_KEPT = 64
 
 # Names a device may use for QoE weight overrides, mapped onto the QoE function's measurement names.
 WEIGHT_ALIASES = {"rating": "user_rating", "latency": "latency_ms", "energy": "energy_mj"}
@@ -121,6 +124,9 @@ class SpaceRuntime:
         self.counters: dict[str, ArmCounters] = {}
         self.active: tuple[str, ...] = ()
         self.applied_seq = 0
+        # seq -> why an IMPORT_MODELS event was applied as nothing (a conflicting change got into the log
+        # first); read by the engine that appended it. Bounded: only the newest few are kept.
+        self.rejected_imports: OrderedDict[int, str] = OrderedDict()
         self.since_snapshot = 0
         # Decisions advance the core's generator (forced sampling, Thompson draws): a final snapshot after
         # them lets a restarted space continue the same random stream.
@@ -257,6 +263,8 @@ class SpaceRuntime:
                     artifact_uri=d.get("artifact_uri"),
                     metadata=d.get("metadata"),
                 )
+            elif e.kind == ev.IMPORT_MODELS:
+                self._apply_import(e)
             elif e.kind == ev.RETIRE_MODEL:
                 self.catalog.retire(e.model_id)
             elif e.kind == ev.RESET:
@@ -308,6 +316,49 @@ class SpaceRuntime:
                 "seq": b.seq,
             },
         )
+
+    def _apply_import(self, e: LogEvent) -> None:
+        """All of an import or none of it. The engine checked it before appending, but another change may
+        have reached the log in between (a concurrent AddModel, another replica): every replica then finds
+        the same conflict in the same log and skips the whole event alike."""
+        d = json.loads(e.payload)
+        adds = [Model.from_dict(m) for m in d.get("add", [])]
+        changes = list(d.get("update", []))
+        problem = ""
+        new: set[str] = set()
+        for model in adds:
+            try:
+                if model.id in new:
+                    raise CatalogError(f"model {model.id!r} is twice in the import")
+                self.catalog.validate_new(model)
+            except CatalogError as error:
+                problem = str(error)
+                break
+            new.add(model.id)
+        for change in changes if not problem else []:
+            if change["id"] not in self.catalog:
+                problem = f"model {change['id']!r} is not in the catalog"
+                break
+        if problem:
+            log.warning(
+                "import skipped: it conflicts with an earlier change",
+                extra={"space": self.name, "seq": e.seq, "error": problem},
+            )
+            self.rejected_imports[e.seq] = problem
+            while len(self.rejected_imports) > REJECTED_IMPORTS_KEPT:
+                self.rejected_imports.popitem(last=False)
+            return
+        for model in adds:
+            self.catalog.add(model)
+            self._add_arm(self.bandit, model.id)
+            self.counters.setdefault(model.id, ArmCounters())
+        for change in changes:
+            self.catalog.update(
+                change["id"],
+                version=change.get("version"),
+                artifact_uri=change.get("artifact_uri"),
+                metadata=change.get("metadata"),
+            )
 
     def snapshot(self) -> Snapshot:
         with self.lock:

@@ -15,7 +15,7 @@ from edgesel.v1 import types_pb2 as edgesel_dot_v1_dot_types__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65\x64gesel/v1/catalog.proto\x12\nedgesel.v1\x1a\x16\x65\x64gesel/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x13\n\x11ListSpacesRequest\"7\n\x12ListSpacesResponse\x12!\n\x06spaces\x18\x01 \x03(\x0b\x32\x11.edgesel.v1.Space\";\n\x11ListModelsRequest\x12\r\n\x05space\x18\x01 \x01(\t\x12\x17\n\x0finclude_retired\x18\x02 \x01(\x08\"7\n\x12ListModelsResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.edgesel.v1.Model\"B\n\x0f\x41\x64\x64ModelRequest\x12\r\n\x05space\x18\x01 \x01(\t\x12 \n\x05model\x18\x02 \x01(\x0b\x32\x11.edgesel.v1.Model\"4\n\x10\x41\x64\x64ModelResponse\x12 \n\x05model\x18\x01 \x01(\x0b\x32\x11.edgesel.v1.Model\"E\n\x12UpdateModelRequest\x12\r\n\x05space\x18\x01 \x01(\t\x12 \n\x05model\x18\x02 \x01(\x0b\x32\x11.edgesel.v1.Model\"7\n\x13UpdateModelResponse\x12 \n\x05model\x18\x01 \x01(\x0b\x32\x11.edgesel.v1.Model\"5\n\x12RetireModelRequest\x12\r\n\x05space\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\"7\n\x13RetireModelResponse\x12 \n\x05model\x18\x01 \x01(\x0b\x32\x11.edgesel.v1.Model\"G\n\x12GetArmStatsRequest\x12\r\n\x05space\x18\x01 \x01(\t\x12\x15\n\x08model_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x0b\n\t_model_id\"x\n\x13GetArmStatsResponse\x12\"\n\x04\x61rms\x18\x01 \x03(\x0b\x32\x14.edgesel.v1.ArmStats\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\x16\n\x0epolicy_version\x18\x03 \x01(\t\x12\x15\n\rtotal_updates\x18\x04 \x01(\x04\"#\n\x12\x45xportStateRequest\x12\r\n\x05space\x18\x01 \x01(\t\"\x8d\x01\n\x13\x45xportStateResponse\x12\r\n\x05state\x18\x01 \x01(\x0c\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x0e\n\x06policy\x18\x03 \x01(\t\x12\x16\n\x0epolicy_version\x18\x04 \x01(\t\x12/\n\x0b\x65xport_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x12ImportStateRequest\x12\r\n\x05space\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\x0c\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\"-\n\x13ImportStateResponse\x12\x16\n\x0epolicy_version\x18\x01 \x01(\t\"\"\n\x11ResetStateRequest\x12\r\n\x05space\x18\x01 \x01(\t\",\n\x12ResetStateResponse\x12\x16\n\x0epolicy_version\x18\x01 \x01(\t\"&\n\x15GetSpaceReportRequest\x12\r\n\x05space\x18\x01 \x01(\t\"\xca\x01\n\rGroupOutcomes\x12\t\n\x01n\x18\x01 \x01(\x04\x12\x15\n\x08mean_qoe\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x0ep50_latency_ms\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x1b\n\x0ep95_latency_ms\x18\x04 \x01(\x01H\x02\x88\x01\x01\x12\x19\n\x0c\x66\x61ilure_rate\x18\x05 \x01(\x01H\x03\x88\x01\x01\x42\x0b\n\t_mean_qoeB\x11\n\x0f_p50_latency_msB\x11\n\x0f_p95_latency_msB\x0f\n\r_failure_rate\"\xe1\x01\n\x04Lift\x12\x10\n\x08\x61\x62solute\x18\x01 \x01(\x01\x12\x19\n\x11\x61\x62solute_ci95_low\x18\x02 \x01(\x01\x12\x1a\n\x12\x61\x62solute_ci95_high\x18\x03 \x01(\x01\x12\x15\n\x08relative\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x1e\n\x11relative_ci95_low\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x1f\n\x12relative_ci95_high\x18\x06 \x01(\x01H\x02\x88\x01\x01\x42\x0b\n\t_relativeB\x14\n\x12_relative_ci95_lowB\x15\n\x13_relative_ci95_high\"\xa8\x01\n\x0b\x43lassReport\x12\x14\n\x0c\x64\x65vice_class\x18\x01 \x01(\t\x12)\n\x06policy\x18\x02 \x01(\x0b\x32\x19.edgesel.v1.GroupOutcomes\x12*\n\x07holdout\x18\x03 \x01(\x0b\x32\x19.edgesel.v1.GroupOutcomes\x12#\n\x04lift\x18\x04 \x01(\x0b\x32\x10.edgesel.v1.LiftH\x00\x88\x01\x01\x42\x07\n\x05_lift\"a\n\x0cPeriodReport\x12(\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\x17.edgesel.v1.ClassReport\x12\'\n\x06pooled\x18\x02 \x01(\x0b\x32\x17.edgesel.v1.ClassReport\"\x9c\x01\n\nWithdrawal\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65vice_class\x18\x02 \x01(\t\x12\x11\n\tguardrail\x18\x03 \x01(\t\x12\r\n\x05value\x18\x04 \x01(\x01\x12\r\n\x05limit\x18\x05 \x01(\x01\x12\x0b\n\x03seq\x18\x06 \x01(\x04\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9e\x02\n\x16GetSpaceReportResponse\x12\r\n\x05space\x18\x01 \x01(\t\x12\x15\n\rholdout_model\x18\x02 \x01(\t\x12\x15\n\rholdout_share\x18\x03 \x01(\x01\x12\x10\n\x08window_s\x18\x04 \x01(\x01\x12-\n\x0bsince_start\x18\x05 \x01(\x0b\x32\x18.edgesel.v1.PeriodReport\x12(\n\x06window\x18\x06 \x01(\x0b\x32\x18.edgesel.v1.PeriodReport\x12)\n\twithdrawn\x18\x07 \x03(\x0b\x32\x16.edgesel.v1.Withdrawal\x12\x16\n\x0epolicy_version\x18\x08 \x01(\t\x12\x19\n\x11withdrawals_total\x18\t \x01(\x04\"M\n\x14LiftGuardrailRequest\x12\r\n\x05space\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x65vice_class\x18\x03 \x01(\t\"\'\n\x15LiftGuardrailResponse\x12\x0e\n\x06lifted\x18\x01 \x01(\x08\x32\xfd\x06\n\x0e\x43\x61talogService\x12K\n\nListSpaces\x12\x1d.edgesel.v1.ListSpacesRequest\x1a\x1e.edgesel.v1.ListSpacesResponse\x12K\n\nListModels\x12\x1d.edgesel.v1.ListModelsRequest\x1a\x1e.edgesel.v1.ListModelsResponse\x12\x45\n\x08\x41\x64\x64Model\x12\x1b.edgesel.v1.AddModelRequest\x1a\x1c.edgesel.v1.AddModelResponse\x12N\n\x0bUpdateModel\x12\x1e.edgesel.v1.UpdateModelRequest\x1a\x1f.edgesel.v1.UpdateModelResponse\x12N\n\x0bRetireModel\x12\x1e.edgesel.v1.RetireModelRequest\x1a\x1f.edgesel.v1.RetireModelResponse\x12N\n\x0bGetArmStats\x12\x1e.edgesel.v1.GetArmStatsRequest\x1a\x1f.edgesel.v1.GetArmStatsResponse\x12N\n\x0b\x45xportState\x12\x1e.edgesel.v1.ExportStateRequest\x1a\x1f.edgesel.v1.ExportStateResponse\x12N\n\x0bImportState\x12\x1e.edgesel.v1.ImportStateRequest\x1a\x1f.edgesel.v1.ImportStateResponse\x12K\n\nResetState\x12\x1d.edgesel.v1.ResetStateRequest\x1a\x1e.edgesel.v1.ResetStateResponse\x12W\n\x0eGetSpaceReport\x12!.edgesel.v1.GetSpaceReportRequest\x1a\".edgesel.v1.GetSpaceReportResponse\x12T\n\rLiftGuardrail\x12 .edgesel.v1.LiftGuardrailRequest\x1a!.edgesel.v1.LiftGuardrailResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65\x64gesel/v1/catalog.proto\x12\nedgesel.v1\x1a\x16\x65\x64gesel/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x13\n\x11ListSpacesRequest\"7\n\x12ListSpacesResponse\x12!\n\x06spaces\x18\x01 \x03(\x0b\x32\x11.edgesel.v1.Space\";\n\x11ListModelsRequest\x12\r\n\x05space\x18\x01 \x01(\t\x12\x17\n\x0finclude_retired\x18\x02 \x01(\x08\"7\n\x12ListModelsResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.edgesel.v1.Model\"B\n\x0f\x41\x64\x64ModelRequest\x12\r\n\x05space\x18\x01 \x01(\t\x12 \n\x05model\x18\x02 \x01(\x0b\x32\x11.edgesel.v1.Model\"4\n\x10\x41\x64\x64ModelResponse\x12 \n\x05model\x18\x01 \x01(\x0b\x32\x11.edgesel.v1.Model\"E\n\x12UpdateModelRequest\x12\r\n\x05space\x18\x01 \x01(\t\x12 \n\x05model\x18\x02 \x01(\x0b\x32\x11.edgesel.v1.Model\"7\n\x13UpdateModelResponse\x12 \n\x05model\x18\x01 \x01(\x0b\x32\x11.edgesel.v1.Model\"g\n\x13ImportModelsRequest\x12\r\n\x05space\x18\x01 \x01(\t\x12\x1e\n\x03\x61\x64\x64\x18\x02 \x03(\x0b\x32\x11.edgesel.v1.Model\x12!\n\x06update\x18\x03 \x03(\x0b\x32\x11.edgesel.v1.Model\"Q\n\x14ImportModelsResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.edgesel.v1.Model\x12\x16\n\x0epolicy_version\x18\x02 \x01(\t\"5\n\x12RetireModelRequest\x12\r\n\x05space\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\"7\n\x13RetireModelResponse\x12 \n\x05model\x18\x01 \x01(\x0b\x32\x11.edgesel.v1.Model\"G\n\x12GetArmStatsRequest\x12\r\n\x05space\x18\x01 \x01(\t\x12\x15\n\x08model_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x0b\n\t_model_id\"x\n\x13GetArmStatsResponse\x12\"\n\x04\x61rms\x18\x01 \x03(\x0b\x32\x14.edgesel.v1.ArmStats\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\x16\n\x0epolicy_version\x18\x03 \x01(\t\x12\x15\n\rtotal_updates\x18\x04 \x01(\x04\"#\n\x12\x45xportStateRequest\x12\r\n\x05space\x18\x01 \x01(\t\"\x8d\x01\n\x13\x45xportStateResponse\x12\r\n\x05state\x18\x01 \x01(\x0c\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x0e\n\x06policy\x18\x03 \x01(\t\x12\x16\n\x0epolicy_version\x18\x04 \x01(\t\x12/\n\x0b\x65xport_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x12ImportStateRequest\x12\r\n\x05space\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\x0c\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\"-\n\x13ImportStateResponse\x12\x16\n\x0epolicy_version\x18\x01 \x01(\t\"\"\n\x11ResetStateRequest\x12\r\n\x05space\x18\x01 \x01(\t\",\n\x12ResetStateResponse\x12\x16\n\x0epolicy_version\x18\x01 \x01(\t\"&\n\x15GetSpaceReportRequest\x12\r\n\x05space\x18\x01 \x01(\t\"\xca\x01\n\rGroupOutcomes\x12\t\n\x01n\x18\x01 \x01(\x04\x12\x15\n\x08mean_qoe\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x0ep50_latency_ms\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x1b\n\x0ep95_latency_ms\x18\x04 \x01(\x01H\x02\x88\x01\x01\x12\x19\n\x0c\x66\x61ilure_rate\x18\x05 \x01(\x01H\x03\x88\x01\x01\x42\x0b\n\t_mean_qoeB\x11\n\x0f_p50_latency_msB\x11\n\x0f_p95_latency_msB\x0f\n\r_failure_rate\"\xe1\x01\n\x04Lift\x12\x10\n\x08\x61\x62solute\x18\x01 \x01(\x01\x12\x19\n\x11\x61\x62solute_ci95_low\x18\x02 \x01(\x01\x12\x1a\n\x12\x61\x62solute_ci95_high\x18\x03 \x01(\x01\x12\x15\n\x08relative\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x1e\n\x11relative_ci95_low\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x1f\n\x12relative_ci95_high\x18\x06 \x01(\x01H\x02\x88\x01\x01\x42\x0b\n\t_relativeB\x14\n\x12_relative_ci95_lowB\x15\n\x13_relative_ci95_high\"\xa8\x01\n\x0b\x43lassReport\x12\x14\n\x0c\x64\x65vice_class\x18\x01 \x01(\t\x12)\n\x06policy\x18\x02 \x01(\x0b\x32\x19.edgesel.v1.GroupOutcomes\x12*\n\x07holdout\x18\x03 \x01(\x0b\x32\x19.edgesel.v1.GroupOutcomes\x12#\n\x04lift\x18\x04 \x01(\x0b\x32\x10.edgesel.v1.LiftH\x00\x88\x01\x01\x42\x07\n\x05_lift\"a\n\x0cPeriodReport\x12(\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\x17.edgesel.v1.ClassReport\x12\'\n\x06pooled\x18\x02 \x01(\x0b\x32\x17.edgesel.v1.ClassReport\"\x9c\x01\n\nWithdrawal\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65vice_class\x18\x02 \x01(\t\x12\x11\n\tguardrail\x18\x03 \x01(\t\x12\r\n\x05value\x18\x04 \x01(\x01\x12\r\n\x05limit\x18\x05 \x01(\x01\x12\x0b\n\x03seq\x18\x06 \x01(\x04\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9e\x02\n\x16GetSpaceReportResponse\x12\r\n\x05space\x18\x01 \x01(\t\x12\x15\n\rholdout_model\x18\x02 \x01(\t\x12\x15\n\rholdout_share\x18\x03 \x01(\x01\x12\x10\n\x08window_s\x18\x04 \x01(\x01\x12-\n\x0bsince_start\x18\x05 \x01(\x0b\x32\x18.edgesel.v1.PeriodReport\x12(\n\x06window\x18\x06 \x01(\x0b\x32\x18.edgesel.v1.PeriodReport\x12)\n\twithdrawn\x18\x07 \x03(\x0b\x32\x16.edgesel.v1.Withdrawal\x12\x16\n\x0epolicy_version\x18\x08 \x01(\t\x12\x19\n\x11withdrawals_total\x18\t \x01(\x04\"M\n\x14LiftGuardrailRequest\x12\r\n\x05space\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x65vice_class\x18\x03 \x01(\t\"\'\n\x15LiftGuardrailResponse\x12\x0e\n\x06lifted\x18\x01 \x01(\x08\x32\xd0\x07\n\x0e\x43\x61talogService\x12K\n\nListSpaces\x12\x1d.edgesel.v1.ListSpacesRequest\x1a\x1e.edgesel.v1.ListSpacesResponse\x12K\n\nListModels\x12\x1d.edgesel.v1.ListModelsRequest\x1a\x1e.edgesel.v1.ListModelsResponse\x12\x45\n\x08\x41\x64\x64Model\x12\x1b.edgesel.v1.AddModelRequest\x1a\x1c.edgesel.v1.AddModelResponse\x12N\n\x0bUpdateModel\x12\x1e.edgesel.v1.UpdateModelRequest\x1a\x1f.edgesel.v1.UpdateModelResponse\x12Q\n\x0cImportModels\x12\x1f.edgesel.v1.ImportModelsRequest\x1a .edgesel.v1.ImportModelsResponse\x12N\n\x0bRetireModel\x12\x1e.edgesel.v1.RetireModelRequest\x1a\x1f.edgesel.v1.RetireModelResponse\x12N\n\x0bGetArmStats\x12\x1e.edgesel.v1.GetArmStatsRequest\x1a\x1f.edgesel.v1.GetArmStatsResponse\x12N\n\x0b\x45xportState\x12\x1e.edgesel.v1.ExportStateRequest\x1a\x1f.edgesel.v1.ExportStateResponse\x12N\n\x0bImportState\x12\x1e.edgesel.v1.ImportStateRequest\x1a\x1f.edgesel.v1.ImportStateResponse\x12K\n\nResetState\x12\x1d.edgesel.v1.ResetStateRequest\x1a\x1e.edgesel.v1.ResetStateResponse\x12W\n\x0eGetSpaceReport\x12!.edgesel.v1.GetSpaceReportRequest\x1a\".edgesel.v1.GetSpaceReportResponse\x12T\n\rLiftGuardrail\x12 .edgesel.v1.LiftGuardrailRequest\x1a!.edgesel.v1.LiftGuardrailResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgesel.v1.catalog_pb2', globals())
@@ -38,44 +38,48 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _UPDATEMODELREQUEST._serialized_end=484
   _UPDATEMODELRESPONSE._serialized_start=486
   _UPDATEMODELRESPONSE._serialized_end=541
-  _RETIREMODELREQUEST._serialized_start=543
-  _RETIREMODELREQUEST._serialized_end=596
-  _RETIREMODELRESPONSE._serialized_start=598
-  _RETIREMODELRESPONSE._serialized_end=653
-  _GETARMSTATSREQUEST._serialized_start=655
-  _GETARMSTATSREQUEST._serialized_end=726
-  _GETARMSTATSRESPONSE._serialized_start=728
-  _GETARMSTATSRESPONSE._serialized_end=848
-  _EXPORTSTATEREQUEST._serialized_start=850
-  _EXPORTSTATEREQUEST._serialized_end=885
-  _EXPORTSTATERESPONSE._serialized_start=888
-  _EXPORTSTATERESPONSE._serialized_end=1029
-  _IMPORTSTATEREQUEST._serialized_start=1031
-  _IMPORTSTATEREQUEST._serialized_end=1097
-  _IMPORTSTATERESPONSE._serialized_start=1099
-  _IMPORTSTATERESPONSE._serialized_end=1144
-  _RESETSTATEREQUEST._serialized_start=1146
-  _RESETSTATEREQUEST._serialized_end=1180
-  _RESETSTATERESPONSE._serialized_start=1182
-  _RESETSTATERESPONSE._serialized_end=1226
-  _GETSPACEREPORTREQUEST._serialized_start=1228
-  _GETSPACEREPORTREQUEST._serialized_end=1266
-  _GROUPOUTCOMES._serialized_start=1269
-  _GROUPOUTCOMES._serialized_end=1471
-  _LIFT._serialized_start=1474
-  _LIFT._serialized_end=1699
-  _CLASSREPORT._serialized_start=1702
-  _CLASSREPORT._serialized_end=1870
-  _PERIODREPORT._serialized_start=1872
-  _PERIODREPORT._serialized_end=1969
-  _WITHDRAWAL._serialized_start=1972
-  _WITHDRAWAL._serialized_end=2128
-  _GETSPACEREPORTRESPONSE._serialized_start=2131
-  _GETSPACEREPORTRESPONSE._serialized_end=2417
-  _LIFTGUARDRAILREQUEST._serialized_start=2419
-  _LIFTGUARDRAILREQUEST._serialized_end=2496
-  _LIFTGUARDRAILRESPONSE._serialized_start=2498
-  _LIFTGUARDRAILRESPONSE._serialized_end=2537
-  _CATALOGSERVICE._serialized_start=2540
-  _CATALOGSERVICE._serialized_end=3433
+  _IMPORTMODELSREQUEST._serialized_start=543
+  _IMPORTMODELSREQUEST._serialized_end=646
+  _IMPORTMODELSRESPONSE._serialized_start=648
+  _IMPORTMODELSRESPONSE._serialized_end=729
+  _RETIREMODELREQUEST._serialized_start=731
+  _RETIREMODELREQUEST._serialized_end=784
+  _RETIREMODELRESPONSE._serialized_start=786
+  _RETIREMODELRESPONSE._serialized_end=841
+  _GETARMSTATSREQUEST._serialized_start=843
+  _GETARMSTATSREQUEST._serialized_end=914
+  _GETARMSTATSRESPONSE._serialized_start=916
+  _GETARMSTATSRESPONSE._serialized_end=1036
+  _EXPORTSTATEREQUEST._serialized_start=1038
+  _EXPORTSTATEREQUEST._serialized_end=1073
+  _EXPORTSTATERESPONSE._serialized_start=1076
+  _EXPORTSTATERESPONSE._serialized_end=1217
+  _IMPORTSTATEREQUEST._serialized_start=1219
+  _IMPORTSTATEREQUEST._serialized_end=1285
+  _IMPORTSTATERESPONSE._serialized_start=1287
+  _IMPORTSTATERESPONSE._serialized_end=1332
+  _RESETSTATEREQUEST._serialized_start=1334
+  _RESETSTATEREQUEST._serialized_end=1368
+  _RESETSTATERESPONSE._serialized_start=1370
+  _RESETSTATERESPONSE._serialized_end=1414
+  _GETSPACEREPORTREQUEST._serialized_start=1416
+  _GETSPACEREPORTREQUEST._serialized_end=1454
+  _GROUPOUTCOMES._serialized_start=1457
+  _GROUPOUTCOMES._serialized_end=1659
+  _LIFT._serialized_start=1662
+  _LIFT._serialized_end=1887
+  _CLASSREPORT._serialized_start=1890
+  _CLASSREPORT._serialized_end=2058
+  _PERIODREPORT._serialized_start=2060
+  _PERIODREPORT._serialized_end=2157
+  _WITHDRAWAL._serialized_start=2160
+  _WITHDRAWAL._serialized_end=2316
+  _GETSPACEREPORTRESPONSE._serialized_start=2319
+  _GETSPACEREPORTRESPONSE._serialized_end=2605
+  _LIFTGUARDRAILREQUEST._serialized_start=2607
+  _LIFTGUARDRAILREQUEST._serialized_end=2684
+  _LIFTGUARDRAILRESPONSE._serialized_start=2686
+  _LIFTGUARDRAILRESPONSE._serialized_end=2725
+  _CATALOGSERVICE._serialized_start=2728
+  _CATALOGSERVICE._serialized_end=3704
 # @@protoc_insertion_point(module_scope)

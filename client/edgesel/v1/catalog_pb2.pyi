@@ -115,6 +115,24 @@ class GroupOutcomes(_message.Message):
     p95_latency_ms: float
     def __init__(self, n: _Optional[int] = ..., mean_qoe: _Optional[float] = ..., p50_latency_ms: _Optional[float] = ..., p95_latency_ms: _Optional[float] = ..., failure_rate: _Optional[float] = ...) -> None: ...
 
+class ImportModelsRequest(_message.Message):
+    __slots__ = ["add", "space", "update"]
+    ADD_FIELD_NUMBER: _ClassVar[int]
+    SPACE_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_FIELD_NUMBER: _ClassVar[int]
+    add: _containers.RepeatedCompositeFieldContainer[_types_pb2.Model]
+    space: str
+    update: _containers.RepeatedCompositeFieldContainer[_types_pb2.Model]
+    def __init__(self, space: _Optional[str] = ..., add: _Optional[_Iterable[_Union[_types_pb2.Model, _Mapping]]] = ..., update: _Optional[_Iterable[_Union[_types_pb2.Model, _Mapping]]] = ...) -> None: ...
+
+class ImportModelsResponse(_message.Message):
+    __slots__ = ["models", "policy_version"]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[_types_pb2.Model]
+    policy_version: str
+    def __init__(self, models: _Optional[_Iterable[_Union[_types_pb2.Model, _Mapping]]] = ..., policy_version: _Optional[str] = ...) -> None: ...
+
 class ImportStateRequest(_message.Message):
     __slots__ = ["format", "space", "state"]
     FORMAT_FIELD_NUMBER: _ClassVar[int]

@@ -39,6 +39,11 @@ class CatalogServiceStub(object):
                 request_serializer=edgesel_dot_v1_dot_catalog__pb2.UpdateModelRequest.SerializeToString,
                 response_deserializer=edgesel_dot_v1_dot_catalog__pb2.UpdateModelResponse.FromString,
                 )
+        self.ImportModels = channel.unary_unary(
+                '/edgesel.v1.CatalogService/ImportModels',
+                request_serializer=edgesel_dot_v1_dot_catalog__pb2.ImportModelsRequest.SerializeToString,
+                response_deserializer=edgesel_dot_v1_dot_catalog__pb2.ImportModelsResponse.FromString,
+                )
         self.RetireModel = channel.unary_unary(
                 '/edgesel.v1.CatalogService/RetireModel',
                 request_serializer=edgesel_dot_v1_dot_catalog__pb2.RetireModelRequest.SerializeToString,
@@ -114,6 +119,20 @@ class CatalogServiceServicer(object):
         NOT_FOUND         MODEL_UNKNOWN      no
         INVALID_ARGUMENT  INVALID_MODEL      no  (features differ from the stored ones)
         INVALID_ARGUMENT  LIMIT_EXCEEDED     no
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportModels(self, request, context):
+        """Adds and updates many models as ONE logged change (one event in the space's log): all of them are
+        applied, or none. Each model is checked as AddModel / UpdateModel would check it; the message of a
+        refusal names the model. Added models start like AddModel's.
+        ALREADY_EXISTS    MODEL_EXISTS       no  (an added id is in the catalog, or twice in the request)
+        NOT_FOUND         MODEL_UNKNOWN      no  (an updated id is not in the catalog)
+        INVALID_ARGUMENT  INVALID_FEATURES   no
+        INVALID_ARGUMENT  INVALID_MODEL      no  (as AddModel; an update whose features/labels differ)
+        INVALID_ARGUMENT  LIMIT_EXCEEDED     no  (as AddModel, or more than 10,000 models in one request)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -197,6 +216,11 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.UpdateModel,
                     request_deserializer=edgesel_dot_v1_dot_catalog__pb2.UpdateModelRequest.FromString,
                     response_serializer=edgesel_dot_v1_dot_catalog__pb2.UpdateModelResponse.SerializeToString,
+            ),
+            'ImportModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportModels,
+                    request_deserializer=edgesel_dot_v1_dot_catalog__pb2.ImportModelsRequest.FromString,
+                    response_serializer=edgesel_dot_v1_dot_catalog__pb2.ImportModelsResponse.SerializeToString,
             ),
             'RetireModel': grpc.unary_unary_rpc_method_handler(
                     servicer.RetireModel,
@@ -313,6 +337,23 @@ class CatalogService(object):
         return grpc.experimental.unary_unary(request, target, '/edgesel.v1.CatalogService/UpdateModel',
             edgesel_dot_v1_dot_catalog__pb2.UpdateModelRequest.SerializeToString,
             edgesel_dot_v1_dot_catalog__pb2.UpdateModelResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ImportModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/edgesel.v1.CatalogService/ImportModels',
+            edgesel_dot_v1_dot_catalog__pb2.ImportModelsRequest.SerializeToString,
+            edgesel_dot_v1_dot_catalog__pb2.ImportModelsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 

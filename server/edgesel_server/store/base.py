@@ -72,9 +72,21 @@ UPDATE_MODEL = "update_model"
 RETIRE_MODEL = "retire_model"
 RESET = "reset"
 IMPORT = "import"
+# Many models added and updated as one change (ImportModels); payload {"add": [model], "update": [change]}.
+IMPORT_MODELS = "import_models"
 # The operator lifts a guardrail's withdrawal of (model_id, payload {"device_class"}) at this log position.
 LIFT_GUARDRAIL = "lift_guardrail"
-EVENT_KINDS = (FEEDBACK, DEFAULT_REWARD, ADD_MODEL, UPDATE_MODEL, RETIRE_MODEL, RESET, IMPORT, LIFT_GUARDRAIL)
+EVENT_KINDS = (
+    FEEDBACK,
+    DEFAULT_REWARD,
+    ADD_MODEL,
+    UPDATE_MODEL,
+    RETIRE_MODEL,
+    RESET,
+    IMPORT,
+    IMPORT_MODELS,
+    LIFT_GUARDRAIL,
+)
 
 
 @dataclass
