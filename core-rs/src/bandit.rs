@@ -765,14 +765,20 @@ impl Bandit {
         self.refresh_beta();
     }
 
-    fn check_x(&self, x: &[f64]) -> CoreResult<()> {
+    pub(crate) fn check_x(&self, x: &[f64]) -> CoreResult<()> {
         check_len(x, self.d, "x")?;
         check_finite(x, "x")
     }
 
     /// Validates one observation for arm `i`: finite, right length, and small enough that the
     /// statistics it is added to cannot overflow (so a single absurd value cannot poison the state).
-    fn check_observation(&self, i: usize, x: &[f64], reward: f64, what: &str) -> CoreResult<()> {
+    pub(crate) fn check_observation(
+        &self,
+        i: usize,
+        x: &[f64],
+        reward: f64,
+        what: &str,
+    ) -> CoreResult<()> {
         check_len(x, self.d, what)?;
         check_finite(x, what)?;
         if !reward.is_finite() {
@@ -858,7 +864,7 @@ impl Bandit {
     /// On x86-64 CPUs with AVX2 the same code is compiled a second time with AVX2 enabled and chosen at
     /// run time. Results are bit-identical: no FMA contraction, and every reduction has a fixed order
     /// (explicit accumulators), so only the SIMD width changes.
-    fn scan(
+    pub(crate) fn scan(
         &self,
         x: &[f64],
         arms: Option<&[usize]>,

@@ -9,11 +9,16 @@ pub mod error;
 pub mod features;
 pub mod linalg;
 mod python;
+mod python_qoe;
+pub mod qoe_model;
+pub mod qoe_spec;
 pub mod rng;
 pub mod snapshot;
 
 pub use bandit::{ArmStats, Bandit, Choice, Params, Policy, Scores, SharedStats};
 pub use error::{CoreError, CoreResult};
+pub use qoe_model::{Observation, QoeChoice, QoeModel, QoeParams, QoeScores};
+pub use qoe_spec::{Prefs, QoeSpec, Shape};
 
 #[cfg(test)]
 mod tests;

@@ -59,22 +59,22 @@ pub fn crc32(data: &[u8]) -> u32 {
     c ^ 0xFFFF_FFFF
 }
 
-struct Writer(Vec<u8>);
+pub(crate) struct Writer(pub(crate) Vec<u8>);
 
 impl Writer {
-    fn u8(&mut self, v: u8) {
+    pub(crate) fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
-    fn u32(&mut self, v: u32) {
+    pub(crate) fn u32(&mut self, v: u32) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn u64(&mut self, v: u64) {
+    pub(crate) fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn f64(&mut self, v: f64) {
+    pub(crate) fn f64(&mut self, v: f64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn f64s(&mut self, v: &[f64]) {
+    pub(crate) fn f64s(&mut self, v: &[f64]) {
         self.0.reserve(v.len() * 8);
         for &x in v {
             self.f64(x);
@@ -82,9 +82,9 @@ impl Writer {
     }
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+pub(crate) struct Reader<'a> {
+    pub(crate) buf: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 fn truncated(what: &str) -> CoreError {
@@ -94,7 +94,7 @@ fn truncated(what: &str) -> CoreError {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &str) -> CoreResult<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize, what: &str) -> CoreResult<&'a [u8]> {
         let end = self.pos.checked_add(n).ok_or_else(|| truncated(what))?;
         let s = self.buf.get(self.pos..end).ok_or_else(|| truncated(what))?;
         self.pos = end;
@@ -105,20 +105,20 @@ impl<'a> Reader<'a> {
         out.copy_from_slice(self.take(N, what)?);
         Ok(out)
     }
-    fn u8(&mut self, what: &str) -> CoreResult<u8> {
+    pub(crate) fn u8(&mut self, what: &str) -> CoreResult<u8> {
         Ok(self.array::<1>(what)?[0])
     }
-    fn u32(&mut self, what: &str) -> CoreResult<u32> {
+    pub(crate) fn u32(&mut self, what: &str) -> CoreResult<u32> {
         Ok(u32::from_le_bytes(self.array(what)?))
     }
-    fn u64(&mut self, what: &str) -> CoreResult<u64> {
+    pub(crate) fn u64(&mut self, what: &str) -> CoreResult<u64> {
         Ok(u64::from_le_bytes(self.array(what)?))
     }
-    fn f64(&mut self, what: &str) -> CoreResult<f64> {
+    pub(crate) fn f64(&mut self, what: &str) -> CoreResult<f64> {
         Ok(f64::from_le_bytes(self.array(what)?))
     }
     /// `n` finite floats.
-    fn f64s(&mut self, n: usize, what: &str) -> CoreResult<Vec<f64>> {
+    pub(crate) fn f64s(&mut self, n: usize, what: &str) -> CoreResult<Vec<f64>> {
         let bytes = self.take(n.checked_mul(8).ok_or_else(|| truncated(what))?, what)?;
         let v: Vec<f64> = bytes
             .chunks_exact(8)
@@ -178,29 +178,42 @@ pub fn encode(b: &Bandit) -> Vec<u8> {
         w.f64s(&arm.b);
         w.f64s(&arm.s);
     }
-    let crc = crc32(&w.0);
-    w.u32(crc);
-    w.0
+    w.seal()
 }
 
-/// Decodes and validates a snapshot.
-pub fn decode(data: &[u8]) -> CoreResult<Bandit> {
-    if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
-        return Err(CoreError::snapshot(
-            "not an edgesel snapshot (missing magic b\"EDGESELB\")",
-        ));
+impl Writer {
+    /// Appends the CRC-32 of everything written so far and returns the blob.
+    pub(crate) fn seal(mut self) -> Vec<u8> {
+        let crc = crc32(&self.0);
+        self.u32(crc);
+        self.0
     }
-    if data.len() < MAGIC.len() + 4 + 4 {
+}
+
+/// Checks a blob's magic, then its version, then its CRC; returns everything before the CRC (the reader
+/// starts after the 12-byte header).
+pub(crate) fn checked_body<'a>(
+    data: &'a [u8],
+    magic: &[u8; 8],
+    version: u32,
+) -> CoreResult<&'a [u8]> {
+    let shown = String::from_utf8_lossy(magic);
+    if data.len() < magic.len() || &data[..magic.len()] != magic {
+        return Err(CoreError::snapshot(format!(
+            "not an edgesel snapshot (missing magic b\"{shown}\")"
+        )));
+    }
+    if data.len() < magic.len() + 4 + 4 {
         return Err(CoreError::snapshot(
             "snapshot is truncated (no version/checksum)",
         ));
     }
     let mut vb = [0u8; 4];
     vb.copy_from_slice(&data[8..12]);
-    let version = u32::from_le_bytes(vb);
-    if version != VERSION {
+    let found = u32::from_le_bytes(vb);
+    if found != version {
         return Err(CoreError::snapshot(format!(
-            "unsupported snapshot format version {version} (this build reads version {VERSION})"
+            "unsupported snapshot format version {found} (this build reads version {version})"
         )));
     }
     let (body, tail) = data.split_at(data.len() - 4);
@@ -214,6 +227,12 @@ pub fn decode(data: &[u8]) -> CoreResult<Bandit> {
              the blob is corrupted or truncated"
         )));
     }
+    Ok(body)
+}
+
+/// Decodes and validates a snapshot.
+pub fn decode(data: &[u8]) -> CoreResult<Bandit> {
+    let body = checked_body(data, MAGIC, VERSION)?;
     let mut r = Reader { buf: body, pos: 12 };
     let code = r.u8("policy")?;
     let policy = Policy::from_code(code)

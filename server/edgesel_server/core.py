@@ -3,8 +3,10 @@
 See docs/core.md for the models, the joint feature map, the API and the snapshot format.
 """
 
-from edgesel_server._core import Bandit, SnapshotError, UnknownArmError
+from edgesel_server._core import Bandit, QoeModel, SnapshotError, UnknownArmError
 
-POLICIES = ("disjoint_linucb", "hybrid_linucb", "lin_ts")
+# `qoe_model` (the default) is the QoeModel class; the others are Bandit policies.
+POLICIES = ("qoe_model", "disjoint_linucb", "hybrid_linucb", "lin_ts")
+BANDIT_POLICIES = ("disjoint_linucb", "hybrid_linucb", "lin_ts")
 
-__all__ = ["POLICIES", "Bandit", "SnapshotError", "UnknownArmError"]
+__all__ = ["BANDIT_POLICIES", "POLICIES", "Bandit", "QoeModel", "SnapshotError", "UnknownArmError"]

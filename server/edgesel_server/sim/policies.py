@@ -8,7 +8,7 @@ The oracle and common-model baselines read the stream's ground truth, which only
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -16,10 +16,11 @@ from numpy.typing import NDArray
 
 from edgesel_server.sim.scenario import Stream
 
-CORE_POLICIES = ("hybrid_linucb", "disjoint_linucb", "lin_ts")
+CORE_POLICIES = ("qoe_model", "hybrid_linucb", "disjoint_linucb", "lin_ts")
 BASELINES = ("oracle", "common_model", "random", "epsilon_greedy")
 ALL_POLICIES = (
     "oracle",
+    "qoe_model",
     "hybrid_linucb",
     "disjoint_linucb",
     "lin_ts",
@@ -30,7 +31,7 @@ ALL_POLICIES = (
 
 # Defaults chosen to be robust across scenarios (rewards in [0, 1], features ~[0, 1]), not tuned to one file:
 # see docs/simulator.md, "Policies".
-DEFAULT_ALPHA = {"hybrid_linucb": 0.5, "disjoint_linucb": 0.5, "lin_ts": 0.15}
+DEFAULT_ALPHA = {"qoe_model": 1.0, "hybrid_linucb": 0.5, "disjoint_linucb": 0.5, "lin_ts": 0.15}
 DEFAULT_LAMBDA = 1.0
 DEFAULT_EPSILON = 0.1
 
@@ -42,6 +43,8 @@ class Request:
     round: int
     x: NDArray  # normalized device vector (static ++ state ++ stated preferences)
     eligible: list[str]  # arm ids the policy may pick
+    # What the device states with the request (QoE weights, energy budget), as `QoeModel` keywords.
+    preferences: dict = field(default_factory=dict)
 
 
 class Policy(Protocol):
@@ -109,6 +112,60 @@ class BanditPolicy:
 
     def update(self, request: Request, arm_id: str, reward: float) -> None:
         self.bandit.update(arm_id, request.x, reward)
+
+
+class QoeModelPolicy:
+    """``qoe_model`` through the Rust core: learns the measurements (latency, energy, does it run) that the
+    runner hands to :meth:`update_measured` and composes each request's QoE with the scenario's QoE function
+    (``spec``) under the request's preferences. ``accuracy`` is the catalog's top-1 per arm (a fraction)."""
+
+    wants_measurements = True
+
+    def __init__(
+        self,
+        name: str,
+        device_dim: int,
+        model_dim: int,
+        *,
+        spec: dict | None = None,
+        accuracy: dict[str, float] | None = None,
+        alpha: float | None = None,
+        lam: float = DEFAULT_LAMBDA,
+        baseline_model: str | None = None,
+        max_loss: float = 0.05,
+    ) -> None:
+        from edgesel_server.core import QoeModel
+
+        self.name = name
+        self.accuracy = accuracy or {}
+        self.model = QoeModel(
+            device_dim,
+            model_dim,
+            spec,
+            alpha=DEFAULT_ALPHA["qoe_model"] if alpha is None else alpha,
+            lam=lam,
+            baseline_model=baseline_model,
+            max_loss=max_loss,
+        )
+        self.fallbacks = 0
+
+    def add_arm(self, arm_id: str, features: NDArray) -> None:
+        self.model.add_arm(arm_id, np.asarray(features, dtype=np.float64), accuracy=self.accuracy.get(arm_id))
+
+    def remove_arm(self, arm_id: str) -> None:
+        self.model.remove_arm(arm_id)
+
+    def select(self, request: Request) -> str:
+        arm, _, _, _, fallback = self.model.select(request.x, request.eligible, **request.preferences)
+        self.fallbacks += int(fallback)
+        return arm
+
+    def update(self, request: Request, arm_id: str, reward: float) -> None:
+        """Scalar feedback only (read as a rating-equivalent, docs/core.md)."""
+        self.model.update(arm_id, request.x, reward, **request.preferences)
+
+    def update_measured(self, request: Request, arm_id: str, reward: float, measured: dict) -> None:
+        self.model.update(arm_id, request.x, reward, **measured, **request.preferences)
 
 
 class RandomPolicy:
@@ -251,6 +308,8 @@ def make_learning_policy(
 ) -> Policy:
     """Policies that need only the data a server has (no ground truth): usable online and in replay."""
     pseed = policy_seed(seed, name)
+    if name == "qoe_model":
+        return QoeModelPolicy(name, device_dim, model_dim, alpha=alpha, lam=lam)
     if name in CORE_POLICIES:
         return BanditPolicy(name, device_dim, model_dim, alpha=alpha, lam=lam, seed=pseed)
     if name == "random":
@@ -274,6 +333,19 @@ def make_policy(
         return OraclePolicy(stream)
     if name == "common_model":
         return CommonModelPolicy(stream)
+    if name == "qoe_model" or name.startswith("qoe_model:conservative"):
+        # "qoe_model:conservative" guards the best single model in hindsight (max_loss 0.05).
+        baseline = CommonModelPolicy(stream).model if name != "qoe_model" else None
+        return QoeModelPolicy(
+            name,
+            stream.device_dim,
+            stream.model_dim,
+            spec=stream.qoe_spec(),
+            accuracy=stream.accuracy(),
+            alpha=alpha,
+            lam=lam,
+            baseline_model=baseline,
+        )
     return make_learning_policy(
         name, stream.device_dim, stream.model_dim, stream.seed, alpha=alpha, lam=lam, epsilon=epsilon
     )

@@ -50,6 +50,10 @@ def run_policy(
     _, best_value = stream.best_expected()
     expected, reward, contexts = stream.expected, stream.reward, stream.contexts
     picks = np.empty(stream.rounds, dtype=np.int64)
+    # Policies that learn the measurements (qoe_model) get the request's stated preferences and what the
+    # device measured; the others only the reported QoE.
+    learn_measured = getattr(policy, "update_measured", None)
+    measured = bool(getattr(policy, "wants_measurements", False)) and learn_measured is not None
     regret = qoe = 0.0
     start = time.perf_counter()
     for t in range(stream.rounds):
@@ -59,12 +63,16 @@ def run_policy(
                 policy.remove_arm(a)
             for a in ch.add:
                 policy.add_arm(a, stream.arm_features[col[a]])
-        request = Request(t, contexts[t], lists[which[t]])
+        request = Request(t, contexts[t], lists[which[t]], stream.preferences(t) if measured else {})
         arm = policy.select(request)
         j = col.get(arm, -1)
         if j < 0 or not stream.eligible[t, j]:
             raise RuntimeError(f"policy {policy.name!r} picked {arm!r}, not eligible at round {t}")
-        policy.update(request, arm, float(reward[t, j]))
+        if measured:
+            assert learn_measured is not None
+            learn_measured(request, arm, float(reward[t, j]), stream.measured(t, j))
+        else:
+            policy.update(request, arm, float(reward[t, j]))
         picks[t] = j
         if progress is not None:
             q = float(expected[t, j])

@@ -306,6 +306,8 @@ class Stream:
     prefs: NDArray  # (T, 3)
     expected: NDArray  # (T, K) noiseless QoE (regret/oracle reference)
     reward: NDArray  # (T, K) the QoE the user would report for each arm
+    latency_ms: NDArray  # (T, K) the latency the device would measure (jittered), where the model runs
+    energy_mj: NDArray  # (T, K) the energy it would measure likewise
     eligible: NDArray  # (T, K) bool: in the catalog at that round and allowed by the eligibility rule
     fits: NDArray  # (T, K) bool: the model fits in the memory available for that request (else it crashes)
     change_rounds: list[tuple[int, CatalogChange]]
@@ -318,6 +320,48 @@ class Stream:
     @property
     def model_dim(self) -> int:
         return int(self.arm_features.shape[1])
+
+    def preferences(self, t: int) -> dict:
+        """What the device states with request ``t`` (its user's weights, its energy budget from the battery
+        level), in the form of the QoE spec the ground truth uses (:meth:`qoe_spec`)."""
+        q = self.scenario.qoe
+        battery_powered = bool(self.truth.battery_powered[self.device_index[t]])
+        budget = q.energy_half_mj * (0.25 + 0.75 * float(self.battery[t])) if battery_powered else math.inf
+        w = self.prefs[t]
+        return {
+            "energy_budget_mj": budget,
+            "weights": {"accuracy": float(w[0]), "latency_ms": float(w[1]), "energy_mj": float(w[2])},
+        }
+
+    def qoe_spec(self) -> dict:
+        """The ground truth's QoE function (docs/simulator.md) as a `QoeModel` spec: logistic latency and
+        energy satisfaction, the patience limit, accuracy between floor and ceiling; no rating term (the
+        simulated rating is noise around this very QoE)."""
+        q = self.scenario.qoe
+        return {
+            "weights": {"user_rating": 0.0, "latency_ms": 1.0, "energy_mj": 1.0, "accuracy": 1.0},
+            "latency_budget_ms": q.latency_half_ms,
+            "latency_shape": "logistic",
+            "latency_steepness": q.latency_steepness,
+            "energy_budget_mj": q.energy_half_mj,
+            "energy_shape": "logistic",
+            "energy_steepness": 1.0,
+            "latency_limit_ms": q.latency_limit_ms,
+            "accuracy_floor": q.accuracy_floor / 100.0,
+            "accuracy_ceiling": q.accuracy_ceiling / 100.0,
+            "reward_min": 0.0,
+            "reward_max": 1.0,
+        }
+
+    def accuracy(self) -> dict[str, float]:
+        """Top-1 of every arm as a fraction (catalog knowledge)."""
+        return {m.arm_id: m.top1 / 100.0 for m in self.scenario.all_models()}
+
+    def measured(self, t: int, j: int) -> dict:
+        """What the device reports after running arm ``j`` in round ``t``: latency and energy, or failure."""
+        if not self.fits[t, j]:
+            return {"failed": True}
+        return {"latency_ms": float(self.latency_ms[t, j]), "energy_mj": float(self.energy_mj[t, j])}
 
     def best_expected(self) -> tuple[NDArray, NDArray]:
         """Per round: the oracle's arm index and its expected QoE (over eligible arms)."""
@@ -360,6 +404,8 @@ def build_stream(scenario: Scenario, rounds: int | None = None, seed: int | None
 
     expected = truth.expected_qoe(dev, thermal, load, battery, prefs)
     reward = truth.reported_qoe(dev, thermal, load, battery, prefs, jitter, rating)
+    latency_ms = truth.request_latency(dev, thermal, load) * jitter
+    energy_mj = latency_ms * truth.power_w[dev]
 
     static = np.array([device_static_features(d) for d in scenario.devices])
     contexts = np.ascontiguousarray(
@@ -401,6 +447,8 @@ def build_stream(scenario: Scenario, rounds: int | None = None, seed: int | None
         prefs=prefs,
         expected=expected,
         reward=reward,
+        latency_ms=latency_ms,
+        energy_mj=energy_mj,
         eligible=eligible,
         fits=truth.fits(dev, load),
         change_rounds=change_rounds,
