@@ -137,6 +137,8 @@ class AsyncEdgeselClient:
         latency_ms: float | None = None,
         energy_mj: float | None = None,
         accuracy: float | None = None,
+        failed: bool = False,
+        failure_reason: str | None = None,
         feedback_deadline: datetime | None = None,
     ) -> FeedbackReceipt:
         """See EdgeselClient.feedback."""
@@ -148,6 +150,8 @@ class AsyncEdgeselClient:
             latency_ms=latency_ms,
             energy_mj=energy_mj,
             accuracy=accuracy,
+            failed=failed,
+            failure_reason=failure_reason,
         )
         if not event_id:
             state.counters.feedback_dropped_from_cache += 1

@@ -29,14 +29,24 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    kind: str = "hybrid_linucb"
-    alpha: float = 0.5
+    # qoe_model learns the measurements and applies each request's preferences (docs/core.md); the default.
+    kind: str = "qoe_model"
+    alpha: float = 1.0  # default per kind: DEFAULT_ALPHA
     lam: float = 1.0
     refactor_every: int = 1000
     seed: int = 0
     # μLinUCB-style forced sampling: with this probability a Select picks uniformly among the eligible models,
     # so the learner cannot get stuck and every logged decision has a known propensity for offline evaluation.
     forced_sampling: float = 0.0
+    # Conservative exploration (qoe_model only): explore only while the QoE obtained stays >= (1 - max_loss)
+    # x what this model would have given.
+    baseline_model: str | None = None
+    max_loss: float = 0.05
+
+
+# qoe_model's exploration is already in reward units (docs/core.md); the LinUCB family's α multiplies raw
+# standard errors of the scalar reward.
+DEFAULT_ALPHA = {"qoe_model": 1.0, "disjoint_linucb": 0.5, "hybrid_linucb": 0.5, "lin_ts": 0.5}
 
 
 @dataclass
@@ -162,13 +172,16 @@ def _space(r: _Reader) -> SpaceConfig:
     if not name or not name.isprintable() or len(name) > 128:
         raise ConfigError(f"{r.where}.name must be 1-128 printable characters")
     p = r.sub("policy")
+    kind = p.get("kind", str, PolicyConfig.kind)
     policy = PolicyConfig(
-        kind=p.get("kind", str, PolicyConfig.kind),
-        alpha=p.get("alpha", float, PolicyConfig.alpha),
+        kind=kind,
+        alpha=p.get("alpha", float, DEFAULT_ALPHA.get(kind, PolicyConfig.alpha)),
         lam=p.get("lam", float, PolicyConfig.lam),
         refactor_every=p.get("refactor_every", int, PolicyConfig.refactor_every),
         seed=p.get("seed", int, PolicyConfig.seed),
         forced_sampling=p.get("forced_sampling", float, PolicyConfig.forced_sampling),
+        baseline_model=p.get("baseline_model", str, None),
+        max_loss=p.get("max_loss", float, PolicyConfig.max_loss),
     )
     p.done()
     if policy.kind not in POLICIES:
@@ -177,6 +190,10 @@ def _space(r: _Reader) -> SpaceConfig:
         raise ConfigError(f"{p.where}: needs alpha >= 0, lam > 0, refactor_every >= 1")
     if not 0.0 <= policy.forced_sampling <= 1.0:
         raise ConfigError(f"{p.where}.forced_sampling must be in [0, 1]")
+    if policy.baseline_model is not None and policy.kind != "qoe_model":
+        raise ConfigError(f'{p.where}.baseline_model needs kind = "qoe_model"')
+    if not 0.0 <= policy.max_loss <= 1.0:
+        raise ConfigError(f"{p.where}.max_loss must be in [0, 1]")
     q = r.sub("qoe")
     defaults = QoeFunction()
     try:

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgesel_server import qoe_policy
 from edgesel_server.catalog import CatalogError, Model, UnknownModelError
 from edgesel_server.config import ServerConfig
+from edgesel_server.core import QoeModel
 from edgesel_server.futures import LoopBridge
 from edgesel_server.space import Choice, SpaceRuntime, normalize_weights
 from edgesel_server.store import Store, open_store
@@ -272,8 +274,12 @@ class Engine:
         reward: float | None = None,
         measurements: Mapping[str, float] | None = None,
         *,
+        failed: bool = False,
+        failure_reason: str = "",
         owner: str = "",
     ) -> FeedbackResult:
+        """`failed`: the model did not run on the device (its QoE is the space's minimum); `failure_reason`
+        one of qoe_policy.FAILURE_REASONS or ""."""
         if not event_id or len(event_id) > 64:
             raise ValueError("event_id is empty or too long")
         measurements = measurements or {}
@@ -299,12 +305,25 @@ class Engine:
         self._check_owner(d, owner)
         if time.time() > d.deadline:
             raise ExpiredEventError(f"the feedback window of event {event_id} closed at {d.deadline:.3f}")
-        value = space.reward_for(d, reward, measurements)
+        qoe_policy.check_feedback(space.qoe, measurements, failed, failure_reason)
+        if failed:
+            if reward is not None:
+                raise ValueError(
+                    "failed: a model that did not run has the space's minimum QoE; send no reward"
+                )
+            value = space.qoe.reward_min
+        else:
+            value = space.reward_for(d, reward, measurements)
+        payload = (
+            qoe_policy.feedback_payload(measurements, failed, failure_reason, d.prefs)
+            if measurements or failed
+            else b""
+        )
         space.pending.pop(event_id, None)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._inflight[event_id] = fut
         try:
-            await self._append_reward(space, d, value, ev.FEEDBACK)
+            await self._append_reward(space, d, value, ev.FEEDBACK, payload)
             result = FeedbackResult(False, value)
             space.stats["feedback"] += 1
         except DuplicateEvent:
@@ -333,7 +352,10 @@ class Engine:
         if d.owner and d.owner != owner:
             raise PermissionError_("this decision was made for another token")
 
-    async def _append_reward(self, space: SpaceRuntime, d: Decision, reward: float, kind: str) -> int:
+    async def _append_reward(
+        self, space: SpaceRuntime, d: Decision, reward: float, kind: str, payload: bytes = b""
+    ) -> int:
+        """`payload`: the measurement record (qoe_policy.feedback_payload) the learner replays, or b""."""
         e = LogEvent(
             space.name,
             kind,
@@ -341,6 +363,7 @@ class Engine:
             model_id=d.model_id,
             x=d.x,
             reward=reward,
+            payload=payload,
             created=time.time(),
         )
         return await self._await(self.store.submit_event(e))
@@ -423,17 +446,22 @@ class Engine:
             for m in models:
                 if m.id not in space.bandit:
                     raise UnknownModelError(f"model {m.id!r} has no learned state")
-                st = space.bandit.arm_stats(m.id)
                 c = space.counters.get(m.id)
+                if isinstance(space.bandit, QoeModel):
+                    # Several targets, no single θ: the counters say how often the arm was learned from.
+                    n_updates, theta_norm = (c.n_updates if c else 0), 0.0
+                else:
+                    st = space.bandit.arm_stats(m.id)
+                    n_updates, theta_norm = int(st["n_updates"]), float(np.linalg.norm(st["theta"]))
                 out.append(
                     {
                         "model_id": m.id,
                         "retired": m.retired,
                         "n_selections": c.n_selections if c else 0,
-                        "n_updates": int(st["n_updates"]),
+                        "n_updates": n_updates,
                         "reward_sum": c.reward_sum if c else 0.0,
                         "mean_reward": (c.reward_sum / c.n_updates) if c and c.n_updates else 0.0,
-                        "theta_norm": float(np.linalg.norm(st["theta"])),
+                        "theta_norm": theta_norm,
                         "last_update": c.last_update if c else 0.0,
                     }
                 )

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgesel_server import qoe_policy
 from edgesel_server.catalog import Catalog, CatalogError, Model, UnknownModelError
 from edgesel_server.config import ServerConfig, SpaceConfig
-from edgesel_server.core import Bandit, SnapshotError
+from edgesel_server.core import Bandit, QoeModel, SnapshotError
 from edgesel_server.qoe import MEASUREMENTS
 from edgesel_server.schema import FeatureSchema
 from edgesel_server.store import base as ev
@@ -105,8 +106,23 @@ class SpaceRuntime:
     def uses_model_features(self) -> bool:
         return self.cfg.policy.kind != "disjoint_linucb"
 
-    def _new_bandit(self) -> Bandit:
+    @property
+    def learns_measurements(self) -> bool:
+        return self.cfg.policy.kind == "qoe_model"
+
+    def _new_bandit(self) -> Bandit | QoeModel:
         p = self.cfg.policy
+        if self.learns_measurements:
+            return QoeModel(
+                len(self.device_schema),
+                len(self.model_schema),
+                qoe_policy.core_spec(self.qoe),
+                alpha=p.alpha,
+                lam=p.lam,
+                refactor_every=p.refactor_every,
+                baseline_model=p.baseline_model,
+                max_loss=p.max_loss,
+            )
         return Bandit(
             p.kind,
             len(self.device_schema),
@@ -117,8 +133,13 @@ class SpaceRuntime:
             seed=p.seed,
         )
 
-    def _add_arm(self, bandit: Bandit, model_id: str) -> None:
-        if self.uses_model_features:
+    def _add_arm(self, bandit: Bandit | QoeModel, model_id: str) -> None:
+        if isinstance(bandit, QoeModel):
+            model = self.catalog.get(model_id)
+            bandit.add_arm(
+                model_id, self.catalog.vector(model_id), accuracy=qoe_policy.catalog_accuracy(model)
+            )
+        elif self.uses_model_features:
             bandit.add_arm(model_id, self.catalog.vector(model_id))
         else:
             bandit.add_arm(model_id)
@@ -138,14 +159,17 @@ class SpaceRuntime:
                 model = Model.from_dict(d["model"])
                 self.catalog.add(model)
                 self.counters[model.id] = ArmCounters(**d.get("counters", {}))
-            bandit = Bandit.from_bytes(snap.state)
+            bandit = self._state_from_bytes(snap.state)
             self._check_compatible(bandit)
             self.bandit = bandit
             self.applied_seq = snap.seq
             self.last_snapshot_time = snap.created
             self._refresh_active()
 
-    def _check_compatible(self, bandit: Bandit) -> None:
+    def _state_from_bytes(self, blob: bytes) -> Bandit | QoeModel:
+        return QoeModel.from_bytes(blob) if self.learns_measurements else Bandit.from_bytes(blob)
+
+    def _check_compatible(self, bandit: Bandit | QoeModel) -> None:
         want = self._new_bandit()
         got = (bandit.policy, bandit.device_dim, bandit.model_dim)
         if got != (want.policy, want.device_dim, want.model_dim):
@@ -165,7 +189,10 @@ class SpaceRuntime:
         with self.lock:
             if e.kind in (ev.FEEDBACK, ev.DEFAULT_REWARD):
                 assert e.x is not None
-                self.bandit.update(e.model_id, e.x, e.reward)
+                if isinstance(self.bandit, QoeModel):
+                    qoe_policy.learn(self.bandit, e.model_id, e.x, e.reward, e.payload)
+                else:
+                    self.bandit.update(e.model_id, e.x, e.reward)
                 c = self.counters.setdefault(e.model_id, ArmCounters())
                 c.n_updates += 1
                 c.reward_sum += e.reward
@@ -192,7 +219,7 @@ class SpaceRuntime:
                 self.bandit = bandit
                 self.counters = {m.id: ArmCounters() for m in self.catalog.models(include_retired=True)}
             elif e.kind == ev.IMPORT:
-                bandit = Bandit.from_bytes(e.payload)
+                bandit = self._state_from_bytes(e.payload)
                 for m in self.catalog.models(include_retired=True):
                     if m.id not in bandit:
                         self._add_arm(bandit, m.id)
@@ -250,12 +277,24 @@ class SpaceRuntime:
         """Score the eligible arms and pick one; the decision is not stored yet."""
         all_active = len(eligible) == len(self.active) and eligible == list(self.active)
         bandit = self.bandit
-        ids, mean, bonus, total = bandit.score(
-            x, None if all_active and len(bandit) == len(eligible) else eligible
-        )
+        arms = None if all_active and len(bandit) == len(eligible) else eligible
+        conservative_pick = None
+        if isinstance(bandit, QoeModel):
+            # The request's own latency budget and weights shape the QoE every arm is scored with.
+            request = {
+                "latency_budget_ms": prefs.get("latency_budget_ms"),
+                "weights": prefs.get("qoe_weights"),
+            }
+            ids, mean, bonus, total = bandit.score(x, arms, **request)
+            if self.cfg.policy.baseline_model is not None:
+                conservative_pick = bandit.select(x, arms, **request)[0]
+        else:
+            ids, mean, bonus, total = bandit.score(x, arms)
         best = float(total.max())
         ties = np.flatnonzero(total == best)
         greedy = int(ties[0]) if len(ties) == 1 else min(ties, key=lambda j: ids[j])
+        if conservative_pick is not None:
+            greedy = ids.index(conservative_pick)  # the optimistic pick, or the baseline while it must
         i, propensity = greedy, 1.0
         eps = self.cfg.policy.forced_sampling
         if eps > 0.0:
@@ -323,8 +362,8 @@ class SpaceRuntime:
         with self.lock:
             self.catalog.validate_new(model)
 
-    def validate_import(self, blob: bytes) -> Bandit:
-        bandit = Bandit.from_bytes(blob)
+    def validate_import(self, blob: bytes) -> Bandit | QoeModel:
+        bandit = self._state_from_bytes(blob)
         self._check_compatible(bandit)
         unknown = [a for a in bandit.arm_ids() if a not in self.catalog]
         if unknown:

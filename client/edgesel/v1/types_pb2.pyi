@@ -2,12 +2,28 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class FailureReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FAILURE_REASON_UNSPECIFIED: _ClassVar[FailureReason]
+    FAILURE_REASON_LOAD_ERROR: _ClassVar[FailureReason]
+    FAILURE_REASON_OUT_OF_MEMORY: _ClassVar[FailureReason]
+    FAILURE_REASON_UNSUPPORTED_OP: _ClassVar[FailureReason]
+    FAILURE_REASON_TIMEOUT: _ClassVar[FailureReason]
+    FAILURE_REASON_OTHER: _ClassVar[FailureReason]
+FAILURE_REASON_UNSPECIFIED: FailureReason
+FAILURE_REASON_LOAD_ERROR: FailureReason
+FAILURE_REASON_OUT_OF_MEMORY: FailureReason
+FAILURE_REASON_UNSUPPORTED_OP: FailureReason
+FAILURE_REASON_TIMEOUT: FailureReason
+FAILURE_REASON_OTHER: FailureReason
 
 class Model(_message.Message):
     __slots__ = ("model_id", "version", "artifact_uri", "features", "metadata", "retired")
@@ -69,16 +85,20 @@ class RankedModel(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., expected_qoe: _Optional[float] = ..., exploration_bonus: _Optional[float] = ..., score: _Optional[float] = ...) -> None: ...
 
 class Measurements(_message.Message):
-    __slots__ = ("user_rating", "latency_ms", "energy_mj", "accuracy")
+    __slots__ = ("user_rating", "latency_ms", "energy_mj", "accuracy", "failed", "failure_reason")
     USER_RATING_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     ENERGY_MJ_FIELD_NUMBER: _ClassVar[int]
     ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
     user_rating: float
     latency_ms: float
     energy_mj: float
     accuracy: float
-    def __init__(self, user_rating: _Optional[float] = ..., latency_ms: _Optional[float] = ..., energy_mj: _Optional[float] = ..., accuracy: _Optional[float] = ...) -> None: ...
+    failed: bool
+    failure_reason: FailureReason
+    def __init__(self, user_rating: _Optional[float] = ..., latency_ms: _Optional[float] = ..., energy_mj: _Optional[float] = ..., accuracy: _Optional[float] = ..., failed: _Optional[bool] = ..., failure_reason: _Optional[_Union[FailureReason, str]] = ...) -> None: ...
 
 class ArmStats(_message.Message):
     __slots__ = ("model_id", "retired", "n_selections", "n_updates", "mean_reward", "theta_norm", "reward_sum", "last_update_time")
