@@ -21,6 +21,7 @@ BASELINES = ("oracle", "common_model", "random", "epsilon_greedy")
 ALL_POLICIES = (
     "oracle",
     "qoe_model",
+    "qoe_model_conservative",
     "hybrid_linucb",
     "disjoint_linucb",
     "lin_ts",
@@ -138,6 +139,7 @@ class QoeModelPolicy:
 
         self.name = name
         self.accuracy = accuracy or {}
+        self.baseline_model, self.max_loss = baseline_model, max_loss
         self.model = QoeModel(
             device_dim,
             model_dim,
@@ -333,9 +335,10 @@ def make_policy(
         return OraclePolicy(stream)
     if name == "common_model":
         return CommonModelPolicy(stream)
-    if name == "qoe_model" or name.startswith("qoe_model:conservative"):
-        # "qoe_model:conservative" guards the best single model in hindsight (max_loss 0.05).
-        baseline = CommonModelPolicy(stream).model if name != "qoe_model" else None
+    if name in ("qoe_model", "qoe_model_conservative"):
+        # The conservative variant guards the best single model in hindsight (the incumbent an operator
+        # would ship to everyone), with the default max_loss.
+        baseline = CommonModelPolicy(stream).model if name == "qoe_model_conservative" else None
         return QoeModelPolicy(
             name,
             stream.device_dim,
