@@ -73,9 +73,14 @@ lam = 1.0
 weights = { user_rating = 1.0, latency_ms = 1.0, energy_mj = 0.5, accuracy = 1.0 }
 latency_budget_ms = 100.0
 energy_budget_mj = 500.0
+# Accuracy (a fraction) scores 0 at or below the floor and 1 at or above the ceiling: the catalog's top-1
+# spans 58-84 %, which as a raw fraction (0.58-0.84) would hardly separate the models (docs/qoe.md).
+accuracy_floor = 0.55
+accuracy_ceiling = 0.88
 
 # Device features: names as the client SDK detects them (edgesel_client.device). Each is scaled to [0, 1]
-# over [min, max] (after log for "log" features); a missing one takes its default.
+# over [min, max] (after log for "log" features); a missing one takes its default. Out of range is rejected
+# unless the feature says clip = true. Categorical ones are one-hot encoded (docs/qoe.md).
 [[space.device_features]]
 name = "cpu_cores"
 min = 1
@@ -125,6 +130,14 @@ name = "thermal_celsius"
 min = -20
 max = 120
 default = 40
+clip = true                       # the SDK reports sensors up to 150 C; beyond 120 is just "very hot"
+
+[[space.device_features]]
+name = "os"                       # detected by the SDK (detect_device_labels), sent in device_labels
+kind = "categorical"
+values = ["android", "ios", "linux"]      # the runtimes differ: NNAPI, Core ML, TensorRT or CPU
+default = "linux"
+unknown = "other"                 # any other OS is one more column instead of an error
 
 [[space.model_features]]
 name = "top1"

@@ -10,7 +10,12 @@ with EdgeselClient("edgesel.example:443", space="image-classification", token=".
 
 from edgesel_client.aio import AsyncEdgeselClient
 from edgesel_client.client import EdgeselClient
-from edgesel_client.device import DEVICE_FEATURE_NAMES, detect_device_features
+from edgesel_client.device import (
+    DEVICE_FEATURE_NAMES,
+    DEVICE_LABEL_NAMES,
+    detect_device_features,
+    detect_device_labels,
+)
 from edgesel_client.errors import EdgeselError
 from edgesel_client.offline import ClientStats, FeedbackQueue
 from edgesel_client.preferences import Preferences
@@ -28,6 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEVICE_FEATURE_NAMES",
+    "DEVICE_LABEL_NAMES",
     "AsyncEdgeselClient",
     "AsyncSelection",
     "BaseSelection",
@@ -43,4 +49,5 @@ __all__ = [
     "Selection",
     "__version__",
     "detect_device_features",
+    "detect_device_labels",
 ]

@@ -48,6 +48,7 @@ class AsyncEdgeselClient:
         feedback_queue_size: int = 1000,
         device_overrides: Mapping[str, float] | None = None,
         channel_options: Sequence[tuple[str, Any]] | None = None,
+        label_overrides: Mapping[str, str] | None = None,
     ) -> None:
         self.target = target
         self._state = ClientState(
@@ -58,6 +59,7 @@ class AsyncEdgeselClient:
             default_model_id=default_model_id,
             feedback_queue_size=feedback_queue_size,
             device_overrides=device_overrides,
+            label_overrides=label_overrides,
         )
         self._options = merge_options(channel_options)
         self._credentials = (
@@ -97,6 +99,7 @@ class AsyncEdgeselClient:
         preferences: Preferences | types_pb2.Preferences | None = None,
         include_ranking: bool = False,
         request_id: str | None = None,
+        device_labels: Mapping[str, str] | None = None,
     ) -> AsyncSelection:
         """See EdgeselClient.select."""
         state = self._state
@@ -108,6 +111,7 @@ class AsyncEdgeselClient:
             preferences=preferences,
             include_ranking=include_ranking,
             request_id=request_id,
+            device_labels=device_labels,
         )
         stub = self._stub
         try:

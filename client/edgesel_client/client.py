@@ -54,6 +54,7 @@ class EdgeselClient:
         feedback_queue_size: int = 1000,
         device_overrides: Mapping[str, float] | None = None,
         channel_options: Sequence[tuple[str, Any]] | None = None,
+        label_overrides: Mapping[str, str] | None = None,
     ) -> None:
         self.target = target
         self._state = ClientState(
@@ -64,6 +65,7 @@ class EdgeselClient:
             default_model_id=default_model_id,
             feedback_queue_size=feedback_queue_size,
             device_overrides=device_overrides,
+            label_overrides=label_overrides,
         )
         options = merge_options(channel_options)
         if wants_tls(secure, root_certificates, private_key, certificate_chain):
@@ -90,12 +92,15 @@ class EdgeselClient:
         preferences: Preferences | types_pb2.Preferences | None = None,
         include_ranking: bool = False,
         request_id: str | None = None,
+        device_labels: Mapping[str, str] | None = None,
     ) -> Selection:
         """Pick a model for this device.
 
         ``device_features=None`` detects them (see edgesel_client.device) merged with ``device_overrides``;
-        ``eligible`` restricts the choice to these model ids. Raises EdgeselError if the server refuses, or
-        is unreachable and there is no offline fallback.
+        ``device_labels`` are the categorical features (strings), and ``None`` detects them likewise
+        (``detect_device_labels``) merged with ``label_overrides``; ``eligible`` restricts the choice to
+        these model ids. Raises EdgeselError if the server refuses, or is unreachable and there is no offline
+        fallback.
         """
         state = self._state
         resolved_space = state.resolve_space(space)
@@ -106,6 +111,7 @@ class EdgeselClient:
             preferences=preferences,
             include_ranking=include_ranking,
             request_id=request_id,
+            device_labels=device_labels,
         )
         try:
             response: selection_pb2.SelectResponse = call_with_retry(

@@ -11,7 +11,7 @@ import grpc
 
 from edgesel.v1 import selection_pb2, types_pb2
 from edgesel_client.channel import auth_metadata
-from edgesel_client.device import detect_device_features
+from edgesel_client.device import detect_device_features, detect_device_labels
 from edgesel_client.messages import build_feedback_request, build_select_request
 from edgesel_client.offline import (
     ClientStats,
@@ -39,6 +39,7 @@ class ClientState:
         default_model_id: str | None,
         feedback_queue_size: int,
         device_overrides: Mapping[str, float] | None,
+        label_overrides: Mapping[str, str] | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be > 0 seconds")
@@ -48,6 +49,7 @@ class ClientState:
         self.default_model_id = default_model_id
         self.metadata = auth_metadata(token)
         self.device_overrides = dict(device_overrides or {})
+        self.label_overrides = dict(label_overrides or {})
         self.cache = SelectionCache()
         self.feedback_queue = FeedbackQueue(feedback_queue_size)
         self.counters = OfflineCounters()
@@ -67,10 +69,12 @@ class ClientState:
         preferences: Preferences | types_pb2.Preferences | None,
         include_ranking: bool,
         request_id: str | None,
+        device_labels: Mapping[str, str] | None = None,
     ) -> selection_pb2.SelectRequest:
         features = (
             detect_device_features(self.device_overrides) if device_features is None else device_features
         )
+        labels = detect_device_labels(self.label_overrides) if device_labels is None else device_labels
         return build_select_request(
             space=space,
             device_features=features,
@@ -78,6 +82,7 @@ class ClientState:
             preferences=preferences,
             request_id=request_id or uuid.uuid4().hex,
             include_ranking=include_ranking,
+            device_labels=labels,
         )
 
     def remember(self, space: str, eligible: Sequence[str] | None, selection: BaseSelection) -> None:

@@ -21,6 +21,18 @@ thermal_celsius        hottest /sys/class/thermal/thermal_zone*/temp in degrees 
 =====================  ==================================================================================
 
 The app can extend or override any of them: ``detect_device_features({"network_mbps": 40.0})``.
+
+Categorical features (a space's ``kind = "categorical"``) travel as strings, in the request's
+``device_labels``; ``detect_device_labels`` measures these:
+
+=====================  ==================================================================================
+os                     "android" (an Android system partition), else ``platform.system()`` lower-cased:
+                       "linux", "darwin", "windows", ...
+cpu_arch               "arm64", "x86_64", else ``platform.machine()`` lower-cased ("armv7l", "riscv64", ...)
+=====================  ==================================================================================
+
+Add the rest (``form_factor``, ``soc_family``, ...) as overrides: ``detect_device_labels({"form_factor":
+"phone"})``.
 """
 
 from __future__ import annotations
@@ -31,7 +43,7 @@ import platform
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["DEVICE_FEATURE_NAMES", "detect_device_features"]
+__all__ = ["DEVICE_FEATURE_NAMES", "DEVICE_LABEL_NAMES", "detect_device_features", "detect_device_labels"]
 
 DEVICE_FEATURE_NAMES: tuple[str, ...] = (
     "cpu_cores",
@@ -50,6 +62,8 @@ DEVICE_FEATURE_NAMES: tuple[str, ...] = (
     "battery_charging",
     "thermal_celsius",
 )
+
+DEVICE_LABEL_NAMES: tuple[str, ...] = ("os", "cpu_arch")
 
 _ARM64_MACHINES = {"aarch64", "arm64", "armv8l", "armv8b"}
 _X86_64_MACHINES = {"x86_64", "amd64", "x64"}
@@ -84,6 +98,38 @@ def detect_device_features(
         for name, value in overrides.items():
             features[name] = float(value)
     return features
+
+
+def detect_device_labels(
+    overrides: Mapping[str, str] | None = None,
+    *,
+    root: str | os.PathLike[str] = "/",
+    machine: str | None = None,
+    system: str | None = None,
+) -> dict[str, str]:
+    """The categorical features of this device; ``overrides`` win and may add new names.
+
+    ``root``, ``machine`` and ``system`` exist so tests can point detection at a fake device."""
+    base = Path(root)
+    machine = (machine if machine is not None else platform.machine()).lower()
+    system = (system if system is not None else platform.system()).lower()
+    # Android reports "linux" to platform.system(); its system partition gives it away.
+    is_android = (base / "system/build.prop").exists()
+    labels = {
+        "os": "android" if is_android else system or "unknown",
+        "cpu_arch": "arm64"
+        if machine in _ARM64_MACHINES
+        else "x86_64"
+        if machine in _X86_64_MACHINES
+        else machine,
+    }
+    labels = {name: value for name, value in labels.items() if value}
+    if overrides:
+        for name, value in overrides.items():
+            if not isinstance(value, str):
+                raise TypeError(f"device label {name!r} must be a string, got {value!r}")
+            labels[name] = value
+    return labels
 
 
 def _read_text(path: Path) -> str | None:

@@ -20,12 +20,17 @@ def build_select_request(
     preferences: Preferences | types_pb2.Preferences | None,
     request_id: str,
     include_ranking: bool,
+    device_labels: Mapping[str, str] | None = None,
 ) -> selection_pb2.SelectRequest:
     if isinstance(eligible, str):
         raise TypeError("eligible must be a sequence of model ids, not a single string")
+    for name, label in (device_labels or {}).items():
+        if not isinstance(label, str):
+            raise TypeError(f"device label {name!r} must be a string, got {label!r}")
     request = selection_pb2.SelectRequest(
         space=space,
         device_features={name: float(value) for name, value in device_features.items()},
+        device_labels=dict(device_labels or {}),
         eligible_model_ids=list(eligible or ()),
         request_id=request_id,
         include_ranking=include_ranking,

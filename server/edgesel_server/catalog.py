@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -29,13 +30,21 @@ class Model:
     features: dict[str, float] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
     retired: bool = False
+    # Categorical model features (the schema's kind = "categorical"), e.g. {"precision": "w8a8"}.
+    labels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.id or len(self.id) > MAX_MODEL_ID_LEN or not self.id.isprintable():
             raise CatalogError(f"model id {self.id!r} must be 1-{MAX_MODEL_ID_LEN} printable characters")
         for k, v in self.features.items():
             if not isinstance(v, int | float) or not math.isfinite(v):
-                raise CatalogError(f"model {self.id!r}: feature {k!r} must be a finite number, got {v!r}")
+                hint = " (categorical features go in labels)" if isinstance(v, str) else ""
+                raise CatalogError(
+                    f"model {self.id!r}: feature {k!r} must be a finite number, got {v!r}{hint}"
+                )
+        for k, label in self.labels.items():
+            if not isinstance(label, str):
+                raise CatalogError(f"model {self.id!r}: label {k!r} must be a string, got {label!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,10 +55,19 @@ class Model:
             id=str(d["id"]),
             version=str(d.get("version", "")),
             artifact_uri=str(d.get("artifact_uri", "")),
-            features={str(k): float(v) for k, v in dict(d.get("features", {})).items()},
+            features={str(k): _number(v) for k, v in dict(d.get("features", {})).items()},
             metadata={str(k): str(v) for k, v in dict(d.get("metadata", {})).items()},
             retired=bool(d.get("retired", False)),
+            labels={
+                str(k): v for k, v in dict(d.get("labels", {})).items()
+            },  # older logs and snapshots have none
         )
+
+
+def _number(v: Any) -> Any:
+    """Numbers (TOML integers and booleans too) become floats; anything else is left for __post_init__ to
+    reject with a message naming the feature."""
+    return float(v) if isinstance(v, int | float) else v
 
 
 class Catalog:
@@ -89,7 +107,7 @@ class Catalog:
         if model.id in self._models:
             raise CatalogError(f"model {model.id!r} already exists in the catalog")
         try:
-            return self.schema.vector(model.features)
+            return self.schema.vector(model.features, model.labels)
         except ValueError as e:
             raise CatalogError(f"model {model.id!r}: {e}") from None
 

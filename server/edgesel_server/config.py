@@ -14,13 +14,14 @@ from typing import Any
 
 import tomllib
 
-from edgesel_server.catalog import CatalogError, Model
+from edgesel_server.catalog import Catalog, CatalogError, Model
 from edgesel_server.core import POLICIES
 from edgesel_server.qoe import QoeFunction
-from edgesel_server.schema import FeatureSpec
+from edgesel_server.schema import AnyFeatureSpec, CategoricalSpec, FeatureSchema, FeatureSpec
 
 MISSING_FEEDBACK_ACTIONS = ("drop", "default")
 DURABILITY_MODES = ("fsync", "process")
+FEATURE_KINDS = ("numeric", "categorical")
 
 
 class ConfigError(ValueError):
@@ -52,8 +53,8 @@ DEFAULT_ALPHA = {"qoe_model": 1.0, "disjoint_linucb": 0.5, "hybrid_linucb": 0.5,
 @dataclass
 class SpaceConfig:
     name: str
-    device_features: list[FeatureSpec]
-    model_features: list[FeatureSpec]
+    device_features: list[AnyFeatureSpec]
+    model_features: list[AnyFeatureSpec]
     models: list[Model]
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     qoe: QoeFunction = field(default_factory=QoeFunction)
@@ -148,23 +149,58 @@ class _Reader:
             raise ConfigError(f"unknown key(s) in {self.where or 'config'}: {', '.join(unknown)}")
 
 
-def _features(r: _Reader, key: str) -> list[FeatureSpec]:
+def _feature(t: _Reader) -> AnyFeatureSpec:
+    name = t.get("name", str)
+    kind = t.get("kind", str, "numeric")
+    if kind == "categorical":
+        values = t.get("values", list)
+        if any(not isinstance(v, str) for v in values):
+            raise ConfigError(f"{t.where}.values must be a list of strings, got {values!r}")
+        return CategoricalSpec(
+            name=name,
+            values=tuple(values),
+            default=t.get("default", str, None),
+            unknown=t.get("unknown", str, "error"),
+        )
+    if kind != "numeric":
+        raise ConfigError(f"{t.where}.kind must be one of {', '.join(FEATURE_KINDS)}, got {kind!r}")
+    return FeatureSpec(
+        name=name,
+        min=t.get("min", float),
+        max=t.get("max", float),
+        transform=t.get("transform", str, "linear"),
+        default=t.get("default", float, None),
+        clip=t.get("clip", bool, False),
+    )
+
+
+def _features(r: _Reader, key: str) -> list[AnyFeatureSpec]:
     specs = []
     for t in r.list_of_tables(key):
         try:
-            specs.append(
-                FeatureSpec(
-                    name=t.get("name", str),
-                    min=t.get("min", float),
-                    max=t.get("max", float),
-                    transform=t.get("transform", str, "linear"),
-                    default=t.get("default", float, None),
-                )
-            )
+            specs.append(_feature(t))
+        except ConfigError:
+            raise
         except ValueError as e:
             raise ConfigError(f"{t.where}: {e}") from None
         t.done()
     return specs
+
+
+def _check_catalog(space: SpaceConfig, where: str) -> None:
+    """The schemas are consistent and every configured model fits the model schema, so a bad catalog entry
+    is reported by its key now rather than as a start-up failure later."""
+    try:
+        FeatureSchema(space.device_features, kind="device")
+        model_schema = FeatureSchema(space.model_features, kind="model")
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    catalog = Catalog(model_schema)
+    for i, model in enumerate(space.models):
+        try:
+            catalog.add(model)
+        except CatalogError as e:
+            raise ConfigError(f"{where}.models[{i}]: {e}") from None
 
 
 def _space(r: _Reader) -> SpaceConfig:
@@ -205,6 +241,8 @@ def _space(r: _Reader) -> SpaceConfig:
             energy_budget_mj=q.get("energy_budget_mj", float, defaults.energy_budget_mj),
             reward_min=q.get("reward_min", float, defaults.reward_min),
             reward_max=q.get("reward_max", float, defaults.reward_max),
+            accuracy_floor=q.get("accuracy_floor", float, defaults.accuracy_floor),
+            accuracy_ceiling=q.get("accuracy_ceiling", float, defaults.accuracy_ceiling),
         )
     except (ValueError, TypeError) as e:
         raise ConfigError(f"{q.where}: {e}") from None
@@ -230,6 +268,7 @@ def _space(r: _Reader) -> SpaceConfig:
     r.done()
     if not space.device_features:
         raise ConfigError(f"{r.where}: declare at least one device feature")
+    _check_catalog(space, r.where)
     if space.reward_window_s <= 0:
         raise ConfigError(f"{r.where}.reward_window_s must be > 0")
     if space.on_missing_feedback not in MISSING_FEEDBACK_ACTIONS:

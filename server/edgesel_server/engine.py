@@ -209,6 +209,7 @@ class Engine:
         features: Mapping[str, float],
         eligible: Sequence[str] = (),
         *,
+        labels: Mapping[str, str] | None = None,
         latency_budget_ms: float | None = None,
         max_model_size_mb: float | None = None,
         qoe_weights: Mapping[str, float] | None = None,
@@ -223,9 +224,11 @@ class Engine:
         if len(request_id) > MAX_REQUEST_ID:
             raise ValueError(f"request_id is longer than {MAX_REQUEST_ID} characters")
         key = (space_name, caller, request_id)
-        if len(features) > self.cfg.max_features:
+        labels = labels or {}
+        if len(features) + len(labels) > self.cfg.max_features:
             raise ValueError(
-                f"{len(features)} device features is more than the limit of {self.cfg.max_features}"
+                f"{len(features) + len(labels)} device features and labels is more than the limit of "
+                f"{self.cfg.max_features}"
             )
         if len(eligible) > self.cfg.max_eligible:
             raise ValueError(
@@ -238,7 +241,7 @@ class Engine:
             prefs["latency_budget_ms"] = latency_budget_ms
         if qoe_weights:
             prefs["qoe_weights"] = normalize_weights(qoe_weights)
-        x = space.device_schema.vector(features)
+        x = space.device_schema.vector(features, labels)
         if request_id:
             # A retried Select (same caller, request id and device, e.g. after a lost reply) gets the decision
             # it already made instead of a second one, while that decision still waits for feedback.
@@ -393,11 +396,14 @@ class Engine:
         artifact_uri: str | None,
         metadata: Mapping[str, str] | None,
         features: Mapping[str, float] | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> Model:
         space = self.space(space_name)
         current = space.catalog.get(model_id)
         if features and dict(features) != current.features:
             raise ValueError(f"model {model_id!r}: features are fixed once added; add a new model instead")
+        if labels and dict(labels) != current.labels:
+            raise ValueError(f"model {model_id!r}: labels are fixed once added; add a new model instead")
         payload = {
             "version": version,
             "artifact_uri": artifact_uri,

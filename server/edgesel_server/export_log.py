@@ -35,8 +35,8 @@ def export_decision_log(cfg: ServerConfig, space_name: str, out: Path) -> int:
                 "version": 1,
                 "device_dim": len(space.device_schema),
                 "model_dim": len(space.model_schema),
-                "device_features": space.device_schema.names,
-                "model_features": space.model_schema.names,
+                "device_features": space.device_schema.columns,  # one name per vector column
+                "model_features": space.model_schema.columns,
                 "source": f"edgesel-server space {space_name!r}, policy {space.cfg.policy.kind}",
                 "propensities": "exact" if eps > 0 else "deterministic policy (1.0 for its pick)",
             }

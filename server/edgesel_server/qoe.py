@@ -3,13 +3,15 @@
 A device reports either a scalar reward or measurements. Each measurement becomes a score in [0, 1]:
 
 - user rating r on the space's scale [rating_min, rating_max]: (r - rating_min) / (rating_max - rating_min)
-- accuracy a in [0, 1]: a
+- accuracy a in [0, 1]: clip((a - accuracy_floor) / (accuracy_ceiling - accuracy_floor), 0, 1), so the
+  spread that matters to users (e.g. 0.55..0.88 top-1) spans the whole score (floor 0, ceiling 1: a itself)
 - latency L ms against the budget B (the request's own budget if it set one): max(0, 1 - L / (2B)),
   so meeting the budget exactly scores 0.5 and twice the budget or worse scores 0
 - energy E mJ against the energy budget: max(0, 1 - E / (2B)) likewise
 
 The reward is the weighted mean of the scores present (weights renormalized over what was reported, so a
-device that only measures latency still teaches something), then clipped to [reward_min, reward_max].
+device that only measures latency still teaches something), then mapped onto [reward_min, reward_max].
+docs/qoe.md walks through every term with numbers.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class QoeFunction:
     energy_budget_mj: float = 500.0
     reward_min: float = 0.0
     reward_max: float = 1.0
+    # Accuracy at or below the floor scores 0, at or above the ceiling 1 (the simulator's names, in [0, 1]).
+    accuracy_floor: float = 0.0
+    accuracy_ceiling: float = 1.0
 
     def __post_init__(self) -> None:
         unknown = set(self.weights) - set(MEASUREMENTS)
@@ -53,6 +58,12 @@ class QoeFunction:
             raise ValueError("qoe latency_budget_ms and energy_budget_mj must be > 0")
         if not self.reward_min < self.reward_max:
             raise ValueError("qoe reward_min must be < reward_max")
+        if not 0.0 <= self.accuracy_floor < self.accuracy_ceiling <= 1.0:
+            raise ValueError(
+                "qoe accuracy_floor and accuracy_ceiling are accuracies (fractions): need "
+                f"0 <= accuracy_floor < accuracy_ceiling <= 1, got {self.accuracy_floor:g} and "
+                f"{self.accuracy_ceiling:g}"
+            )
 
     def check_reward(self, reward: float) -> float:
         if not math.isfinite(reward):
@@ -108,7 +119,8 @@ class QoeFunction:
         if name == "accuracy":
             if not 0.0 <= value <= 1.0:
                 raise RewardError(f"accuracy {value:g} is outside [0, 1]")
-            return value
+            span = self.accuracy_ceiling - self.accuracy_floor
+            return min(1.0, max(0.0, (value - self.accuracy_floor) / span))
         if value < 0:
             raise RewardError(f"{name} {value:g} is negative")
         budget = latency_budget_ms if name == "latency_ms" and latency_budget_ms else None

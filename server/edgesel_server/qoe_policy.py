@@ -35,8 +35,8 @@ def core_spec(qoe: QoeFunction) -> dict:
         "latency_shape": "linear",
         "energy_budget_mj": qoe.energy_budget_mj,
         "energy_shape": "linear",
-        "accuracy_floor": float(getattr(qoe, "accuracy_floor", 0.0)),
-        "accuracy_ceiling": float(getattr(qoe, "accuracy_ceiling", 1.0)),
+        "accuracy_floor": qoe.accuracy_floor,
+        "accuracy_ceiling": qoe.accuracy_ceiling,
         "reward_min": qoe.reward_min,
         "reward_max": qoe.reward_max,
     }

@@ -92,6 +92,7 @@ def model_message(m: Model) -> types_pb2.Model:
         features=m.features,
         metadata=m.metadata,
         retired=m.retired,
+        labels=m.labels,
     )
 
 
@@ -102,6 +103,7 @@ def model_from_message(msg: types_pb2.Model) -> Model:
         artifact_uri=msg.artifact_uri,
         features=dict(msg.features),
         metadata=dict(msg.metadata),
+        labels=dict(msg.labels),
     )
 
 
@@ -130,6 +132,7 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
             request.space,
             request.device_features,
             list(request.eligible_model_ids),
+            labels=request.device_labels,
             latency_budget_ms=prefs.latency_budget_ms if prefs.HasField("latency_budget_ms") else None,
             max_model_size_mb=prefs.max_model_size_mb if prefs.HasField("max_model_size_mb") else None,
             qoe_weights=dict(prefs.qoe_weights),
@@ -243,6 +246,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             artifact_uri=m.artifact_uri,
             metadata=dict(m.metadata),
             features=dict(m.features),
+            labels=dict(m.labels),
         )
         return catalog_pb2.UpdateModelResponse(model=model_message(model))
 

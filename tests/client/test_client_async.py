@@ -38,6 +38,19 @@ async def test_select_round_trip_and_selection_feedback(
     assert {entry["authorization"] for entry in servicer.metadata} == {"Bearer device-token"}
 
 
+async def test_device_labels_are_detected_overridden_or_given(
+    server: LoopbackServer, servicer: FakeSelectionService
+) -> None:
+    async with make_client(server.target, label_overrides={"form_factor": "board"}) as client:
+        await client.select()
+        await client.select(device_labels={"os": "android"})
+        with pytest.raises(TypeError, match="device label 'os' must be a string"):
+            await client.select(device_labels={"os": 1})  # type: ignore[dict-item]
+    detected, given = (dict(r.device_labels) for r in servicer.select_requests)
+    assert detected["form_factor"] == "board" and detected["os"] and detected["cpu_arch"]
+    assert given == {"os": "android"}  # given labels replace detection, like device_features
+
+
 async def test_select_retries_unavailable_with_backoff(
     server: LoopbackServer, servicer: FakeSelectionService
 ) -> None:

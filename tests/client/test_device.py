@@ -3,7 +3,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from edgesel_client import DEVICE_FEATURE_NAMES, detect_device_features
+import pytest
+
+from edgesel_client import (
+    DEVICE_FEATURE_NAMES,
+    DEVICE_LABEL_NAMES,
+    detect_device_features,
+    detect_device_labels,
+)
 
 
 def test_detects_sane_values_on_this_machine() -> None:
@@ -86,3 +93,27 @@ def test_mains_powered_without_sensors(tmp_path: Path) -> None:
     )
     assert "thermal_celsius" not in features
     assert "ram_available_gb" not in features
+
+
+def test_labels_of_a_fake_android_phone_and_a_linux_board(tmp_path: Path) -> None:
+    phone = tmp_path / "phone"
+    _write(phone, "system/build.prop", "ro.product.model=Pixel\n")
+    assert detect_device_labels(root=phone, machine="aarch64", system="Linux") == {
+        "os": "android",
+        "cpu_arch": "arm64",
+    }
+    board = tmp_path / "board"
+    board.mkdir()
+    assert detect_device_labels(root=board, machine="armv7l", system="Linux") == {
+        "os": "linux",
+        "cpu_arch": "armv7l",
+    }
+    assert detect_device_labels(root=board, machine="AMD64", system="Windows")["cpu_arch"] == "x86_64"
+
+
+def test_label_overrides_win_and_extend_and_must_be_strings(tmp_path: Path) -> None:
+    labels = detect_device_labels({"os": "ios", "form_factor": "phone"}, root=tmp_path, machine="arm64")
+    assert labels == {"os": "ios", "cpu_arch": "arm64", "form_factor": "phone"}
+    assert set(detect_device_labels()) == set(DEVICE_LABEL_NAMES)
+    with pytest.raises(TypeError, match="'form_factor' must be a string"):
+        detect_device_labels({"form_factor": 1})  # type: ignore[dict-item]

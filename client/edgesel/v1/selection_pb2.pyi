@@ -21,7 +21,7 @@ FEEDBACK_STATUS_ACCEPTED: FeedbackStatus
 FEEDBACK_STATUS_DUPLICATE: FeedbackStatus
 
 class SelectRequest(_message.Message):
-    __slots__ = ("space", "device_features", "eligible_model_ids", "preferences", "request_id", "include_ranking")
+    __slots__ = ("space", "device_features", "eligible_model_ids", "preferences", "request_id", "include_ranking", "device_labels")
     class DeviceFeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -29,19 +29,28 @@ class SelectRequest(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class DeviceLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     SPACE_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FEATURES_FIELD_NUMBER: _ClassVar[int]
     ELIGIBLE_MODEL_IDS_FIELD_NUMBER: _ClassVar[int]
     PREFERENCES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_RANKING_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_LABELS_FIELD_NUMBER: _ClassVar[int]
     space: str
     device_features: _containers.ScalarMap[str, float]
     eligible_model_ids: _containers.RepeatedScalarFieldContainer[str]
     preferences: _types_pb2.Preferences
     request_id: str
     include_ranking: bool
-    def __init__(self, space: _Optional[str] = ..., device_features: _Optional[_Mapping[str, float]] = ..., eligible_model_ids: _Optional[_Iterable[str]] = ..., preferences: _Optional[_Union[_types_pb2.Preferences, _Mapping]] = ..., request_id: _Optional[str] = ..., include_ranking: _Optional[bool] = ...) -> None: ...
+    device_labels: _containers.ScalarMap[str, str]
+    def __init__(self, space: _Optional[str] = ..., device_features: _Optional[_Mapping[str, float]] = ..., eligible_model_ids: _Optional[_Iterable[str]] = ..., preferences: _Optional[_Union[_types_pb2.Preferences, _Mapping]] = ..., request_id: _Optional[str] = ..., include_ranking: _Optional[bool] = ..., device_labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class SelectResponse(_message.Message):
     __slots__ = ("event_id", "model", "expected_qoe", "exploration_bonus", "score", "exploratory", "feedback_deadline", "policy_version", "ranking", "request_user_rating")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x65\x64gesel/v1/types.proto\x12\nedgesel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x02\n\x05Model\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x61rtifact_uri\x18\x03 \x01(\t\x12\x31\n\x08\x66\x65\x61tures\x18\x04 \x03(\x0b\x32\x1f.edgesel.v1.Model.FeaturesEntry\x12\x31\n\x08metadata\x18\x05 \x03(\x0b\x32\x1f.edgesel.v1.Model.MetadataEntry\x12\x0f\n\x07retired\x18\x06 \x01(\x08\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xea\x01\n\x0bPreferences\x12\x1e\n\x11latency_budget_ms\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1e\n\x11max_model_size_mb\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12<\n\x0bqoe_weights\x18\x03 \x03(\x0b\x32\'.edgesel.v1.Preferences.QoeWeightsEntry\x1a\x31\n\x0fQoeWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x14\n\x12_latency_budget_msB\x14\n\x12_max_model_size_mb\"_\n\x0bRankedModel\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65xpected_qoe\x18\x02 \x01(\x01\x12\x19\n\x11\x65xploration_bonus\x18\x03 \x01(\x01\x12\r\n\x05score\x18\x04 \x01(\x01\"\xed\x01\n\x0cMeasurements\x12\x18\n\x0buser_rating\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\nlatency_ms\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x16\n\tenergy_mj\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x15\n\x08\x61\x63\x63uracy\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x08\x12\x31\n\x0e\x66\x61ilure_reason\x18\x06 \x01(\x0e\x32\x19.edgesel.v1.FailureReasonB\x0e\n\x0c_user_ratingB\r\n\x0b_latency_msB\x0c\n\n_energy_mjB\x0b\n\t_accuracy\"\xc9\x01\n\x08\x41rmStats\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07retired\x18\x02 \x01(\x08\x12\x14\n\x0cn_selections\x18\x03 \x01(\x04\x12\x11\n\tn_updates\x18\x04 \x01(\x04\x12\x13\n\x0bmean_reward\x18\x05 \x01(\x01\x12\x12\n\ntheta_norm\x18\x06 \x01(\x01\x12\x12\n\nreward_sum\x18\x07 \x01(\x01\x12\x34\n\x10last_update_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc6\x01\n\x05Space\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06policy\x18\x03 \x01(\t\x12\x16\n\x0epolicy_version\x18\x04 \x01(\t\x12\x1c\n\x14\x64\x65vice_feature_names\x18\x05 \x03(\t\x12\x1b\n\x13model_feature_names\x18\x06 \x03(\t\x12\x1a\n\x12\x61\x63tive_model_count\x18\x07 \x01(\r\x12\x1b\n\x13retired_model_count\x18\x08 \x01(\r*\xc9\x01\n\rFailureReason\x12\x1e\n\x1a\x46\x41ILURE_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x46\x41ILURE_REASON_LOAD_ERROR\x10\x01\x12 \n\x1c\x46\x41ILURE_REASON_OUT_OF_MEMORY\x10\x02\x12!\n\x1d\x46\x41ILURE_REASON_UNSUPPORTED_OP\x10\x03\x12\x1a\n\x16\x46\x41ILURE_REASON_TIMEOUT\x10\x04\x12\x18\n\x14\x46\x41ILURE_REASON_OTHER\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x65\x64gesel/v1/types.proto\x12\nedgesel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf7\x02\n\x05Model\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x61rtifact_uri\x18\x03 \x01(\t\x12\x31\n\x08\x66\x65\x61tures\x18\x04 \x03(\x0b\x32\x1f.edgesel.v1.Model.FeaturesEntry\x12\x31\n\x08metadata\x18\x05 \x03(\x0b\x32\x1f.edgesel.v1.Model.MetadataEntry\x12\x0f\n\x07retired\x18\x06 \x01(\x08\x12-\n\x06labels\x18\x07 \x03(\x0b\x32\x1d.edgesel.v1.Model.LabelsEntry\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xea\x01\n\x0bPreferences\x12\x1e\n\x11latency_budget_ms\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1e\n\x11max_model_size_mb\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12<\n\x0bqoe_weights\x18\x03 \x03(\x0b\x32\'.edgesel.v1.Preferences.QoeWeightsEntry\x1a\x31\n\x0fQoeWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x14\n\x12_latency_budget_msB\x14\n\x12_max_model_size_mb\"_\n\x0bRankedModel\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65xpected_qoe\x18\x02 \x01(\x01\x12\x19\n\x11\x65xploration_bonus\x18\x03 \x01(\x01\x12\r\n\x05score\x18\x04 \x01(\x01\"\xed\x01\n\x0cMeasurements\x12\x18\n\x0buser_rating\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\nlatency_ms\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x16\n\tenergy_mj\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x15\n\x08\x61\x63\x63uracy\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x08\x12\x31\n\x0e\x66\x61ilure_reason\x18\x06 \x01(\x0e\x32\x19.edgesel.v1.FailureReasonB\x0e\n\x0c_user_ratingB\r\n\x0b_latency_msB\x0c\n\n_energy_mjB\x0b\n\t_accuracy\"\xc9\x01\n\x08\x41rmStats\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07retired\x18\x02 \x01(\x08\x12\x14\n\x0cn_selections\x18\x03 \x01(\x04\x12\x11\n\tn_updates\x18\x04 \x01(\x04\x12\x13\n\x0bmean_reward\x18\x05 \x01(\x01\x12\x12\n\ntheta_norm\x18\x06 \x01(\x01\x12\x12\n\nreward_sum\x18\x07 \x01(\x01\x12\x34\n\x10last_update_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc6\x01\n\x05Space\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06policy\x18\x03 \x01(\t\x12\x16\n\x0epolicy_version\x18\x04 \x01(\t\x12\x1c\n\x14\x64\x65vice_feature_names\x18\x05 \x03(\t\x12\x1b\n\x13model_feature_names\x18\x06 \x03(\t\x12\x1a\n\x12\x61\x63tive_model_count\x18\x07 \x01(\r\x12\x1b\n\x13retired_model_count\x18\x08 \x01(\r*\xc9\x01\n\rFailureReason\x12\x1e\n\x1a\x46\x41ILURE_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x46\x41ILURE_REASON_LOAD_ERROR\x10\x01\x12 \n\x1c\x46\x41ILURE_REASON_OUT_OF_MEMORY\x10\x02\x12!\n\x1d\x46\x41ILURE_REASON_UNSUPPORTED_OP\x10\x03\x12\x1a\n\x16\x46\x41ILURE_REASON_TIMEOUT\x10\x04\x12\x18\n\x14\x46\x41ILURE_REASON_OTHER\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,26 +36,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODEL_FEATURESENTRY']._serialized_options = b'8\001'
   _globals['_MODEL_METADATAENTRY']._loaded_options = None
   _globals['_MODEL_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_MODEL_LABELSENTRY']._loaded_options = None
+  _globals['_MODEL_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_PREFERENCES_QOEWEIGHTSENTRY']._loaded_options = None
   _globals['_PREFERENCES_QOEWEIGHTSENTRY']._serialized_options = b'8\001'
-  _globals['_FAILUREREASON']._serialized_start=1335
-  _globals['_FAILUREREASON']._serialized_end=1536
+  _globals['_FAILUREREASON']._serialized_start=1429
+  _globals['_FAILUREREASON']._serialized_end=1630
   _globals['_MODEL']._serialized_start=72
-  _globals['_MODEL']._serialized_end=353
-  _globals['_MODEL_FEATURESENTRY']._serialized_start=257
-  _globals['_MODEL_FEATURESENTRY']._serialized_end=304
-  _globals['_MODEL_METADATAENTRY']._serialized_start=306
-  _globals['_MODEL_METADATAENTRY']._serialized_end=353
-  _globals['_PREFERENCES']._serialized_start=356
-  _globals['_PREFERENCES']._serialized_end=590
-  _globals['_PREFERENCES_QOEWEIGHTSENTRY']._serialized_start=497
-  _globals['_PREFERENCES_QOEWEIGHTSENTRY']._serialized_end=546
-  _globals['_RANKEDMODEL']._serialized_start=592
-  _globals['_RANKEDMODEL']._serialized_end=687
-  _globals['_MEASUREMENTS']._serialized_start=690
-  _globals['_MEASUREMENTS']._serialized_end=927
-  _globals['_ARMSTATS']._serialized_start=930
-  _globals['_ARMSTATS']._serialized_end=1131
-  _globals['_SPACE']._serialized_start=1134
-  _globals['_SPACE']._serialized_end=1332
+  _globals['_MODEL']._serialized_end=447
+  _globals['_MODEL_FEATURESENTRY']._serialized_start=304
+  _globals['_MODEL_FEATURESENTRY']._serialized_end=351
+  _globals['_MODEL_METADATAENTRY']._serialized_start=353
+  _globals['_MODEL_METADATAENTRY']._serialized_end=400
+  _globals['_MODEL_LABELSENTRY']._serialized_start=402
+  _globals['_MODEL_LABELSENTRY']._serialized_end=447
+  _globals['_PREFERENCES']._serialized_start=450
+  _globals['_PREFERENCES']._serialized_end=684
+  _globals['_PREFERENCES_QOEWEIGHTSENTRY']._serialized_start=591
+  _globals['_PREFERENCES_QOEWEIGHTSENTRY']._serialized_end=640
+  _globals['_RANKEDMODEL']._serialized_start=686
+  _globals['_RANKEDMODEL']._serialized_end=781
+  _globals['_MEASUREMENTS']._serialized_start=784
+  _globals['_MEASUREMENTS']._serialized_end=1021
+  _globals['_ARMSTATS']._serialized_start=1024
+  _globals['_ARMSTATS']._serialized_end=1225
+  _globals['_SPACE']._serialized_start=1228
+  _globals['_SPACE']._serialized_end=1426
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,7 @@ FAILURE_REASON_TIMEOUT: FailureReason
 FAILURE_REASON_OTHER: FailureReason
 
 class Model(_message.Message):
-    __slots__ = ("model_id", "version", "artifact_uri", "features", "metadata", "retired")
+    __slots__ = ("model_id", "version", "artifact_uri", "features", "metadata", "retired", "labels")
     class FeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -41,19 +41,28 @@ class Model(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_URI_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     RETIRED_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     version: str
     artifact_uri: str
     features: _containers.ScalarMap[str, float]
     metadata: _containers.ScalarMap[str, str]
     retired: bool
-    def __init__(self, model_id: _Optional[str] = ..., version: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., features: _Optional[_Mapping[str, float]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., retired: _Optional[bool] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, model_id: _Optional[str] = ..., version: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., features: _Optional[_Mapping[str, float]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., retired: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Preferences(_message.Message):
     __slots__ = ("latency_budget_ms", "max_model_size_mb", "qoe_weights")

@@ -32,7 +32,7 @@ from edgesel_server.bench.fleet import BenchFleet
 from edgesel_server.bench.load import PhaseResult, PhaseSpec, run_phase
 from edgesel_server.config import load_config
 from edgesel_server.process import server_command, start_listening, stop
-from edgesel_server.schema import FeatureSchema
+from edgesel_server.schema import FeatureSchema, FeatureSpec
 
 
 def _rss_mb(pid: int | None) -> float | None:
@@ -272,7 +272,7 @@ def set_catalog_size(target: str, space_cfg: Any, k: int) -> None:
 
     from edgesel.v1 import catalog_pb2, catalog_pb2_grpc, types_pb2
 
-    names = {s.name for s in space_cfg.model_features}
+    names = {s.name for s in space_cfg.model_features if isinstance(s, FeatureSpec)}
     with grpc.insecure_channel(target) as ch:
         stub = catalog_pb2_grpc.CatalogServiceStub(ch)
         listed = stub.ListModels(catalog_pb2.ListModelsRequest(space=space_cfg.name)).models

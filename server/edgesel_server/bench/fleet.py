@@ -36,7 +36,9 @@ class BenchFleet:
         rng = random.Random(seed)
         self.device_schema = FeatureSchema(space.device_features)
         self.model_schema = FeatureSchema(space.model_features, kind="model")
-        self.devices = [{s.name: _draw(s, rng) for s in space.device_features} for _ in range(N_DEVICE_TYPES)]
+        # The bench sends numbers only: categorical device features take their schema default.
+        numeric = [s for s in space.device_features if isinstance(s, FeatureSpec)]
+        self.devices = [{s.name: _draw(s, rng) for s in numeric} for _ in range(N_DEVICE_TYPES)]
         self.model_ids = [m.id for m in space.models]
         nrng = np.random.default_rng(seed)
         d, p = len(self.device_schema) + 1, len(self.model_schema) + 1

@@ -59,13 +59,27 @@ def _parser() -> argparse.ArgumentParser:
     lg.add_argument("--out", required=True, help="JSONL file to write")
     lg.add_argument("--rounds", type=int, default=None)
     lg.add_argument("--seed", type=int, default=None)
-    rp = sub.add_parser("replay", help="estimate policies offline from a decision log (replay + IPS)")
+    rp = sub.add_parser(
+        "replay", help="estimate policies offline from a decision log (replay, IPS, SNIPS, DM, DR + 95% CIs)"
+    )
     rp.add_argument("--log", required=True, help="JSONL decision log")
     rp.add_argument(
         "--policy", required=True, help="comma-separated: core policies, random, epsilon_greedy, fixed:ARM"
     )
     rp.add_argument("--seed", type=int, default=0)
     rp.add_argument("--out", default=None, help="also write the estimates to this JSON file")
+    rp.add_argument(
+        "--per-event",
+        default=None,
+        metavar="FILE",
+        help="write every evaluated event's terms (weight, q̂, IPS/DM/DR terms) as JSONL",
+    )
+    rp.add_argument(
+        "--skip-unoffered",
+        action="store_true",
+        help="fixed:ARM: leave out events whose eligible list lacks ARM (default: ARM's fallback is the\n"
+        "first eligible arm)",
+    )
     _common(rp)
     return p
 
@@ -147,21 +161,39 @@ def _log(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from edgesel_server.sim.replay import replay_file
+    from edgesel_server.sim.replay import replay_file, write_per_event
 
     results = {}
+    per_event_lines = 0
+    if args.per_event:
+        open(args.per_event, "w").close()  # one file for all policies, appended to below
     for name in [n.strip() for n in args.policy.split(",") if n.strip()]:
         res = replay_file(
-            args.log, name, alpha=args.alpha, lam=args.lam, epsilon=args.epsilon, seed=args.seed
+            args.log,
+            name,
+            alpha=args.alpha,
+            lam=args.lam,
+            epsilon=args.epsilon,
+            seed=args.seed,
+            skip_unoffered=args.skip_unoffered,
         )
         results[name] = res.as_dict()
+        if args.per_event:
+            per_event_lines += write_per_event(res, args.per_event, append=True)
         if not res.uniform_logging:
             print(
-                f"warning: {name}: logging propensities are not uniform; trust IPS/SNIPS, not replay",
+                f"warning: {name}: logging propensities are not uniform; trust IPS/SNIPS/DR, not replay",
+                file=sys.stderr,
+            )
+        if res.target_probabilities != "exact":
+            print(
+                f"warning: {name}: no closed-form choice probabilities; IPS/DM/DR use its sampled pick",
                 file=sys.stderr,
             )
     text = json.dumps(results, indent=2)
     print(text)
+    if args.per_event:
+        print(f"wrote {per_event_lines} per-event lines to {args.per_event}", file=sys.stderr)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
             fh.write(text + "\n")

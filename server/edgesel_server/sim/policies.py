@@ -90,6 +90,7 @@ class BanditPolicy:
     ) -> None:
         self.name = name
         core_policy = policy or name
+        self.stochastic = core_policy == "lin_ts"  # no closed-form choice probabilities
         self.uses_model_features = core_policy != "disjoint_linucb"
         self.bandit = _bandit_class()(
             core_policy,
@@ -184,6 +185,11 @@ class RandomPolicy:
     def select(self, request: Request) -> str:
         return request.eligible[int(self.rng.integers(len(request.eligible)))]
 
+    def distribution(self, request: Request) -> tuple[str, NDArray]:
+        """A pick (the same draw as `select`) and the exact probabilities over the eligible list."""
+        n = len(request.eligible)
+        return self.select(request), np.full(n, 1.0 / n)
+
     def update(self, request: Request, arm_id: str, reward: float) -> None:
         pass
 
@@ -206,16 +212,27 @@ class EpsilonGreedyPolicy:
         self.count.pop(arm_id, None)
         self.total.pop(arm_id, None)
 
-    def select(self, request: Request) -> str:
-        if self.rng.random() < self.epsilon:
-            return request.eligible[int(self.rng.integers(len(request.eligible)))]
-        best, best_v = request.eligible[0], -np.inf
-        for a in request.eligible:
+    def _greedy(self, eligible: list[str]) -> int:
+        best, best_v = 0, -np.inf
+        for j, a in enumerate(eligible):
             n = self.count[a]
             v = self.total[a] / n if n else np.inf
             if v > best_v:
-                best, best_v = a, v
+                best, best_v = j, v
         return best
+
+    def select(self, request: Request) -> str:
+        if self.rng.random() < self.epsilon:
+            return request.eligible[int(self.rng.integers(len(request.eligible)))]
+        return request.eligible[self._greedy(request.eligible)]
+
+    def distribution(self, request: Request) -> tuple[str, NDArray]:
+        """A pick (the same draws as `select`) and the exact probabilities: ε/K each, plus 1 − ε on the
+        greedy arm."""
+        n = len(request.eligible)
+        probs = np.full(n, self.epsilon / n)
+        probs[self._greedy(request.eligible)] += 1.0 - self.epsilon
+        return self.select(request), probs
 
     def update(self, request: Request, arm_id: str, reward: float) -> None:
         self.count[arm_id] += 1
@@ -292,7 +309,15 @@ class FixedPolicy:
         pass
 
     def select(self, request: Request) -> str:
+        # Fallback when the arm is not offered: the first eligible arm (`replay --skip-unoffered` instead
+        # leaves such events out of the estimate).
         return self.arm_id if self.arm_id in request.eligible else request.eligible[0]
+
+    def distribution(self, request: Request) -> tuple[str, NDArray]:
+        pick = self.select(request)
+        return pick, np.array([1.0 if a == pick else 0.0 for a in request.eligible]) / request.eligible.count(
+            pick
+        )
 
     def update(self, request: Request, arm_id: str, reward: float) -> None:
         pass

@@ -9,8 +9,9 @@ Replay: walk the log in order; the evaluated policy picks from the logged eligib
 the logged arm the event is accepted, its reward counted and fed back to the policy, otherwise the event is
 skipped. With uniformly random logging the accepted events are distributed exactly as an online run of the
 policy, so the mean accepted reward estimates the policy's online per-round value over ~N/K rounds.
-IPS: the same walk, but every agreeing event counts ``reward / propensity`` over all N events (unbiased for
-any known logging propensities; SNIPS normalizes by the sum of weights).
+IPS, SNIPS, the direct method and doubly robust (`estimators.py`): the same walk, but every event counts
+with the target's probability of the logged arm over the logging propensity (unbiased for any known logging
+propensities), plus a reward model for DM/DR; every estimate has a bootstrap 95 % confidence interval.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from edgesel_server.sim.estimators import RidgeRewardModel, event_terms
 from edgesel_server.sim.policies import Policy, RandomPolicy, Request, make_learning_policy
 from edgesel_server.sim.scenario import Stream
 
@@ -176,24 +178,92 @@ def read_log(lines: Iterable[str]) -> Iterator[dict[str, Any] | Decision | ArmCh
 
 
 @dataclass
+class EventResult:
+    """What one logged event contributed (written by ``--per-event``)."""
+
+    event_id: str
+    round: int
+    arm: str  # logged arm
+    propensity: float
+    reward: float
+    target_prob: float  # π_i(a_i): the target's probability of the logged arm
+    target_pick: str  # the target's (sampled) pick, used for replay and for updating a learning target
+    accepted: bool
+    weight: float
+    q_logged: float  # q̂_i(a_i)
+    ips: float
+    dm: float
+    dr: float
+
+
+@dataclass
 class ReplayResult:
     policy: str
-    events: int  # decisions with a reward
-    accepted: int  # events where the policy agreed with the log
-    replay_value: float | None  # mean reward over accepted events
+    events: int  # decisions with a reward that were evaluated
+    accepted: int  # events where the target's pick agreed with the log
+    replay_value: float | None  # mean reward over accepted events (Li et al. 2011)
     ips_value: float | None
     snips_value: float | None
+    dm_value: float | None
+    dr_value: float | None
+    ci95: dict[str, list[float]]  # bootstrap 95 % intervals of ips / snips / dm / dr
     uniform_logging: bool  # every propensity was 1/|eligible|: replay is unbiased only then
+    target_probabilities: str  # "exact" (the target exposes them) or "sampled pick" (one-hot of its draw)
+    skipped_unoffered: int = 0  # fixed:ARM with --skip-unoffered: events where ARM was not eligible
+    per_event: list[EventResult] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        # Full precision: JSON floats round-trip exactly, so a report can be compared bit for bit.
+        return {k: v for k, v in self.__dict__.items() if k != "per_event"}
 
 
-def replay(records: Iterable[dict[str, Any] | Decision | ArmChange], policy: Policy) -> ReplayResult:
-    events = accepted = 0
-    total = ips = weights = 0.0
-    uniform = True
-    for rec in records:
+def target_distribution(policy: Policy, request: Request) -> tuple[str, np.ndarray, bool]:
+    """The target's pick, its probabilities over ``request.eligible`` and whether they are exact.
+
+    Policies with a ``distribution`` method (random, ε-greedy, fixed) give their exact probabilities and a
+    pick drawn from them; a deterministic policy's distribution is one-hot at its pick, which is exact too
+    (UCB policies). Thompson sampling has no closed form: its one-hot sampled pick is used (unbiased over the
+    target's own randomness, with more variance), and the result says so."""
+    dist = getattr(policy, "distribution", None)
+    if dist is not None:
+        pick, probs = dist(request)
+        return pick, np.asarray(probs, dtype=np.float64), True
+    pick = policy.select(request)
+    probs = np.array([1.0 if a == pick else 0.0 for a in request.eligible])
+    probs /= probs.sum()
+    return pick, probs, not getattr(policy, "stochastic", False)
+
+
+def replay(
+    records: Iterable[dict[str, Any] | Decision | ArmChange],
+    policy: Policy,
+    *,
+    skip_unoffered: bool = False,
+    reward_model: RidgeRewardModel | None = None,
+    bootstrap_resamples: int = 1000,
+    seed: int = 0,
+) -> ReplayResult:
+    """Evaluate ``policy`` on a log with replay, IPS, SNIPS, DM and DR (see :mod:`.estimators`).
+
+    The reward model is fit on every rewarded event of the log first (unless given). A learning target is
+    then walked through the log in order and updated on the events where its pick agrees with the logged arm
+    (as in replay), so its probabilities at event i are those of the policy trained on the agreeing events
+    before i. ``skip_unoffered`` (for ``fixed:ARM``): events whose eligible list lacks ARM are not evaluated
+    instead of falling back to the first eligible arm."""
+    recs = list(records)
+    rewarded = [r for r in recs if isinstance(r, Decision) and r.reward is not None]
+    if reward_model is None:
+        reward_model = RidgeRewardModel().fit(
+            [d.context for d in rewarded],
+            [d.arm for d in rewarded],
+            [float(d.reward or 0.0) for d in rewarded],
+        )
+    fixed_arm = policy.name.split(":", 1)[1] if policy.name.startswith("fixed:") else None
+    accepted = skipped = 0
+    total = 0.0
+    uniform = exact = True
+    probs_l, preds_l, pos_l, props_l, rewards_l, events = [], [], [], [], [], []
+    for rec in recs:
         if isinstance(rec, ArmChange):
             for a in rec.remove:
                 policy.remove_arm(a)
@@ -202,25 +272,68 @@ def replay(records: Iterable[dict[str, Any] | Decision | ArmChange], policy: Pol
             continue
         if not isinstance(rec, Decision) or rec.reward is None:
             continue
-        events += 1
+        if skip_unoffered and fixed_arm is not None and fixed_arm not in rec.eligible:
+            skipped += 1
+            continue
         uniform &= abs(rec.propensity * len(rec.eligible) - 1.0) < 1e-6
         request = Request(rec.round, rec.context, rec.eligible)
-        if policy.select(request) != rec.arm:
-            continue
-        accepted += 1
-        total += rec.reward
-        ips += rec.reward / rec.propensity
-        weights += 1.0 / rec.propensity
-        policy.update(request, rec.arm, rec.reward)
+        pick, probs, is_exact = target_distribution(policy, request)
+        exact &= is_exact
+        probs_l.append(probs)
+        preds_l.append(reward_model.predict(rec.context, rec.eligible))
+        pos_l.append([j for j, a in enumerate(rec.eligible) if a == rec.arm])
+        props_l.append(rec.propensity)
+        rewards_l.append(float(rec.reward))
+        agree = pick == rec.arm
+        events.append((rec, pick, agree))
+        if agree:
+            accepted += 1
+            total += rec.reward
+            policy.update(request, rec.arm, rec.reward)
+    terms = event_terms(probs_l, preds_l, pos_l, props_l, rewards_l)
+    est = terms.estimates()
+    ci = terms.bootstrap(n_resamples=bootstrap_resamples, seed=seed)
+    per_event = [
+        EventResult(
+            event_id=rec.event_id,
+            round=rec.round,
+            arm=rec.arm,
+            propensity=rec.propensity,
+            reward=float(rec.reward or 0.0),
+            target_prob=float(probs_l[i][pos_l[i]].sum()),
+            target_pick=pick,
+            accepted=agree,
+            weight=float(terms.weight[i]),
+            q_logged=float(preds_l[i][pos_l[i][0]]),
+            ips=float(terms.ips[i]),
+            dm=float(terms.dm[i]),
+            dr=float(terms.dr[i]),
+        )
+        for i, (rec, pick, agree) in enumerate(events)
+    ]
     return ReplayResult(
         policy=policy.name,
-        events=events,
+        events=len(events),
         accepted=accepted,
         replay_value=total / accepted if accepted else None,
-        ips_value=ips / events if events else None,
-        snips_value=ips / weights if weights else None,
+        ips_value=est["ips"],
+        snips_value=est["snips"],
+        dm_value=est["dm"],
+        dr_value=est["dr"],
+        ci95={k: [v.low, v.high] for k, v in ci.items()},
         uniform_logging=uniform,
+        target_probabilities="exact" if exact else "sampled pick",
+        skipped_unoffered=skipped,
+        per_event=per_event,
     )
+
+
+def write_per_event(result: ReplayResult, out: str | Path, *, append: bool = False) -> int:
+    """One JSON line per evaluated event (full precision); returns the number of lines."""
+    with open(out, "a" if append else "w", encoding="utf-8") as fh:
+        for e in result.per_event:
+            fh.write(json.dumps({"policy": result.policy, **e.__dict__}) + "\n")
+    return len(result.per_event)
 
 
 def replay_file(
@@ -231,6 +344,7 @@ def replay_file(
     lam: float | None = None,
     epsilon: float | None = None,
     seed: int = 0,
+    skip_unoffered: bool = False,
 ) -> ReplayResult:
     """Replay ``policy_name`` (a learning policy, or ``fixed:<arm>``) on a JSONL log."""
     with open(path, encoding="utf-8") as fh:
@@ -246,4 +360,4 @@ def replay_file(
             kwargs["epsilon"] = epsilon
         policy = make_learning_policy(policy_name, device_dim, model_dim, seed, **kwargs)
         fh.seek(0)
-        return replay(read_log(fh), policy)
+        return replay(read_log(fh), policy, skip_unoffered=skip_unoffered, seed=seed)
