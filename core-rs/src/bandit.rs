@@ -1120,6 +1120,25 @@ impl Bandit {
         }
     }
 
+    /// The mean of arm `i` at `x` without the scoring caches (no `Q`, no variance): what a learner needs
+    /// to compute a residual just before an update. Same formula as the scoring mean (`g_0 + w·h_a` for
+    /// hybrid statistics, `θ_a·x` for disjoint), evaluated directly from the exact statistics and `β`.
+    pub(crate) fn predict_mean(&self, i: usize, x: &[f64]) -> f64 {
+        let arm = &self.arms[i];
+        let d = self.d;
+        let mut w = vec![0.0; d];
+        matvec(&arm.a_inv, d, x, &mut w);
+        if !self.hybrid {
+            return dot(&w, &arm.b);
+        }
+        let g = self.beta_times(&arm.m);
+        let (g0, lam) = (g[0], self.params.lam);
+        let h: Vec<f64> = (0..d)
+            .map(|j| arm.b[j] - g0 * arm.s[j] + lam * g[j + 1])
+            .collect();
+        g0 + dot(&w, &h)
+    }
+
     pub fn arm_stats(&self, arm_id: &str) -> CoreResult<ArmStats> {
         let i = self.arm_index(arm_id)?;
         let arm = &self.arms[i];

@@ -593,9 +593,7 @@ impl QoeModel {
             }
         }
         for (t, y) in ys {
-            let mut predicted = 0.0;
-            self.targets[t].scan(x, Some(&[i]), |_, _, m, _, _| predicted = m)?;
-            let r = y - predicted;
+            let r = y - self.targets[t].predict_mean(i, x);
             self.noise[t].n += 1;
             self.noise[t].sum_sq += r * r;
             self.targets[t].update(arm_id, x, y)?;
