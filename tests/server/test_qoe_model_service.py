@@ -134,3 +134,23 @@ def test_scalar_reward_and_old_log_events_still_teach(qoe_server: ServerProcess)
         assert stats["rating"]["n_updates"] == 1 and stats["runs"]["n_updates"] == 0
         listed = cat.ListSpaces(catalog_pb2.ListSpacesRequest())
         assert {s.name: s.policy for s in listed.spaces}["vision"] == "qoe_model"
+
+
+def test_preferences_change_the_choice_for_the_same_device(qoe_server: ServerProcess) -> None:
+    with EdgeselClient(qoe_server.target, space="vision", retry=NO_RETRY) as client:
+        for _ in range(20):  # what each model measures on this phone
+            client.select(device_features=PHONE, eligible=["tiny"]).feedback(latency_ms=10.0)
+            client.select(device_features=PHONE, eligible=["big"]).feedback(latency_ms=400.0)
+        pair = ["tiny", "big"]
+        tight = client.select(
+            device_features=PHONE, eligible=pair, preferences=Preferences(latency_budget_ms=20)
+        )
+        loose = client.select(
+            device_features=PHONE, eligible=pair, preferences=Preferences(latency_budget_ms=5e3)
+        )
+        accuracy_first = client.select(
+            device_features=PHONE,
+            eligible=pair,
+            preferences=Preferences(latency_budget_ms=300, qoe_weights={"latency": 0.05, "accuracy": 1.0}),
+        )
+    assert (tight.model_id, loose.model_id, accuracy_first.model_id) == ("tiny", "big", "big")
