@@ -16,7 +16,8 @@ use crate::qoe_spec::{Prefs, QoeSpec, Shape, ACCURACY, ENERGY, LATENCY, N_TERMS,
 use crate::snapshot::{self, Reader, Writer};
 
 /// Targets, in index order: `ln(latency / latency_budget)`, `ln(energy / energy_budget)`,
-/// `rating_norm − 1/2`, `ran − 1` (so every prediction starts at 0 = "on budget, average, runs").
+/// `rating_norm − measured value` (what the user says beyond the measured terms), `ran − 1` (so every
+/// prediction starts at 0 = "on budget, as measured, runs").
 pub const TARGET_NAMES: [&str; 4] = ["log_latency", "log_energy", "rating", "runs"];
 pub const T_LATENCY: usize = 0;
 pub const T_ENERGY: usize = 1;
@@ -361,6 +362,31 @@ impl QoeModel {
         Ok(out)
     }
 
+    /// Scores of the measured terms (latency, energy, accuracy) of arm `i` at scored position `pos`, with
+    /// latency and energy moved by `z` standard errors in the direction that raises QoE, and the latency.
+    fn measured_scores(
+        &self,
+        p: &Prefs,
+        views: &Views,
+        pos: usize,
+        i: usize,
+        z: f64,
+    ) -> ([Option<f64>; N_TERMS], Option<f64>) {
+        let spec = &self.spec;
+        let cost = |t: usize, budget: f64| {
+            views[t].as_ref().map(|(m, s)| {
+                let lo = m[pos] - z * self.noise[t].sd(t) * s[pos];
+                budget * lo.exp()
+            })
+        };
+        let mut scores: [Option<f64>; N_TERMS] = [None; N_TERMS];
+        let latency = cost(T_LATENCY, spec.latency_budget_ms);
+        scores[LATENCY] = latency.map(|l| spec.latency_score(p, l));
+        scores[ENERGY] = cost(T_ENERGY, spec.energy_budget_mj).map(|e| spec.energy_score(p, e));
+        scores[ACCURACY] = self.info[i].accuracy().map(|a| spec.accuracy_score(a));
+        (scores, latency)
+    }
+
     /// QoE of arm `i` (catalog index) at scored position `pos`, with every target moved by `z` standard
     /// errors in the direction that raises QoE (`z > 0` optimistic, `0` expected, `< 0` pessimistic).
     fn arm_qoe(&self, p: &Prefs, views: &Views, pos: usize, i: usize, z: f64) -> f64 {
@@ -370,25 +396,33 @@ impl QoeModel {
                 .as_ref()
                 .map(|(m, s)| m[pos] + z * self.noise[t].sd(t) * s[pos])
         };
-        let mut scores: [Option<f64>; N_TERMS] = [None; N_TERMS];
-        let latency = views[T_LATENCY].as_ref().map(|(m, s)| {
-            let lo = m[pos] - z * self.noise[T_LATENCY].sd(T_LATENCY) * s[pos];
-            spec.latency_budget_ms * lo.exp()
-        });
-        if let Some(l) = latency {
-            scores[LATENCY] = Some(spec.latency_score(p, l));
-        }
-        if let Some((m, s)) = views[T_ENERGY].as_ref() {
-            let lo = m[pos] - z * self.noise[T_ENERGY].sd(T_ENERGY) * s[pos];
-            scores[ENERGY] = Some(spec.energy_score(p, spec.energy_budget_mj * lo.exp()));
-        }
-        if let Some(r) = shift(T_RATING) {
-            scores[RATING] = Some((0.5 + r).clamp(0.0, 1.0));
-        }
-        scores[ACCURACY] = self.info[i].accuracy().map(|a| spec.accuracy_score(a));
+        let (mut scores, latency) = self.measured_scores(p, views, pos, i, z);
+        // The rating target is what users say beyond what the measured terms give under their preferences.
+        let base = spec.measured_value(p, &scores);
+        scores[RATING] = shift(T_RATING).map(|r| (base + r).clamp(0.0, 1.0));
         let runs = shift(T_RUNS).map_or(1.0, |r| (1.0 + r).clamp(0.0, 1.0));
         let q = spec.qoe_from_scores(p, &scores, latency);
         runs * q + (1.0 - runs) * spec.reward_min
+    }
+
+    /// The reference a rating is learned against (see `arm_qoe`): the measured value of what this Feedback
+    /// reported (with the arm's known accuracy when it did not report one), or, when it reported no
+    /// measurement, the value the model predicts for it.
+    fn rating_reference(&self, i: usize, x: &[f64], obs: &Observation, p: &Prefs) -> CoreResult<f64> {
+        let spec = &self.spec;
+        if obs.latency_ms.is_some() || obs.energy_mj.is_some() || obs.accuracy.is_some() {
+            let mut s: [Option<f64>; N_TERMS] = [None; N_TERMS];
+            s[LATENCY] = obs.latency_ms.map(|l| spec.latency_score(p, l));
+            s[ENERGY] = obs.energy_mj.map(|e| spec.energy_score(p, e));
+            s[ACCURACY] = obs
+                .accuracy
+                .or_else(|| self.info[i].accuracy())
+                .map(|a| spec.accuracy_score(a));
+            return Ok(spec.measured_value(p, &s));
+        }
+        let views = self.views(x, Some(&[i]), p)?;
+        let (s, _) = self.measured_scores(p, &views, 0, i, 0.0);
+        Ok(spec.measured_value(p, &s))
     }
 
     pub(crate) fn score_indices(
@@ -539,7 +573,7 @@ impl QoeModel {
             }
             out.push((
                 T_RATING,
-                (r - spec.rating_min) / (spec.rating_max - spec.rating_min) - 0.5,
+                (r - spec.rating_min) / (spec.rating_max - spec.rating_min),
             ));
         }
         if let Some(a) = obs.accuracy {
@@ -555,7 +589,7 @@ impl QoeModel {
             // A scalar reward alone is read as the user's overall verdict on the rating scale.
             out.push((
                 T_RATING,
-                (reward - spec.reward_min) / (spec.reward_max - spec.reward_min) - 0.5,
+                (reward - spec.reward_min) / (spec.reward_max - spec.reward_min),
             ));
         }
         Ok(out)
@@ -574,7 +608,13 @@ impl QoeModel {
         p: &Prefs,
     ) -> CoreResult<()> {
         let i = self.index(arm_id)?;
-        let ys = self.targets_of(reward, obs)?;
+        self.targets[0].check_x(x)?;
+        let mut ys = self.targets_of(reward, obs)?;
+        for (t, y) in ys.iter_mut() {
+            if *t == T_RATING {
+                *y -= self.rating_reference(i, x, obs, p)?;
+            }
+        }
         for &(t, y) in &ys {
             self.targets[t].check_observation(i, x, y, "x")?;
         }

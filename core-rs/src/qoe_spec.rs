@@ -231,6 +231,26 @@ impl QoeSpec {
             .clamp(0.0, 1.0)
     }
 
+    /// The weighted mean of the measured terms present (every term but the rating), ½ with none: what the
+    /// measurements alone say about the experience, the reference a rating is learned against.
+    #[inline]
+    pub fn measured_value(&self, p: &Prefs, scores: &[Option<f64>; N_TERMS]) -> f64 {
+        let (mut num, mut den) = (0.0, 0.0);
+        for (t, (s, &w)) in scores.iter().zip(&p.weights).enumerate() {
+            if let Some(s) = *s {
+                if w > 0.0 && t != RATING {
+                    num += w * s;
+                    den += w;
+                }
+            }
+        }
+        if den > 0.0 {
+            num / den
+        } else {
+            0.5
+        }
+    }
+
     /// QoE of a model that ran, from the term scores present (`None`: not part of the average) and the
     /// latency (for the patience factor; `None` skips it). With no score present the value is the middle
     /// of the range (nothing is known).

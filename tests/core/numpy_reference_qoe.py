@@ -117,13 +117,19 @@ class ReferenceQoeModel:
         rep = self.reported[arm_id]
         return sum(rep) / len(rep) if rep else None
 
-    def qoe(self, x, arm_id: str, p: dict, z: float) -> float:
-        s = self.spec
+    def predictions(self, x, arm_id: str, p: dict) -> dict[int, tuple[float, float]]:
+        """Per used target: (mean, noise sd · sqrt(var))."""
         pred = {}
         for t in range(4):
             if self.uses(t, p):
                 mean, var = self.targets[t].mean_var(np.asarray(x, dtype=np.float64), arm_id)
                 pred[t] = (mean, self.noise_sd(t) * math.sqrt(max(var, 0.0)))
+        return pred
+
+    def measured_scores(
+        self, arm_id: str, p: dict, pred: dict, z: float
+    ) -> tuple[dict[str, float], float | None]:
+        s = self.spec
         scores: dict[str, float] = {}
         latency = None
         if 0 in pred:
@@ -132,12 +138,29 @@ class ReferenceQoeModel:
         if 1 in pred:
             energy = s["energy_budget_mj"] * math.exp(pred[1][0] - z * pred[1][1])
             scores["energy_mj"] = shape_score(s["energy_shape"], energy, p["en"], s["energy_steepness"])
-        if 2 in pred:
-            scores["user_rating"] = min(1.0, max(0.0, 0.5 + pred[2][0] + z * pred[2][1]))
         acc = self.arm_accuracy(arm_id)
         if acc is not None:
-            lo, hi = s["accuracy_floor"], s["accuracy_ceiling"]
-            scores["accuracy"] = min(1.0, max(0.0, (acc - lo) / (hi - lo)))
+            scores["accuracy"] = self.accuracy_score(acc)
+        return scores, latency
+
+    def accuracy_score(self, acc: float) -> float:
+        lo, hi = self.spec["accuracy_floor"], self.spec["accuracy_ceiling"]
+        return min(1.0, max(0.0, (acc - lo) / (hi - lo)))
+
+    @staticmethod
+    def measured_value(scores: dict[str, float], p: dict) -> float:
+        """Weighted mean of the measured terms (everything but the rating), 1/2 with none."""
+        num = sum(p["w"][n] * v for n, v in scores.items() if p["w"][n] > 0 and n != "user_rating")
+        den = sum(p["w"][n] for n in scores if p["w"][n] > 0 and n != "user_rating")
+        return num / den if den > 0 else 0.5
+
+    def qoe(self, x, arm_id: str, p: dict, z: float) -> float:
+        s = self.spec
+        pred = self.predictions(x, arm_id, p)
+        scores, latency = self.measured_scores(arm_id, p, pred, z)
+        if 2 in pred:
+            base = self.measured_value(scores, p)
+            scores["user_rating"] = min(1.0, max(0.0, base + pred[2][0] + z * pred[2][1]))
         num = sum(p["w"][n] * v for n, v in scores.items() if p["w"][n] > 0)
         den = sum(p["w"][n] for n in scores if p["w"][n] > 0)
         v = num / den if den > 0 else 0.5
@@ -146,6 +169,23 @@ class ReferenceQoeModel:
         q = s["reward_min"] + (s["reward_max"] - s["reward_min"]) * min(1.0, max(0.0, v))
         runs = min(1.0, max(0.0, 1.0 + pred[3][0] + z * pred[3][1])) if 3 in pred else 1.0
         return runs * q + (1.0 - runs) * s["reward_min"]
+
+    def rating_reference(self, x, arm_id: str, p: dict, latency_ms, energy_mj, accuracy) -> float:
+        s = self.spec
+        if latency_ms is None and energy_mj is None and accuracy is None:
+            scores, _ = self.measured_scores(arm_id, p, self.predictions(x, arm_id, p), 0.0)
+            return self.measured_value(scores, p)
+        scores = {}
+        if latency_ms is not None:
+            scores["latency_ms"] = shape_score(
+                s["latency_shape"], latency_ms, p["lat"], s["latency_steepness"]
+            )
+        if energy_mj is not None:
+            scores["energy_mj"] = shape_score(s["energy_shape"], energy_mj, p["en"], s["energy_steepness"])
+        acc = accuracy if accuracy is not None else self.arm_accuracy(arm_id)
+        if acc is not None:
+            scores["accuracy"] = self.accuracy_score(acc)
+        return self.measured_value(scores, p)
 
     def score(self, x, arms: Sequence[str] | None = None, **prefs):
         p = self.prefs(**prefs)
@@ -190,12 +230,16 @@ class ReferenceQoeModel:
                 ys.append((0, math.log(max(latency_ms, MIN_COST) / s["latency_budget_ms"])))
             if energy_mj is not None:
                 ys.append((1, math.log(max(energy_mj, MIN_COST) / s["energy_budget_mj"])))
+            p = self.prefs(**prefs)
+            ref = None
+            if user_rating is not None or all(v is None for v in (latency_ms, energy_mj, accuracy)):
+                ref = self.rating_reference(x, arm_id, p, latency_ms, energy_mj, accuracy)
             if user_rating is not None:
-                ys.append((2, (user_rating - s["rating_min"]) / (s["rating_max"] - s["rating_min"]) - 0.5))
+                ys.append((2, (user_rating - s["rating_min"]) / (s["rating_max"] - s["rating_min"]) - ref))
             if any(v is not None for v in (latency_ms, energy_mj, user_rating, accuracy)):
                 ys.append((3, 0.0))
             else:
-                ys.append((2, (reward - s["reward_min"]) / (s["reward_max"] - s["reward_min"]) - 0.5))
+                ys.append((2, (reward - s["reward_min"]) / (s["reward_max"] - s["reward_min"]) - ref))
         if self.baseline is not None and self.baseline in self.accuracy:
             p = self.prefs(**prefs)
             base = self.qoe(x, self.baseline, p, 0.0)
