@@ -154,7 +154,7 @@ class FastQoeModel:
     and the composition as array expressions. Only what the benchmark needs: score, select, update with
     latency and rating measured."""
 
-    PRIOR_SD = (0.5, 0.5, 0.25, 0.5)
+    PRIOR_SD = (0.5, 0.5, 0.1, 0.5)
     PRIOR_N = 2.0
 
     def __init__(self, device_dim: int, model_dim: int, *, alpha: float = 1.0, lam: float = 1.0) -> None:
@@ -182,7 +182,7 @@ class FastQoeModel:
 
     def score(self, x: NDArray[np.float64]) -> tuple[list[str], NDArray, NDArray, NDArray]:
         k = len(self.accuracy)
-        width = self.alpha * np.sqrt(2.0 * np.log(1.0 + k)) / 2.0
+        width = self.alpha * np.sqrt(2.0 * np.log(1.0 + k)) / 4.0
         used = [t for t in (0, 2, 3) if self.targets[t].n0 > 0]  # energy is never measured here
         pred = {t: self.targets[t].score(x)[1:3] for t in used}
         w_lat, w_r, w_acc = self.w["latency_ms"], self.w["user_rating"], self.w["accuracy"]

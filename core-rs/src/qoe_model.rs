@@ -26,8 +26,9 @@ pub const T_RUNS: usize = 3;
 const N_TARGETS: usize = 4;
 
 /// Prior residual standard deviation per target, worth `NOISE_PRIOR_N` observations: what the
-/// confidence widths use before any residual is seen (log units for latency/energy: ±50 %).
-pub const NOISE_PRIOR_SD: [f64; N_TARGETS] = [0.5, 0.5, 0.25, 0.5];
+/// confidence widths use before any residual is seen (log units for latency/energy: ±50 %; the rating
+/// target is a correction to the measured value, so its prior spread is small).
+pub const NOISE_PRIOR_SD: [f64; N_TARGETS] = [0.5, 0.5, 0.1, 0.5];
 pub const NOISE_PRIOR_N: f64 = 2.0;
 /// Latencies and energies below this are read as this (their logarithm must be finite).
 pub const MIN_COST: f64 = 1e-3;
@@ -36,10 +37,11 @@ pub const MAGIC: &[u8; 8] = b"EDGESELQ";
 pub const VERSION: u32 = 1;
 
 /// Exploration width in units of each target's standard error: `α · c(K)` for `K` arms in the catalog,
-/// `c(K) = sqrt(2 ln(1 + K)) / 2` (a union bound over the arms grows like `sqrt(2 ln K)`; the factor 1/2
-/// keeps a 100-model catalog at about 1.5 standard errors).
+/// `c(K) = sqrt(2 ln(1 + K)) / 4`. It grows with the catalog like a union bound over the arms
+/// (`sqrt(2 ln K)`); the factor 1/4 (≈ 0.75 standard errors at K = 100) is what measured best on both the
+/// formula fleet and the AI Hub measurements (docs/core.md, "Composition"), so the default α = 1 is it.
 pub fn exploration_width(alpha: f64, n_arms: usize) -> f64 {
-    alpha * (2.0 * (1.0 + n_arms as f64).ln()).sqrt() / 2.0
+    alpha * (2.0 * (1.0 + n_arms as f64).ln()).sqrt() / 4.0
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -408,7 +410,13 @@ impl QoeModel {
     /// The reference a rating is learned against (see `arm_qoe`): the measured value of what this Feedback
     /// reported (with the arm's known accuracy when it did not report one), or, when it reported no
     /// measurement, the value the model predicts for it.
-    fn rating_reference(&self, i: usize, x: &[f64], obs: &Observation, p: &Prefs) -> CoreResult<f64> {
+    fn rating_reference(
+        &self,
+        i: usize,
+        x: &[f64],
+        obs: &Observation,
+        p: &Prefs,
+    ) -> CoreResult<f64> {
         let spec = &self.spec;
         if obs.latency_ms.is_some() || obs.energy_mj.is_some() || obs.accuracy.is_some() {
             let mut s: [Option<f64>; N_TERMS] = [None; N_TERMS];

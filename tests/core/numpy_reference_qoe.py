@@ -14,7 +14,7 @@ import numpy as np
 from numpy_reference import ReferenceBandit, best_index
 
 TARGETS = ("log_latency", "log_energy", "rating", "runs")
-PRIOR_SD = (0.5, 0.5, 0.25, 0.5)
+PRIOR_SD = (0.5, 0.5, 0.1, 0.5)
 PRIOR_N = 2.0
 MIN_COST = 1e-3
 TERMS = ("user_rating", "latency_ms", "energy_mj", "accuracy")
@@ -38,7 +38,7 @@ DEFAULT_SPEC: dict = {
 
 
 def exploration_width(alpha: float, n_arms: int) -> float:
-    return alpha * math.sqrt(2.0 * math.log(1.0 + n_arms)) / 2.0
+    return alpha * math.sqrt(2.0 * math.log(1.0 + n_arms)) / 4.0
 
 
 def shape_score(shape: str, v: float, budget: float, steepness: float) -> float:
