@@ -77,22 +77,35 @@ def env_summary() -> list[str]:
     return lines
 
 
-def build(policy: str, n_arms: int, d: int, p: int, n_train: int, seed: int = 0):
-    """The same state in both implementations: same arms, same feedback."""
+def workload(n_arms: int, d: int, p: int, n_train: int, seed: int = 0):
+    """Arm ids, their features and the feedback every implementation learns from."""
     rng = np.random.default_rng(seed)
-    rust = Bandit(policy, d, p, alpha=1.0, lam=1.0)
-    fast = FastBandit(policy, d, p, alpha=1.0, lam=1.0)
     ids = [f"model-{i:04d}" for i in range(n_arms)]
     feats = rng.uniform(-1, 1, size=(n_arms, p))
-    for a, m in zip(ids, feats, strict=True):
-        rust.add_arm(a, m if p else None)
-    fast.add_arms(ids, feats)
     arm_idx = rng.integers(n_arms, size=n_train)
     xs = rng.uniform(-1, 1, size=(n_train, d))
     w = rng.normal(size=d)
     rewards = xs @ w * np.cos(arm_idx) + 0.1 * rng.normal(size=n_train)
-    train_ids = [ids[i] for i in arm_idx]
-    rust.update_batch(train_ids, xs, rewards)
+    return ids, feats, [ids[i] for i in arm_idx], xs, rewards
+
+
+def core_bandit(cls, policy: str, d: int, p: int, work) -> Bandit:
+    """A bandit of class `cls` (this build's `Bandit`, or another build's) trained on `work`."""
+    ids, feats, train_ids, xs, rewards = work
+    b = cls(policy, d, p, alpha=1.0, lam=1.0)
+    for a, m in zip(ids, feats, strict=True):
+        b.add_arm(a, m if p else None)
+    b.update_batch(train_ids, xs, rewards)
+    return b
+
+
+def build(policy: str, n_arms: int, d: int, p: int, n_train: int, seed: int = 0):
+    """The same state in both implementations: same arms, same feedback."""
+    work = workload(n_arms, d, p, n_train, seed)
+    ids, feats, train_ids, xs, rewards = work
+    rust = core_bandit(Bandit, policy, d, p, work)
+    fast = FastBandit(policy, d, p, alpha=1.0, lam=1.0)
+    fast.add_arms(ids, feats)
     fast.update_batch(train_ids, xs, rewards)
     return rust, fast, ids
 
@@ -115,19 +128,21 @@ def check_same_scores(rust: Bandit, fast: FastBandit, d: int, seed: int = 1) -> 
                     f"MISMATCH: {name} differs by {err:.3e} (relative) between the Rust core and numpy_fast"
                 )
         r_sel, f_sel = rust.select(x), fast.select(x)
-        if r_sel[0] != f_sel[0] and abs(r_sel[3] - f_sel[3]) > CHECK_RTOL * max(1.0, abs(f_sel[3])):
-            sys.exit(f"MISMATCH: select chose {r_sel[0]} (Rust) vs {f_sel[0]} (numpy)")
+        if r_sel.id != f_sel[0] and abs(r_sel.total - f_sel[3]) > CHECK_RTOL * max(1.0, abs(f_sel[3])):
+            sys.exit(f"MISMATCH: select chose {r_sel.id} (Rust) vs {f_sel[0]} (numpy)")
     return worst
 
 
-def _per_call(fn, calls) -> float:
-    t0 = time.perf_counter()
+def _per_call(fn, calls, clock=time.perf_counter) -> float:
+    t0 = clock()
     for args in calls:
         fn(*args)
-    return (time.perf_counter() - t0) / len(calls)
+    return (clock() - t0) / len(calls)
 
 
-def measure(rust_fn, numpy_fn, make_args, repeats: int, target_s: float) -> tuple[float, float]:
+def measure(
+    rust_fn, numpy_fn, make_args, repeats: int, target_s: float, clock=time.perf_counter
+) -> tuple[float, float]:
     """Median per-call seconds for both, repeats interleaved so drift hits both alike."""
     probe = [make_args(i) for i in range(8)]
     est = {}
@@ -139,8 +154,8 @@ def measure(rust_fn, numpy_fn, make_args, repeats: int, target_s: float) -> tupl
     }
     times: dict[str, list[float]] = {"rust": [], "numpy": []}
     for _ in range(repeats):
-        times["rust"].append(_per_call(rust_fn, calls["rust"]))
-        times["numpy"].append(_per_call(numpy_fn, calls["numpy"]))
+        times["rust"].append(_per_call(rust_fn, calls["rust"], clock))
+        times["numpy"].append(_per_call(numpy_fn, calls["numpy"], clock))
     return statistics.median(times["rust"]), statistics.median(times["numpy"])
 
 

@@ -18,7 +18,7 @@ echo "== setup"
 bash scripts/setup.sh
 
 echo "== cargo fmt / clippy / test"
-(cd core-rs && cargo fmt --check && cargo clippy --all-targets -q -- -D warnings && cargo test -q)
+(cd core-rs && cargo fmt --check && cargo clippy --all-targets -q -- -D warnings && cargo clippy --all-targets --features python -q -- -D warnings && cargo test -q)
 
 echo "== ruff / mypy / stubtest / generated protobuf code"
 .venv/bin/ruff check .

@@ -1,24 +1,34 @@
 //! edgesel-core: the numeric core of edgesel (contextual bandits for choosing DNN models per device).
 //!
-//! The math (`linalg`, `features`, `rng`, `bandit`, `snapshot`) is plain Rust with no Python types;
-//! `python` holds the thin PyO3 binding exported as `edgesel_server._core`.
-//! The specification is `docs/core.md`.
+//! A policy is statistics × exploration: `stats/` (one module per statistics layout), `explore.rs` (UCB,
+//! Thompson, forced-uniform sampling and the propensity), `params.rs` (the policy table and parameter
+//! validation), composed by `bandit.rs`. `simd.rs` dispatches kernels to their AVX2 build. All of it is
+//! plain Rust with no Python types; `python.rs` (cargo feature `python`, enabled by maturin) is the thin
+//! PyO3 binding exported as `edgesel_server._core`. The specification is `docs/core.md`.
 
 pub mod bandit;
 pub mod error;
+pub mod explore;
 pub mod features;
 pub mod linalg;
+pub mod params;
+#[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
 mod python_qoe;
 pub mod qoe_model;
 pub mod qoe_spec;
 pub mod rng;
+pub mod simd;
 pub mod snapshot;
+pub mod stats;
 
-pub use bandit::{ArmStats, Bandit, Choice, Params, Policy, Scores, SharedStats};
+pub use bandit::{Bandit, Choice, Scores};
 pub use error::{CoreError, CoreResult};
+pub use params::{Params, Policy, POLICY_TABLE};
 pub use qoe_model::{Observation, QoeChoice, QoeModel, QoeParams, QoeScores};
 pub use qoe_spec::{Prefs, QoeSpec, Shape};
+pub use stats::{ArmStats, Layout, SharedStats};
 
 #[cfg(test)]
 mod tests;

@@ -17,35 +17,42 @@ use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use crate::bandit::{Bandit, Params};
-use crate::error::CoreError;
+use crate::bandit::{Bandit, Choice, Scores};
+use crate::error::CoreError as RustCoreError;
+use crate::params::{Params, Policy};
 use crate::{features, snapshot};
 
 create_exception!(
     edgesel_server._core,
-    UnknownArmError,
+    CoreError,
     PyValueError,
+    "Base of every error the bandit core raises for a bad argument or state (a ValueError)."
+);
+create_exception!(
+    edgesel_server._core,
+    UnknownArmError,
+    CoreError,
     "An arm id that the bandit does not have."
 );
 create_exception!(
     edgesel_server._core,
     SnapshotError,
-    PyValueError,
+    CoreError,
     "A blob that is not a valid edgesel snapshot (bad magic, unsupported version, checksum mismatch, malformed)."
 );
 
-impl From<CoreError> for PyErr {
-    fn from(e: CoreError) -> PyErr {
+impl From<RustCoreError> for PyErr {
+    fn from(e: RustCoreError) -> PyErr {
         match e {
-            CoreError::Invalid(m) => PyValueError::new_err(m),
-            CoreError::UnknownArm(m) => UnknownArmError::new_err(m),
-            CoreError::Snapshot(m) => SnapshotError::new_err(m),
+            RustCoreError::Invalid(m) => CoreError::new_err(m),
+            RustCoreError::UnknownArm(m) => UnknownArmError::new_err(m),
+            RustCoreError::Snapshot(m) => SnapshotError::new_err(m),
         }
     }
 }
 
 pub(crate) fn value_error(msg: String) -> PyErr {
-    PyValueError::new_err(msg)
+    CoreError::new_err(msg)
 }
 
 /// A 1-D vector of floats: a float64 ndarray (read in place, any strides), another numeric ndarray
@@ -184,6 +191,73 @@ fn matrix_to_py<'py>(py: Python<'py>, v: Vec<f64>, n: usize) -> PyResult<Bound<'
     Ok(arr.into_pyarray(py).into_any())
 }
 
+/// `(ids, mean, bonus, total)`; `ids` are the caller's own `str` objects when it passed a list.
+fn scores_to_py<'py>(
+    py: Python<'py>,
+    s: Scores,
+    ids: Option<Vec<Bound<'py, PyString>>>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let ids = match ids {
+        Some(objs) => PyList::new(py, objs)?,
+        None => PyList::new(py, s.ids.iter().map(|i| PyString::new(py, i)))?,
+    };
+    let out = (
+        ids,
+        PyArray1::from_vec(py, s.mean),
+        PyArray1::from_vec(py, s.bonus),
+        PyArray1::from_vec(py, s.total),
+    );
+    out.into_pyobject(py)
+}
+
+/// The result of `Bandit.select` (docs/core.md, "Selection").
+#[pyclass(module = "edgesel_server._core", name = "Selection", frozen, get_all)]
+pub struct Selection {
+    id: String,
+    mean: f64,
+    bonus: f64,
+    total: f64,
+    propensity: f64,
+    exploratory: bool,
+    scores: Option<Py<PyTuple>>,
+}
+
+impl Selection {
+    fn new(c: Choice, scores: Option<Py<PyTuple>>) -> Self {
+        Selection {
+            id: c.id.to_string(),
+            mean: c.mean,
+            bonus: c.bonus,
+            total: c.total,
+            propensity: c.propensity,
+            exploratory: c.exploratory,
+            scores,
+        }
+    }
+}
+
+#[pymethods]
+impl Selection {
+    fn __repr__(&self) -> String {
+        format!(
+            "Selection(id={:?}, mean={}, bonus={}, total={}, propensity={}, exploratory={})",
+            self.id,
+            self.mean,
+            self.bonus,
+            self.total,
+            self.propensity,
+            if self.exploratory { "True" } else { "False" }
+        )
+    }
+}
+
+/// Whether `policy` gives arms their model feature vector (the server then passes
+/// `model_dim = len(model schema)`, else 0).
+#[pyfunction]
+fn uses_model_features(policy: &str) -> PyResult<bool> {
+    Ok(Policy::parse(policy)?.uses_model_features())
+}
+
 /// A contextual bandit (disjoint LinUCB, hybrid LinUCB or linear Thompson sampling); see docs/core.md.
 #[pyclass(module = "edgesel_server._core", name = "Bandit", frozen)]
 pub struct PyBandit {
@@ -212,8 +286,8 @@ impl PyBandit {
 impl PyBandit {
     #[new]
     #[pyo3(
-        signature = (policy, device_dim, model_dim = None, *, alpha = 1.0, lam = 1.0, refactor_every = None, seed = None),
-        text_signature = "(policy, device_dim, model_dim=0, *, alpha=1.0, lam=1.0, refactor_every=1000, seed=0)"
+        signature = (policy, device_dim, model_dim = None, *, alpha = 1.0, lam = 1.0, refactor_every = None, seed = None, forced_sampling = 0.0),
+        text_signature = "(policy, device_dim, model_dim=0, *, alpha=1.0, lam=1.0, refactor_every=1000, seed=0, forced_sampling=0.0)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -224,6 +298,7 @@ impl PyBandit {
         lam: f64,
         refactor_every: Option<&Bound<'_, PyAny>>,
         seed: Option<&Bound<'_, PyAny>>,
+        forced_sampling: f64,
     ) -> PyResult<Self> {
         let device_dim = int_arg(device_dim, "device_dim")?;
         let model_dim = model_dim.map_or(Ok(0), |o| int_arg(o, "model_dim"))?;
@@ -246,7 +321,8 @@ impl PyBandit {
             lam,
             refactor_every,
             seed,
-        )?;
+        )?
+        .with_forced_sampling(forced_sampling)?;
         Ok(PyBandit::wrap(Bandit::new(params)))
     }
 
@@ -277,6 +353,14 @@ impl PyBandit {
     #[getter]
     fn refactor_every(&self) -> u64 {
         self.params.refactor_every
+    }
+    #[getter]
+    fn forced_sampling(&self) -> f64 {
+        self.params.forced_sampling
+    }
+    #[getter]
+    fn uses_model_features(&self) -> bool {
+        self.params.policy.uses_model_features()
     }
     #[getter]
     fn n_updates(&self) -> u64 {
@@ -325,12 +409,13 @@ impl PyBandit {
     fn __repr__(&self) -> String {
         let b = self.read();
         format!(
-            "Bandit(policy={:?}, device_dim={}, model_dim={}, alpha={}, lam={}, arms={}, n_updates={})",
+            "Bandit(policy={:?}, device_dim={}, model_dim={}, alpha={}, lam={}, forced_sampling={}, arms={}, n_updates={})",
             self.params.policy.name(),
             self.params.device_dim,
             self.params.model_dim,
             self.params.alpha,
             self.params.lam,
+            self.params.forced_sampling,
             b.len(),
             b.n_updates()
         )
@@ -345,46 +430,38 @@ impl PyBandit {
         arms: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let x = vec_arg(x, "x")?;
-        let arms = arms.filter(|o| !o.is_none());
-        match arms {
+        match arms.filter(|o| !o.is_none()) {
             None => {
                 let s = py.detach(|| self.read().score_indices(&x, None))?;
-                let ids = PyList::new(py, s.ids.iter().map(|i| PyString::new(py, i)))?;
-                let out = (
-                    ids,
-                    PyArray1::from_vec(py, s.mean),
-                    PyArray1::from_vec(py, s.bonus),
-                    PyArray1::from_vec(py, s.total),
-                );
-                out.into_pyobject(py)
+                scores_to_py(py, s, None)
             }
             Some(obj) => {
                 let objs = str_seq(obj, "arms")?;
                 let names = strs(&objs)?;
                 let s = py.detach(|| self.read().score(&x, Some(&names)))?;
-                let out = (
-                    PyList::new(py, objs)?,
-                    PyArray1::from_vec(py, s.mean),
-                    PyArray1::from_vec(py, s.bonus),
-                    PyArray1::from_vec(py, s.total),
-                );
-                out.into_pyobject(py)
+                scores_to_py(py, s, Some(objs))
             }
         }
     }
 
-    /// The arm with the highest total, as (arm id, mean, bonus, total); ties go to the smallest id.
-    #[pyo3(signature = (x, arms = None))]
+    /// The decision for context x among arms (all arms if None): the highest total (ties to the smallest
+    /// id) or, with probability forced_sampling, a uniformly random arm; with its propensity. With
+    /// with_scores, the result also carries every scored arm (the same draws as the decision).
+    #[pyo3(signature = (x, arms = None, *, with_scores = false))]
     fn select<'py>(
         &self,
         py: Python<'py>,
         x: &Bound<'py, PyAny>,
         arms: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<(Bound<'py, PyString>, f64, f64, f64)> {
+        with_scores: bool,
+    ) -> PyResult<Selection> {
         let x = vec_arg(x, "x")?;
-        let arms = arms.filter(|o| !o.is_none());
-        let c = match arms {
-            None => py.detach(|| self.read().select_indices(&x, None))?,
+        let mut scores = with_scores.then(Scores::default);
+        let (c, objs) = match arms.filter(|o| !o.is_none()) {
+            None => (
+                py.detach(|| self.read().select_indices(&x, None, scores.as_mut()))?,
+                None,
+            ),
             Some(obj) => {
                 let objs = str_seq(obj, "arms")?;
                 let names = strs(&objs)?;
@@ -393,10 +470,18 @@ impl PyBandit {
                         "empty eligible list: no arms to select from".into(),
                     ));
                 }
-                py.detach(|| self.read().select(&x, Some(&names)))?
+                let c = py.detach(|| {
+                    let b = self.read();
+                    let idx = b.resolve(&names)?;
+                    b.select_indices(&x, Some(&idx), scores.as_mut())
+                })?;
+                (c, Some(objs))
             }
         };
-        Ok((PyString::new(py, &c.id), c.mean, c.bonus, c.total))
+        let scores = scores
+            .map(|s| scores_to_py(py, s, objs).map(Bound::unbind))
+            .transpose()?;
+        Ok(Selection::new(c, scores))
     }
 
     /// Adds one observation (reward of arm_id in context x).
@@ -467,10 +552,16 @@ impl PyBandit {
         PyBytes::new(py, &blob)
     }
 
-    /// Restores a bandit from `to_bytes()` output; raises SnapshotError for anything else.
+    /// Restores a bandit from `to_bytes()` output; raises SnapshotError for anything else. With
+    /// forced_sampling, the restored bandit uses that ε instead of the snapshot's (a setting, not state).
     #[staticmethod]
-    fn from_bytes(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let b = if let Ok(bytes) = data.cast::<PyBytes>() {
+    #[pyo3(signature = (data, *, forced_sampling = None))]
+    fn from_bytes(
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        forced_sampling: Option<f64>,
+    ) -> PyResult<Self> {
+        let mut b = if let Ok(bytes) = data.cast::<PyBytes>() {
             let raw = bytes.as_bytes();
             py.detach(|| snapshot::decode(raw))?
         } else if let Ok(ba) = data.cast::<PyByteArray>() {
@@ -479,6 +570,9 @@ impl PyBandit {
         } else {
             return Err(PyTypeError::new_err("data must be bytes"));
         };
+        if let Some(eps) = forced_sampling {
+            b.set_forced_sampling(eps)?;
+        }
         Ok(PyBandit::wrap(b))
     }
 
@@ -509,6 +603,11 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<PyBandit>()?;
     m.add_class::<crate::python_qoe::PyQoeModel>()?;
+    m.add_class::<Selection>()?;
+    m.add_function(wrap_pyfunction!(uses_model_features, m)?)?;
+    m.add("POLICIES", PyTuple::new(py, Policy::names())?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("CoreError", py.get_type::<CoreError>())?;
     m.add("UnknownArmError", py.get_type::<UnknownArmError>())?;
     m.add("SnapshotError", py.get_type::<SnapshotError>())?;
     Ok(())

@@ -10,8 +10,9 @@
 
 use std::sync::Arc;
 
-use crate::bandit::{Bandit, Params, MAX_DEVICE_DIM, MAX_MODEL_DIM};
+use crate::bandit::Bandit;
 use crate::error::{CoreError, CoreResult};
+use crate::params::{Params, Policy};
 use crate::qoe_spec::{Prefs, QoeSpec, Shape, ACCURACY, ENERGY, LATENCY, N_TERMS, RATING};
 use crate::snapshot::{self, Reader, Writer};
 
@@ -76,7 +77,6 @@ impl QoeParams {
                 "alpha must be a finite number >= 0, got {alpha}"
             )));
         }
-        debug_assert!(p.device_dim <= MAX_DEVICE_DIM && p.model_dim <= MAX_MODEL_DIM);
         Ok(QoeParams {
             device_dim: p.device_dim,
             model_dim: p.model_dim,
@@ -88,13 +88,14 @@ impl QoeParams {
 
     fn target_params(&self) -> Params {
         Params {
-            policy: crate::bandit::Policy::HybridLinUcb,
+            policy: Policy::parse("hybrid_linucb").expect("hybrid_linucb is in the policy table"),
             device_dim: self.device_dim,
             model_dim: self.model_dim,
             alpha: 1.0,
             lam: self.lam,
             refactor_every: self.refactor_every,
             seed: 0,
+            forced_sampling: 0.0,
         }
     }
 }
@@ -355,7 +356,7 @@ impl QoeModel {
                 continue;
             }
             let (mut mean, mut sd) = (Vec::with_capacity(n), Vec::with_capacity(n));
-            self.targets[t].scan(x, arms, |_, _, m, b, _| {
+            self.targets[t].scan_scores(x, arms, |_, m, b| {
                 mean.push(m);
                 sd.push(b);
             })?;
@@ -718,8 +719,8 @@ impl QoeModel {
     }
 
     pub fn from_bytes(data: &[u8]) -> CoreResult<Self> {
-        let body = snapshot::checked_body(data, MAGIC, VERSION)?;
-        let mut r = Reader { buf: body, pos: 12 };
+        let (_, body) = snapshot::checked_body(data, MAGIC, &[VERSION])?;
+        let mut r = Reader::after_header(body);
         let bad =
             |e: CoreError| CoreError::snapshot(format!("snapshot holds invalid parameters: {e}"));
         let d = r.u32("device_dim")?;
@@ -804,12 +805,7 @@ impl QoeModel {
                 .map_err(|e| CoreError::snapshot(format!("target {name}: {}", e.message())))?;
             targets.push(t);
         }
-        if r.pos != body.len() {
-            return Err(CoreError::snapshot(format!(
-                "snapshot has {} unexpected trailing bytes",
-                body.len() - r.pos
-            )));
-        }
+        r.finish()?;
         let ids = targets[0].arm_ids();
         let tp = params.target_params();
         for (name, t) in TARGET_NAMES.iter().zip(&targets) {

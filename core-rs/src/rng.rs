@@ -28,6 +28,18 @@ pub fn uniform(u: u64) -> f64 {
     ((u >> 11) as f64 + 0.5) * (1.0 / 9_007_199_254_740_992.0)
 }
 
+/// Uniform `(u >> 11)·2⁻⁵³` in [0, 1) (so `< ε` is never true for ε = 0 and always for ε = 1).
+#[inline]
+pub fn unit_interval(u: u64) -> f64 {
+    (u >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0)
+}
+
+/// An integer in `0..n` from one draw (Lemire's multiply-shift: `⌊u·n / 2⁶⁴⌋`).
+#[inline]
+pub fn uniform_below(u: u64, n: usize) -> usize {
+    ((u as u128 * n as u128) >> 64) as usize
+}
+
 /// Standard normal from two uniforms (Box-Muller, cosine branch).
 #[inline]
 pub fn normal(u1: f64, u2: f64) -> f64 {
@@ -75,10 +87,14 @@ impl SplitMix64 {
 
     /// Reserves `n_normals` normals (`2·n_normals` draws).
     pub fn reserve_normals(&self, n_normals: usize) -> Block {
-        let draws = (n_normals as u64).wrapping_mul(2);
+        self.reserve_draws((n_normals as u64).wrapping_mul(2))
+    }
+
+    /// Reserves `n` raw draws.
+    pub fn reserve_draws(&self, n: u64) -> Block {
         let start = self
             .state
-            .fetch_add(draws.wrapping_mul(GAMMA), Ordering::SeqCst);
+            .fetch_add(n.wrapping_mul(GAMMA), Ordering::SeqCst);
         Block { start }
     }
 

@@ -4,17 +4,19 @@
 //!
 //! ```text
 //! magic        8 bytes  b"EDGESELB"
-//! version      u32      1
+//! version      u32      2 (version 1, written before forced sampling moved into the core, is still read)
 //! policy       u8       0 disjoint_linucb, 1 hybrid_linucb, 2 lin_ts
 //! device_dim   u32      d
 //! model_dim    u32      p
 //! alpha, lam   f64, f64
 //! refactor_every, seed, rng_state, n_updates    u64 ×4
-//! has_shared   u8       1 iff the statistics are hybrid (k = (d+1)(p+1))
+//! forced_sampling f64   ε (absent in version 1)
+//! layout part  written by the statistics layout (`Statistics::encode_shared`); both current layouts:
+//!   has_shared u8 1 iff the statistics are hybrid (k = (d+1)(p+1)), then
 //!   [shared]   n u64, since_refactor u64, A_0 f64×k², A_0⁻¹ f64×k², b_0 f64×k
 //! n_arms       u32
-//!   per arm    id_len u32, id UTF-8 bytes, m f64×p, n u64, since_refactor u64,
-//!              A f64×d², A⁻¹ f64×d², b f64×d, s f64×d
+//!   per arm    id_len u32, id UTF-8 bytes, then the layout's part (`Statistics::encode_arm`); both
+//!              current layouts: m f64×p, n u64, since_refactor u64, A f64×d², A⁻¹ f64×d², b f64×d, s f64×d
 //! crc32        u32      CRC-32 (IEEE) of every byte before it
 //! ```
 //!
@@ -24,11 +26,16 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::bandit::{Arm, Bandit, Params, Policy, Shared};
+use crate::bandit::Bandit;
 use crate::error::{CoreError, CoreResult};
+use crate::params::{Params, Policy};
+use crate::rng::SplitMix64;
 
 pub const MAGIC: &[u8; 8] = b"EDGESELB";
-pub const VERSION: u32 = 1;
+/// The version this build writes.
+pub const VERSION: u32 = 2;
+/// The versions this build reads (1 lacks `forced_sampling`, which is then 0).
+pub const READABLE_VERSIONS: [u32; 2] = [1, 2];
 
 const CRC_TABLE: [u32; 256] = {
     let mut table = [0u32; 256];
@@ -59,22 +66,23 @@ pub fn crc32(data: &[u8]) -> u32 {
     c ^ 0xFFFF_FFFF
 }
 
-pub(crate) struct Writer(pub(crate) Vec<u8>);
+/// Little-endian encoder (the statistics layouts write their own parts through it).
+pub struct Writer(pub(crate) Vec<u8>);
 
 impl Writer {
-    pub(crate) fn u8(&mut self, v: u8) {
+    pub fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
-    pub(crate) fn u32(&mut self, v: u32) {
+    pub fn u32(&mut self, v: u32) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    pub(crate) fn u64(&mut self, v: u64) {
+    pub fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    pub(crate) fn f64(&mut self, v: f64) {
+    pub fn f64(&mut self, v: f64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    pub(crate) fn f64s(&mut self, v: &[f64]) {
+    pub fn f64s(&mut self, v: &[f64]) {
         self.0.reserve(v.len() * 8);
         for &x in v {
             self.f64(x);
@@ -82,9 +90,28 @@ impl Writer {
     }
 }
 
-pub(crate) struct Reader<'a> {
-    pub(crate) buf: &'a [u8],
-    pub(crate) pos: usize,
+/// Little-endian decoder with errors that say what was being read.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader of a body from [`checked_body`], after its 12-byte header (magic and version).
+    pub fn after_header(body: &'a [u8]) -> Self {
+        Reader { buf: body, pos: 12 }
+    }
+
+    /// Fails unless every byte was read.
+    pub fn finish(&self) -> CoreResult<()> {
+        if self.pos != self.buf.len() {
+            return Err(CoreError::snapshot(format!(
+                "snapshot has {} unexpected trailing bytes",
+                self.buf.len() - self.pos
+            )));
+        }
+        Ok(())
+    }
 }
 
 fn truncated(what: &str) -> CoreError {
@@ -94,31 +121,31 @@ fn truncated(what: &str) -> CoreError {
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn take(&mut self, n: usize, what: &str) -> CoreResult<&'a [u8]> {
+    pub fn take(&mut self, n: usize, what: &str) -> CoreResult<&'a [u8]> {
         let end = self.pos.checked_add(n).ok_or_else(|| truncated(what))?;
         let s = self.buf.get(self.pos..end).ok_or_else(|| truncated(what))?;
         self.pos = end;
         Ok(s)
     }
-    fn array<const N: usize>(&mut self, what: &str) -> CoreResult<[u8; N]> {
+    pub fn array<const N: usize>(&mut self, what: &str) -> CoreResult<[u8; N]> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N, what)?);
         Ok(out)
     }
-    pub(crate) fn u8(&mut self, what: &str) -> CoreResult<u8> {
+    pub fn u8(&mut self, what: &str) -> CoreResult<u8> {
         Ok(self.array::<1>(what)?[0])
     }
-    pub(crate) fn u32(&mut self, what: &str) -> CoreResult<u32> {
+    pub fn u32(&mut self, what: &str) -> CoreResult<u32> {
         Ok(u32::from_le_bytes(self.array(what)?))
     }
-    pub(crate) fn u64(&mut self, what: &str) -> CoreResult<u64> {
+    pub fn u64(&mut self, what: &str) -> CoreResult<u64> {
         Ok(u64::from_le_bytes(self.array(what)?))
     }
-    pub(crate) fn f64(&mut self, what: &str) -> CoreResult<f64> {
+    pub fn f64(&mut self, what: &str) -> CoreResult<f64> {
         Ok(f64::from_le_bytes(self.array(what)?))
     }
     /// `n` finite floats.
-    pub(crate) fn f64s(&mut self, n: usize, what: &str) -> CoreResult<Vec<f64>> {
+    pub fn f64s(&mut self, n: usize, what: &str) -> CoreResult<Vec<f64>> {
         let bytes = self.take(n.checked_mul(8).ok_or_else(|| truncated(what))?, what)?;
         let v: Vec<f64> = bytes
             .chunks_exact(8)
@@ -140,9 +167,9 @@ impl<'a> Reader<'a> {
 /// Encodes the full state.
 pub fn encode(b: &Bandit) -> Vec<u8> {
     let p = b.params();
-    let (d, pd, k) = b.dims();
+    let (d, pd, k) = (p.device_dim, p.model_dim, p.joint_dim());
     let mut w = Writer(Vec::with_capacity(
-        128 + 16 * k * k + b.arms.len() * (64 + 8 * (pd + 2 * d * d + 2 * d)),
+        128 + 16 * k * k + b.len() * (64 + 8 * (pd + 2 * d * d + 2 * d)),
     ));
     w.0.extend_from_slice(MAGIC);
     w.u32(VERSION);
@@ -155,52 +182,38 @@ pub fn encode(b: &Bandit) -> Vec<u8> {
     w.u64(p.seed);
     w.u64(b.rng_state());
     w.u64(b.n_updates);
-    match &b.shared {
-        Some(sh) => {
-            w.u8(1);
-            w.u64(sh.n);
-            w.u64(sh.since_refactor);
-            w.f64s(&sh.a);
-            w.f64s(&sh.a_inv);
-            w.f64s(&sh.b);
-        }
-        None => w.u8(0),
-    }
-    w.u32(b.arms.len() as u32);
-    for arm in &b.arms {
-        w.u32(arm.id.len() as u32);
-        w.0.extend_from_slice(arm.id.as_bytes());
-        w.f64s(&arm.m);
-        w.u64(arm.n);
-        w.u64(arm.since_refactor);
-        w.f64s(&arm.a);
-        w.f64s(&arm.a_inv);
-        w.f64s(&arm.b);
-        w.f64s(&arm.s);
+    w.f64(p.forced_sampling);
+    b.stats.encode_shared(&mut w);
+    w.u32(b.len() as u32);
+    for i in 0..b.len() {
+        let id = b.id_at(i);
+        w.u32(id.len() as u32);
+        w.0.extend_from_slice(id.as_bytes());
+        b.stats.encode_arm(i, &mut w);
     }
     w.seal()
 }
 
 impl Writer {
     /// Appends the CRC-32 of everything written so far and returns the blob.
-    pub(crate) fn seal(mut self) -> Vec<u8> {
+    pub fn seal(mut self) -> Vec<u8> {
         let crc = crc32(&self.0);
         self.u32(crc);
         self.0
     }
 }
 
-/// Checks a blob's magic, then its version, then its CRC; returns everything before the CRC (the reader
-/// starts after the 12-byte header).
-pub(crate) fn checked_body<'a>(
+/// Checks a blob's magic, then its version (one of `readable`), then its CRC; returns the version and
+/// everything before the CRC (a reader starts after the 12-byte header).
+pub fn checked_body<'a>(
     data: &'a [u8],
     magic: &[u8; 8],
-    version: u32,
-) -> CoreResult<&'a [u8]> {
-    let shown = String::from_utf8_lossy(magic);
+    readable: &[u32],
+) -> CoreResult<(u32, &'a [u8])> {
     if data.len() < magic.len() || &data[..magic.len()] != magic {
         return Err(CoreError::snapshot(format!(
-            "not an edgesel snapshot (missing magic b\"{shown}\")"
+            "not an edgesel snapshot (missing magic b\"{}\")",
+            String::from_utf8_lossy(magic)
         )));
     }
     if data.len() < magic.len() + 4 + 4 {
@@ -210,10 +223,10 @@ pub(crate) fn checked_body<'a>(
     }
     let mut vb = [0u8; 4];
     vb.copy_from_slice(&data[8..12]);
-    let found = u32::from_le_bytes(vb);
-    if found != version {
+    let version = u32::from_le_bytes(vb);
+    if !readable.contains(&version) {
         return Err(CoreError::snapshot(format!(
-            "unsupported snapshot format version {found} (this build reads version {version})"
+            "unsupported snapshot format version {version} (this build reads versions {readable:?})"
         )));
     }
     let (body, tail) = data.split_at(data.len() - 4);
@@ -227,13 +240,13 @@ pub(crate) fn checked_body<'a>(
              the blob is corrupted or truncated"
         )));
     }
-    Ok(body)
+    Ok((version, body))
 }
 
-/// Decodes and validates a snapshot.
+/// Decodes and validates a snapshot (format version 2, or 1, which has no `forced_sampling`: read as 0).
 pub fn decode(data: &[u8]) -> CoreResult<Bandit> {
-    let body = checked_body(data, MAGIC, VERSION)?;
-    let mut r = Reader { buf: body, pos: 12 };
+    let (version, body) = checked_body(data, MAGIC, &READABLE_VERSIONS)?;
+    let mut r = Reader::after_header(body);
     let code = r.u8("policy")?;
     let policy = Policy::from_code(code)
         .ok_or_else(|| CoreError::snapshot(format!("snapshot has unknown policy code {code}")))?;
@@ -245,6 +258,11 @@ pub fn decode(data: &[u8]) -> CoreResult<Bandit> {
     let seed = r.u64("seed")?;
     let rng_state = r.u64("rng state")?;
     let n_updates = r.u64("n_updates")?;
+    let forced_sampling = if version >= 2 {
+        r.f64("forced_sampling")?
+    } else {
+        0.0
+    };
     let params = Params::new(
         policy.name(),
         i64::from(d),
@@ -254,35 +272,13 @@ pub fn decode(data: &[u8]) -> CoreResult<Bandit> {
         i64::try_from(refactor_every).unwrap_or(-1),
         seed,
     )
+    .and_then(|p| p.with_forced_sampling(forced_sampling))
     .map_err(|e| CoreError::snapshot(format!("snapshot holds invalid parameters: {e}")))?;
-    let (d, pd) = (params.device_dim, params.model_dim);
-    let k = params.joint_dim();
-    let has_shared = r.u8("shared flag")?;
-    let shared = match (has_shared, params.is_hybrid()) {
-        (1, true) => {
-            let n = r.u64("shared n_updates")?;
-            let since_refactor = r.u64("shared refactor counter")?;
-            let a = r.f64s(k * k, "shared A")?;
-            let a_inv = r.f64s(k * k, "shared A inverse")?;
-            let b = r.f64s(k, "shared b")?;
-            Some(Shared {
-                a,
-                a_inv,
-                b,
-                beta: vec![0.0; k],
-                n,
-                since_refactor,
-            })
-        }
-        (0, false) => None,
-        _ => {
-            return Err(CoreError::snapshot(
-                "snapshot's shared-statistics flag does not match its policy",
-            ))
-        }
-    };
+    let mut b = Bandit::new(params);
+    b.rng = SplitMix64::new(rng_state);
+    b.n_updates = n_updates;
+    b.stats.decode_shared(&mut r)?;
     let n_arms = r.u32("arm count")? as usize;
-    let mut arms = Vec::new();
     let mut seen = HashSet::new();
     for j in 0..n_arms {
         let len = r.u32("arm id length")? as usize;
@@ -293,33 +289,12 @@ pub fn decode(data: &[u8]) -> CoreResult<Bandit> {
                 "arm {j} has an empty or duplicate id {id:?}"
             )));
         }
-        let m = r.f64s(pd, "model features")?;
-        let n = r.u64("arm n_updates")?;
-        let since_refactor = r.u64("arm refactor counter")?;
-        let a = r.f64s(d * d, "arm A")?;
-        let a_inv = r.f64s(d * d, "arm A inverse")?;
-        let b = r.f64s(d, "arm b")?;
-        let s = r.f64s(d, "arm s")?;
-        arms.push(Arm {
-            id: Arc::from(id),
-            m,
-            a,
-            a_inv,
-            b,
-            s,
-            n,
-            since_refactor,
-        });
+        b.push_id(Arc::from(id));
+        b.stats.decode_arm(&mut r)?;
     }
-    if r.pos != body.len() {
-        return Err(CoreError::snapshot(format!(
-            "snapshot has {} unexpected trailing bytes",
-            body.len() - r.pos
-        )));
-    }
-    Ok(Bandit::from_parts(
-        params, rng_state, n_updates, shared, arms,
-    ))
+    r.finish()?;
+    b.stats.rebuild();
+    Ok(b)
 }
 
 #[cfg(test)]

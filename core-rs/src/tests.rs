@@ -1,10 +1,12 @@
 //! Bandit-level tests: fast scoring vs naive formulas, snapshots, edge cases.
 
-use crate::bandit::{Bandit, Params};
+use crate::bandit::Bandit;
 use crate::error::CoreError;
 use crate::features::joint_features;
 use crate::linalg::{add_outer, cholesky_inverse, dot, matvec, scaled_identity};
+use crate::params::Params;
 use crate::snapshot::{decode, encode};
+use std::collections::HashMap;
 
 struct Lcg(u64);
 impl Lcg {
@@ -179,7 +181,7 @@ fn refactorization_keeps_inverse_exact() {
             .all(|(u, v)| (u - v).abs() < 1e-12));
         assert_eq!(st.n_updates, 50);
         // 50 = 7·7 + 1: the inverse was re-factorized at update 49, then one Sherman-Morrison step.
-        assert_eq!(b.arms[0].since_refactor, 1);
+        assert_eq!(b.stats.since_refactor(0), 1);
     }
     // refactor_every = 1: every update re-factorizes.
     let mut b = bandit("disjoint_linucb", 2, 0, 1.0, 1);
@@ -245,10 +247,10 @@ fn snapshot_corruption_is_detected() {
     }
     // Foreign data and wrong version.
     assert!(is_snapshot_err(decode(b"PK\x03\x04 not a snapshot at all")));
-    let mut v2 = blob.clone();
-    v2[8] = 2;
-    match decode(&v2) {
-        Err(CoreError::Snapshot(m)) => assert!(m.contains("version 2"), "{m}"),
+    let mut v3 = blob.clone();
+    v3[8] = 3;
+    match decode(&v3) {
+        Err(CoreError::Snapshot(m)) => assert!(m.contains("version 3"), "{m}"),
         other => panic!("unexpected {other:?}"),
     }
     // Valid CRC over malformed content (e.g. trailing bytes) is still rejected.
@@ -474,5 +476,177 @@ fn lazy_hybrid_caches_do_not_change_scores() {
             b.remove_arm("arm-2").expect("remove");
             b.add_arm("arm-new", Some(&rng.vec(2))).expect("add");
         }
+    }
+}
+
+/// A version-1 blob (no `forced_sampling` field) still reads, as ε = 0, to the same state.
+#[test]
+fn snapshot_version_1_is_still_read() {
+    for policy in ["disjoint_linucb", "hybrid_linucb", "lin_ts"] {
+        let b = trained(policy);
+        let v2 = encode(&b);
+        // Header: magic 8, version 4, policy 1, d 4, p 4, alpha 8, lam 8, four u64 = 69 bytes, then ε.
+        let mut v1 = v2[..69].to_vec();
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&v2[77..v2.len() - 4]);
+        let crc = crate::snapshot::crc32(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        let r = decode(&v1).expect("version 1 decodes");
+        assert_eq!(r.params().forced_sampling, 0.0);
+        assert_eq!(encode(&r), v2, "{policy}");
+    }
+}
+
+fn with_eps(policy: &str, eps: f64) -> Bandit {
+    let p = Params::new(policy, 4, 2, 0.8, 0.7, 5, 11)
+        .and_then(|p| p.with_forced_sampling(eps))
+        .expect("params");
+    let mut b = Bandit::new(p);
+    let mut rng = Lcg(99);
+    for i in 0..6 {
+        b.add_arm(&format!("arm-{i}"), Some(&rng.vec(2)))
+            .expect("add");
+    }
+    b
+}
+
+/// One closed-loop step: decide, then learn from a reward that depends on the decision.
+fn step(b: &mut Bandit, rng: &mut Lcg) -> (String, [u64; 4], bool) {
+    let x = rng.vec(4);
+    let c = b.select(&x, None::<&[&str]>).expect("select");
+    let r = rng.next() + c.id.len() as f64 * 0.01;
+    b.update(&c.id, &x, r).expect("update");
+    let bits = [c.mean, c.bonus, c.total, c.propensity].map(f64::to_bits);
+    (c.id.to_string(), bits, c.exploratory)
+}
+
+/// The forced-sampling draws and the Thompson normals come from the generator in the snapshot: a bandit
+/// restored mid-run makes exactly the decisions of the one that never stopped.
+#[test]
+fn restored_bandit_makes_the_same_next_1000_decisions() {
+    for (policy, eps) in [
+        ("disjoint_linucb", 0.3),
+        ("hybrid_linucb", 0.3),
+        ("lin_ts", 0.3),
+        ("lin_ts", 0.0),
+    ] {
+        let mut a = with_eps(policy, eps);
+        let mut rng = Lcg(5);
+        for _ in 0..50 {
+            step(&mut a, &mut rng);
+        }
+        let mut b = decode(&encode(&a)).expect("decode");
+        let mut forced = 0;
+        for t in 0..1000 {
+            let mut r2 = Lcg(rng.0);
+            let got_a = step(&mut a, &mut rng);
+            let got_b = step(&mut b, &mut r2);
+            assert_eq!(got_a, got_b, "{policy} ε={eps} decision {t}");
+            forced += usize::from(got_a.2);
+        }
+        assert!(
+            eps == 0.0 || forced > 0,
+            "{policy}: no exploratory decision"
+        );
+    }
+}
+
+#[test]
+fn forced_sampling_propensities_are_exact() {
+    let k = 6.0;
+    let eps = 0.25;
+    let mut b = with_eps("hybrid_linucb", eps);
+    let mut rng = Lcg(3);
+    for _ in 0..30 {
+        step(&mut b, &mut rng);
+    }
+    let x = rng.vec(4);
+    let mut counts = HashMap::new();
+    let n = 20_000;
+    for _ in 0..n {
+        let s = b.score(&x, None::<&[&str]>).expect("score");
+        let best = (0..s.total.len())
+            .max_by(|&i, &j| {
+                s.total[i]
+                    .total_cmp(&s.total[j])
+                    .then(s.ids[j].cmp(&s.ids[i]))
+            })
+            .expect("arms");
+        let c = b.select(&x, None::<&[&str]>).expect("select");
+        let expected = if c.id == s.ids[best] {
+            1.0 - eps + eps / k
+        } else {
+            eps / k
+        };
+        assert_eq!(c.propensity, expected);
+        *counts.entry(c.id.to_string()).or_insert(0usize) += 1;
+        let i = s
+            .ids
+            .iter()
+            .position(|id| *id == c.id)
+            .expect("chosen arm was scored");
+        assert_eq!(c.total.to_bits(), s.total[i].to_bits());
+        assert_eq!(
+            c.exploratory,
+            s.mean[i] < s.mean.iter().cloned().fold(f64::MIN, f64::max)
+        );
+    }
+    // Frequencies match the propensities (binomial sd ≤ 0.0035 at n = 20,000; 5 sd allowed).
+    for (id, cnt) in &counts {
+        let c = b.select(&x, Some(&[id.as_str()])).expect("select");
+        assert_eq!(
+            c.propensity, 1.0,
+            "a single eligible arm is chosen for sure"
+        );
+        let freq = *cnt as f64 / n as f64;
+        let is_best = freq > 0.5;
+        let p = if is_best {
+            1.0 - eps + eps / k
+        } else {
+            eps / k
+        };
+        assert!((freq - p).abs() < 0.018, "{id}: {freq} vs {p}");
+    }
+    // A repeated id counts once per position it holds.
+    let uniform = with_eps("disjoint_linucb", 1.0);
+    let c = uniform
+        .select(&x, Some(&["arm-1", "arm-1", "arm-2", "arm-3"]))
+        .expect("select");
+    let expected = if &*c.id == "arm-1" { 0.5 } else { 0.25 };
+    assert_eq!(c.propensity, expected);
+}
+
+#[test]
+fn ucb_and_thompson_propensities_without_forced_sampling() {
+    let x = [0.1, 0.2, -0.3, 0.4];
+    let ucb = with_eps("hybrid_linucb", 0.0);
+    let before = ucb.rng_state();
+    let c = ucb.select(&x, None::<&[&str]>).expect("select");
+    assert_eq!(c.propensity, 1.0);
+    assert_eq!(
+        ucb.rng_state(),
+        before,
+        "UCB without forced sampling draws nothing"
+    );
+    let ts = with_eps("lin_ts", 0.0);
+    assert!(ts
+        .select(&x, None::<&[&str]>)
+        .expect("select")
+        .propensity
+        .is_nan());
+    let ts = with_eps("lin_ts", 0.5);
+    assert!(ts
+        .select(&x, None::<&[&str]>)
+        .expect("select")
+        .propensity
+        .is_nan());
+    let ts = with_eps("lin_ts", 1.0);
+    assert_eq!(
+        ts.select(&x, None::<&[&str]>).expect("select").propensity,
+        1.0 / 6.0
+    );
+    for bad in [-0.1, 1.5, f64::NAN, f64::INFINITY] {
+        let p = Params::new("lin_ts", 4, 2, 0.8, 0.7, 5, 11).expect("params");
+        assert!(p.with_forced_sampling(bad).is_err(), "{bad}");
     }
 }

@@ -1,20 +1,71 @@
 """Type stub of the Rust extension ``edgesel_server._core`` (built from core-rs/, see docs/core.md)."""
 
 from collections.abc import Sequence
-from typing import Any, final
+from typing import Any, TypedDict, final
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Bandit", "QoeModel", "SnapshotError", "UnknownArmError"]
+__all__ = [
+    "POLICIES",
+    "Bandit",
+    "CoreError",
+    "QoeModel",
+    "Selection",
+    "SnapshotError",
+    "UnknownArmError",
+    "__version__",
+    "uses_model_features",
+]
 
 _Vector = Sequence[float] | NDArray[Any]
+_Scores = tuple[list[str], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
 
-class UnknownArmError(ValueError):
+class _ArmStats(TypedDict):
+    n_updates: int
+    theta: NDArray[np.float64]
+    model_features: NDArray[np.float64]
+    a: NDArray[np.float64]
+    a_inv: NDArray[np.float64]
+    b: NDArray[np.float64]
+
+class _SharedStats(TypedDict):
+    n_updates: int
+    beta: NDArray[np.float64]
+    a: NDArray[np.float64]
+    a_inv: NDArray[np.float64]
+    b: NDArray[np.float64]
+
+POLICIES: tuple[str, ...]
+__version__: str
+
+def uses_model_features(policy: str) -> bool: ...
+
+class CoreError(ValueError):
+    """Base of every error the bandit core raises for a bad argument or state."""
+
+class UnknownArmError(CoreError):
     """An arm id that the bandit does not have."""
 
-class SnapshotError(ValueError):
+class SnapshotError(CoreError):
     """A blob that is not a valid edgesel snapshot."""
+
+@final
+class Selection:
+    @property
+    def id(self) -> str: ...
+    @property
+    def mean(self) -> float: ...
+    @property
+    def bonus(self) -> float: ...
+    @property
+    def total(self) -> float: ...
+    @property
+    def propensity(self) -> float: ...
+    @property
+    def exploratory(self) -> bool: ...
+    @property
+    def scores(self) -> _Scores | None: ...
 
 @final
 class Bandit:
@@ -28,6 +79,7 @@ class Bandit:
         lam: float = 1.0,
         refactor_every: int = 1000,
         seed: int = 0,
+        forced_sampling: float = 0.0,
     ) -> Bandit: ...
     @property
     def policy(self) -> str: ...
@@ -44,25 +96,29 @@ class Bandit:
     @property
     def refactor_every(self) -> int: ...
     @property
+    def forced_sampling(self) -> float: ...
+    @property
+    def uses_model_features(self) -> bool: ...
+    @property
     def n_updates(self) -> int: ...
     def add_arm(self, arm_id: str, model_features: _Vector | None = None) -> None: ...
     def remove_arm(self, arm_id: str) -> None: ...
     def arm_ids(self) -> list[str]: ...
     def __len__(self) -> int: ...
     def __contains__(self, key: object, /) -> bool: ...
-    def score(
-        self, x: _Vector, arms: Sequence[str] | None = None
-    ) -> tuple[list[str], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]: ...
-    def select(self, x: _Vector, arms: Sequence[str] | None = None) -> tuple[str, float, float, float]: ...
+    def score(self, x: _Vector, arms: Sequence[str] | None = None) -> _Scores: ...
+    def select(
+        self, x: _Vector, arms: Sequence[str] | None = None, *, with_scores: bool = False
+    ) -> Selection: ...
     def update(self, arm_id: str, x: _Vector, reward: float) -> None: ...
     def update_batch(
         self, arm_ids: Sequence[str], xs: NDArray[Any] | Sequence[Sequence[float]], rewards: _Vector
     ) -> None: ...
-    def arm_stats(self, arm_id: str) -> dict[str, Any]: ...
-    def shared_stats(self) -> dict[str, Any]: ...
+    def arm_stats(self, arm_id: str) -> _ArmStats: ...
+    def shared_stats(self) -> _SharedStats: ...
     def to_bytes(self) -> bytes: ...
     @staticmethod
-    def from_bytes(data: bytes | bytearray) -> Bandit: ...
+    def from_bytes(data: bytes | bytearray, *, forced_sampling: float | None = None) -> Bandit: ...
     @staticmethod
     def joint_features(x: _Vector, m: _Vector) -> NDArray[np.float64]: ...
 

@@ -226,6 +226,8 @@ def _space(r: _Reader) -> SpaceConfig:
         raise ConfigError(f"{p.where}: needs alpha >= 0, lam > 0, refactor_every >= 1")
     if not 0.0 <= policy.forced_sampling <= 1.0:
         raise ConfigError(f"{p.where}.forced_sampling must be in [0, 1]")
+    if policy.forced_sampling > 0 and policy.kind == "qoe_model":
+        raise ConfigError(f'{p.where}.forced_sampling is not available with kind = "qoe_model" (yet)')
     if policy.baseline_model is not None and policy.kind != "qoe_model":
         raise ConfigError(f'{p.where}.baseline_model needs kind = "qoe_model"')
     if not 0.0 <= policy.max_loss <= 1.0:

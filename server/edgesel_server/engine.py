@@ -180,7 +180,7 @@ class Engine:
 
     async def close(self) -> None:
         for space in self.spaces.values():
-            if space.since_snapshot:
+            if space.needs_final_snapshot:
                 try:
                     await self.snapshot(space.name)
                 except ev.StoreUnavailable as e:

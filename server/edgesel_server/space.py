@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import secrets
 import threading
 import time
@@ -23,7 +22,7 @@ import numpy as np
 from edgesel_server import qoe_policy
 from edgesel_server.catalog import Catalog, CatalogError, Model, UnknownModelError
 from edgesel_server.config import ServerConfig, SpaceConfig
-from edgesel_server.core import Bandit, QoeModel, SnapshotError
+from edgesel_server.core import Bandit, QoeModel, Selection, SnapshotError, uses_model_features
 from edgesel_server.qoe import MEASUREMENTS
 from edgesel_server.schema import FeatureSchema
 from edgesel_server.store import base as ev
@@ -54,6 +53,19 @@ class Choice:
     score: float
     exploratory: bool
     ranking: list[tuple[str, float, float, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class QoeDecision:
+    """qoe_model's decision, shaped like the core's Selection (id, mean, bonus, total, ...)."""
+
+    id: str
+    mean: float
+    bonus: float
+    total: float
+    propensity: float
+    exploratory: bool
+    scores: tuple | None
 
 
 def new_event_id() -> str:
@@ -89,10 +101,12 @@ class SpaceRuntime:
         self.active: tuple[str, ...] = ()
         self.applied_seq = 0
         self.since_snapshot = 0
+        # Decisions advance the core's generator (forced sampling, Thompson draws): a final snapshot after
+        # them lets a restarted space continue the same random stream.
+        self.decided_since_snapshot = False
         self.last_snapshot_time = 0.0
         self.pending: dict[str, Decision] = {}
         self.default_retry: list[Decision] = []  # expired decisions whose default reward could not be stored
-        self._rng = random.Random(cfg.policy.seed)
         self.stats = {
             "decisions": 0,
             "feedback": 0,
@@ -104,10 +118,11 @@ class SpaceRuntime:
 
     @property
     def uses_model_features(self) -> bool:
-        return self.cfg.policy.kind != "disjoint_linucb"
+        return self.learns_measurements or uses_model_features(self.cfg.policy.kind)
 
     @property
     def learns_measurements(self) -> bool:
+        """qoe_model: the learner models the measurements themselves (QoeModel), not the scalar reward."""
         return self.cfg.policy.kind == "qoe_model"
 
     def _new_bandit(self) -> Bandit | QoeModel:
@@ -131,6 +146,7 @@ class SpaceRuntime:
             lam=p.lam,
             refactor_every=p.refactor_every,
             seed=p.seed,
+            forced_sampling=p.forced_sampling,
         )
 
     def _add_arm(self, bandit: Bandit | QoeModel, model_id: str) -> None:
@@ -143,6 +159,11 @@ class SpaceRuntime:
             bandit.add_arm(model_id, self.catalog.vector(model_id))
         else:
             bandit.add_arm(model_id)
+
+    @property
+    def needs_final_snapshot(self) -> bool:
+        """Anything since the last snapshot that a restart would otherwise lose or redo differently."""
+        return bool(self.since_snapshot) or self.decided_since_snapshot
 
     @property
     def policy_version(self) -> str:
@@ -167,17 +188,39 @@ class SpaceRuntime:
             self._refresh_active()
 
     def _state_from_bytes(self, blob: bytes) -> Bandit | QoeModel:
-        return QoeModel.from_bytes(blob) if self.learns_measurements else Bandit.from_bytes(blob)
+        if self.learns_measurements:
+            return QoeModel.from_bytes(blob)
+        return Bandit.from_bytes(blob, forced_sampling=self.cfg.policy.forced_sampling)
+
+    def _choose_qoe(self, model: QoeModel, x: np.ndarray, arms: list[str] | None, prefs: dict) -> QoeDecision:
+        """qoe_model's decision under the request's own latency budget and weights: the highest optimistic
+        QoE (ties to the smallest id; deterministic, propensity 1), or the baseline while conservative mode
+        holds exploration back."""
+        request = {"latency_budget_ms": prefs.get("latency_budget_ms"), "weights": prefs.get("qoe_weights")}
+        ids, mean, bonus, total = model.score(x, arms, **request)
+        best = float(total.max())
+        ties = np.flatnonzero(total == best)
+        i = int(ties[0]) if len(ties) == 1 else min(ties, key=lambda j: ids[j])
+        if self.cfg.policy.baseline_model is not None:
+            i = ids.index(model.select(x, arms, **request)[0])
+        return QoeDecision(
+            ids[i], float(mean[i]), float(bonus[i]), float(total[i]), 1.0, bool(mean[i] < mean.max()),
+            (ids, mean, bonus, total),
+        )  # fmt: skip
 
     def _check_compatible(self, bandit: Bandit | QoeModel) -> None:
         want = self._new_bandit()
-        got = (bandit.policy, bandit.device_dim, bandit.model_dim)
-        if got != (want.policy, want.device_dim, want.model_dim):
+        # Learned state must match; settings (alpha, forced_sampling) are the config's.
+        keys = ("policy", "device_dim", "model_dim")
+        got = {k: getattr(bandit, k) for k in keys}
+        wanted = {k: getattr(want, k) for k in keys}
+        if got != wanted:
             raise SnapshotError(
-                f"space {self.name!r}: the state was learned with policy={got[0]} device_dim={got[1]} "
-                f"model_dim={got[2]} but the config now says policy={want.policy} "
-                f"device_dim={want.device_dim} model_dim={want.model_dim}; "
-                "reset the space or restore the config"
+                f"space {self.name!r}: the state was learned with "
+                + " ".join(f"{k}={v}" for k, v in got.items())
+                + " but the config now says "
+                + " ".join(f"{k}={v}" for k, v in wanted.items())
+                + "; reset the space or restore the config"
             )
 
     def _refresh_active(self) -> None:
@@ -238,6 +281,7 @@ class SpaceRuntime:
             ]
             snap = Snapshot(self.name, self.applied_seq, self.bandit.to_bytes(), catalog, time.time())
             self.since_snapshot = 0
+            self.decided_since_snapshot = False
             self.last_snapshot_time = snap.created
             return snap
 
@@ -278,56 +322,39 @@ class SpaceRuntime:
         all_active = len(eligible) == len(self.active) and eligible == list(self.active)
         bandit = self.bandit
         arms = None if all_active and len(bandit) == len(eligible) else eligible
-        conservative_pick = None
+        sel: QoeDecision | Selection
         if isinstance(bandit, QoeModel):
-            # The request's own latency budget and weights shape the QoE every arm is scored with.
-            request = {
-                "latency_budget_ms": prefs.get("latency_budget_ms"),
-                "weights": prefs.get("qoe_weights"),
-            }
-            ids, mean, bonus, total = bandit.score(x, arms, **request)
-            if self.cfg.policy.baseline_model is not None:
-                conservative_pick = bandit.select(x, arms, **request)[0]
+            sel = self._choose_qoe(bandit, x, arms, prefs)
         else:
-            ids, mean, bonus, total = bandit.score(x, arms)
-        best = float(total.max())
-        ties = np.flatnonzero(total == best)
-        greedy = int(ties[0]) if len(ties) == 1 else min(ties, key=lambda j: ids[j])
-        if conservative_pick is not None:
-            greedy = ids.index(conservative_pick)  # the optimistic pick, or the baseline while it must
-        i, propensity = greedy, 1.0
-        eps = self.cfg.policy.forced_sampling
-        if eps > 0.0:
-            if self._rng.random() < eps:
-                i = self._rng.randrange(len(ids))
-            propensity = eps / len(ids) + (1.0 - eps) * (i == greedy)
-        if self.cfg.policy.kind == "lin_ts" and eps < 1.0:
-            propensity = math.nan  # Thompson sampling's choice probability has no closed form
-        exploratory = bool(mean[i] < mean.max())
+            # The core makes the whole decision (greedy arm, forced sampling, propensity) with its own
+            # generator, which is in the snapshot: a restored space decides exactly as one that never stopped.
+            sel = bandit.select(x, arms, with_scores=include_ranking)
         now = time.time()
         decision = Decision(
             event_id=new_event_id(),
             space=self.name,
-            model_id=ids[i],
+            model_id=sel.id,
             x=x,
             created=now,
             deadline=now + self.cfg.reward_window_s,
-            propensity=propensity,
-            expected_qoe=float(mean[i]),
-            bonus=float(bonus[i]),
+            propensity=sel.propensity,
+            expected_qoe=sel.mean,
+            bonus=sel.bonus,
             policy_version=self.applied_seq,
             eligible=[] if all_active else list(eligible),
             prefs=prefs,
             owner=owner,
         )
         ranking = []
-        if include_ranking:
+        if sel.scores is not None:
+            ids, mean, bonus, total = sel.scores
             order = sorted(range(len(ids)), key=lambda j: (-total[j], ids[j]))
             ranking = [(ids[j], float(mean[j]), float(bonus[j]), float(total[j])) for j in order]
         self.stats["decisions"] += 1
-        self.stats["exploratory"] += int(exploratory)
-        self.counters.setdefault(ids[i], ArmCounters()).n_selections += 1
-        return Choice(decision, self.catalog.get(ids[i]), float(total[i]), exploratory, ranking)
+        self.stats["exploratory"] += int(sel.exploratory)
+        self.decided_since_snapshot = True
+        self.counters.setdefault(sel.id, ArmCounters()).n_selections += 1
+        return Choice(decision, self.catalog.get(sel.id), sel.total, sel.exploratory, ranking)
 
     def remember(self, d: Decision) -> list[Decision]:
         """Keep a decision pending; returns the oldest ones evicted to respect the pending bound."""

@@ -11,9 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:  # the reference itself never touches the core
+    from edgesel_server.core import Selection
 
 POLICIES = ("disjoint_linucb", "hybrid_linucb", "lin_ts")
 
@@ -221,3 +225,8 @@ class ReferenceBandit:
             "a_inv": np.linalg.inv(self.a0),
             "b": self.b0.copy(),
         }
+
+
+def fields(sel: Selection) -> tuple[str, float, float, float]:
+    """``(id, mean, bonus, total)`` of a core ``Selection`` (what the reference's ``select`` pins down)."""
+    return sel.id, sel.mean, sel.bonus, sel.total

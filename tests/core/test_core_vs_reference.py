@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from numpy_reference import ReferenceBandit, SplitMix64, best_index, joint_features
+from numpy_reference import ReferenceBandit, SplitMix64, best_index, fields, joint_features
 
 from edgesel_server.core import Bandit
 
@@ -81,7 +81,7 @@ class Mirror:
 
     def select(self, x, arms):
         x = np.asarray(x, dtype=np.float64)
-        arm, mean, bonus, total = self.core.select(x, arms)
+        arm, mean, bonus, total = fields(self.core.select(x, arms))
         ref_arm, sc = self.ref.select(x, arms)
         assert arm in sc.ids
         i = sc.ids.index(arm)
@@ -267,7 +267,7 @@ def test_lin_ts_noise_is_splitmix64_box_muller(seed):
     core.add_arm("only")
     rng = SplitMix64(seed)
     for _ in range(200):
-        _, mean, bonus, total = core.select(np.array([1.0]))
+        _, mean, bonus, total = fields(core.select(np.array([1.0])))
         eps = rng.normal()
         assert mean == 0.0
         assert close(bonus, eps, 1e-12), (bonus, eps)
@@ -300,7 +300,7 @@ def test_lin_ts_same_seed_same_choices(p):
             b.add_arm(a, m)
         out = []
         for x in xs:
-            arm, mean, bonus, total = b.select(x)
+            arm, mean, bonus, total = fields(b.select(x))
             out.append((arm, mean, bonus, total))
             b.update(arm, x, float(x.sum() + len(arm)))
         return out

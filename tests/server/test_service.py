@@ -472,12 +472,15 @@ def test_a_retried_select_with_the_same_request_id_gets_the_same_decision(stubs)
 
 
 def test_decisions_that_expire_while_the_server_is_down_get_the_default_reward(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path, window=1.0, on_missing="default")
+    # The restarted server reloads decisions whose window closed up to one window ago, so it must be up within
+    # 2·window − sleep = 2.8 s of the kill: a margin that holds on a loaded machine (with a 1 s window and a
+    # 1.5 s sleep the margin was 0.5 s, and a slow process start made this test fail).
+    cfg = write_config(tmp_path, window=3.0, on_missing="default")
     proc = ServerProcess(cfg, tmp_path / "data").start()
     with grpc.insecure_channel(proc.target) as ch:
         open_decision = select(sel_grpc.SelectionServiceStub(ch))
     proc.kill()  # no sweep will run for it in this process
-    time.sleep(1.5)
+    time.sleep(3.2)
     proc = ServerProcess(cfg, tmp_path / "data", port=proc.port).start()
     try:
         with grpc.insecure_channel(proc.target) as ch:

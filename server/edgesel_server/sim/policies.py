@@ -14,17 +14,15 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from edgesel_server.core import POLICIES, Bandit, uses_model_features
 from edgesel_server.sim.scenario import Stream
 
-CORE_POLICIES = ("qoe_model", "hybrid_linucb", "disjoint_linucb", "lin_ts")
+CORE_POLICIES = POLICIES  # qoe_model first, then Bandit's policy table
 BASELINES = ("oracle", "common_model", "random", "epsilon_greedy")
 ALL_POLICIES = (
     "oracle",
-    "qoe_model",
+    *CORE_POLICIES,
     "qoe_model_conservative",
-    "hybrid_linucb",
-    "disjoint_linucb",
-    "lin_ts",
     "common_model",
     "epsilon_greedy",
     "random",
@@ -65,12 +63,6 @@ def policy_seed(seed: int, name: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2**63)
 
 
-def _bandit_class():  # imported lazily so the rest of the simulator works without the compiled core
-    from edgesel_server.core import Bandit
-
-    return Bandit
-
-
 class BanditPolicy:
     """``hybrid_linucb`` / ``disjoint_linucb`` / ``lin_ts`` through the Rust core.
 
@@ -91,8 +83,8 @@ class BanditPolicy:
         self.name = name
         core_policy = policy or name
         self.stochastic = core_policy == "lin_ts"  # no closed-form choice probabilities
-        self.uses_model_features = core_policy != "disjoint_linucb"
-        self.bandit = _bandit_class()(
+        self.uses_model_features = uses_model_features(core_policy)
+        self.bandit = Bandit(
             core_policy,
             device_dim,
             model_dim if self.uses_model_features else 0,
@@ -110,7 +102,7 @@ class BanditPolicy:
         self.bandit.remove_arm(arm_id)
 
     def select(self, request: Request) -> str:
-        return self.bandit.select(request.x, request.eligible)[0]
+        return self.bandit.select(request.x, request.eligible).id
 
     def update(self, request: Request, arm_id: str, reward: float) -> None:
         self.bandit.update(arm_id, request.x, reward)
