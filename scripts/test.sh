@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check on a fresh machine: installs what is needed (Debian packages, Python tools, the Rust
-# extension), then Rust tests and lints, Python lints, the generated-code check, and the pytest suite.
+# extension), then Rust tests and lints, Python lints, the generated-code check, the pytest suite, and the
+# SDK and server on the other Python versions (scripts/test_pythons.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,12 +21,16 @@ bash scripts/setup.sh
 echo "== cargo fmt / clippy / test"
 (cd core-rs && cargo fmt --check && cargo clippy --all-targets -q -- -D warnings && cargo clippy --all-targets --features python -q -- -D warnings && cargo test -q)
 
-echo "== ruff / mypy / stubtest / generated protobuf code"
+echo "== ruff / mypy / stubtest / generated protobuf code / generated sync client"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/python -m mypy server/edgesel_server client/edgesel_client
 .venv/bin/python -m mypy.stubtest edgesel_server._core
 .venv/bin/python scripts/gen_protos.py --check
+.venv/bin/python scripts/unasync.py --check
 
 echo "== pytest"
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+
+# The SDK on CPython 3.8 with its floor runtimes and on the newest CPython, the server wheel on 3.10.
+bash scripts/test_pythons.sh

@@ -13,6 +13,8 @@ from edgesel_client.client import EdgeselClient
 from edgesel_client.device import (
     DEVICE_FEATURE_NAMES,
     DEVICE_LABEL_NAMES,
+    DeviceInfo,
+    detect_device,
     detect_device_features,
     detect_device_labels,
 )
@@ -38,6 +40,7 @@ __all__ = [
     "AsyncSelection",
     "BaseSelection",
     "ClientStats",
+    "DeviceInfo",
     "EdgeselClient",
     "EdgeselError",
     "FeedbackOutcome",
@@ -48,6 +51,7 @@ __all__ = [
     "RetryPolicy",
     "Selection",
     "__version__",
+    "detect_device",
     "detect_device_features",
     "detect_device_labels",
 ]

@@ -1,7 +1,14 @@
-"""The asyncio flavour of the client: same behaviour as EdgeselClient, awaitable methods."""
+"""The asyncio client device apps embed, AsyncEdgeselClient: the one source of both clients.
+
+The blocking EdgeselClient (client.py) is generated from this file by scripts/unasync.py (``async``/``await``
+dropped, the grpc.aio channel replaced by a blocking one), so the two cannot drift; scripts/test.sh checks
+that client.py is up to date. Edit this file, then run ``python scripts/unasync.py``.
+"""
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -27,9 +34,18 @@ from edgesel_client.selection import AsyncSelection, FeedbackOutcome, FeedbackRe
 
 
 class AsyncEdgeselClient:
-    """asyncio twin of EdgeselClient (same arguments and offline behaviour); use ``async with``.
+    """Asks an edgesel server which model this device should run, and reports back how it went.
 
-    The grpc.aio channel is created on first use, inside the running event loop.
+    ``target`` is "host:port". TLS is used when ``secure=True`` or any of ``root_certificates`` (CA bundle),
+    ``private_key`` / ``certificate_chain`` (mutual TLS) is given, each as PEM bytes or a file path.
+    ``token`` is sent as ``authorization: Bearer <token>``. ``timeout`` bounds each attempt, in seconds.
+
+    When the server stays unreachable after ``retry``, ``select`` answers from the offline cache (the last
+    good selection for the same space and eligible set, else ``default_model_id``) with ``from_cache=True``,
+    and ``feedback`` queues the report (at most ``feedback_queue_size``, oldest dropped) until the next
+    successful call or ``flush_feedback()``. The channel is created on first use (for asyncio: inside the
+    running event loop). One client may be shared by threads (the blocking client) or by the tasks of one
+    event loop (the asyncio client).
     """
 
     def __init__(
@@ -49,6 +65,8 @@ class AsyncEdgeselClient:
         device_overrides: Mapping[str, float] | None = None,
         channel_options: Sequence[tuple[str, Any]] | None = None,
         label_overrides: Mapping[str, str] | None = None,
+        installation_id: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.target = target
         self._state = ClientState(
@@ -60,6 +78,8 @@ class AsyncEdgeselClient:
             feedback_queue_size=feedback_queue_size,
             device_overrides=device_overrides,
             label_overrides=label_overrides,
+            installation_id=installation_id,
+            cache_dir=cache_dir,
         )
         self._options = merge_options(channel_options)
         self._credentials = (
@@ -69,19 +89,22 @@ class AsyncEdgeselClient:
         )
         self._channel: grpc.aio.Channel | None = None
         self._stub_instance: selection_pb2_grpc.SelectionServiceStub | None = None
+        self._channel_lock = threading.Lock()  # never held across an await
         self._closed = False
 
     @property
     def _stub(self) -> selection_pb2_grpc.SelectionServiceStub:
-        if self._closed:
-            raise RuntimeError("the client is closed")
-        if self._stub_instance is None:
-            if self._credentials is not None:
-                self._channel = grpc.aio.secure_channel(self.target, self._credentials, options=self._options)
-            else:
-                self._channel = grpc.aio.insecure_channel(self.target, options=self._options)
-            self._stub_instance = selection_pb2_grpc.SelectionServiceStub(self._channel)
-        return self._stub_instance
+        with self._channel_lock:
+            if self._closed:
+                raise RuntimeError("the client is closed")
+            if self._stub_instance is None:
+                if self._credentials is not None:
+                    credentials = self._credentials
+                    self._channel = grpc.aio.secure_channel(self.target, credentials, options=self._options)
+                else:
+                    self._channel = grpc.aio.insecure_channel(self.target, options=self._options)
+                self._stub_instance = selection_pb2_grpc.SelectionServiceStub(self._channel)
+            return self._stub_instance
 
     @property
     def feedback_queue(self) -> FeedbackQueue:
@@ -101,7 +124,14 @@ class AsyncEdgeselClient:
         request_id: str | None = None,
         device_labels: Mapping[str, str] | None = None,
     ) -> AsyncSelection:
-        """See EdgeselClient.select."""
+        """Pick a model for this device.
+
+        ``device_features=None`` detects them (see edgesel_client.device) merged with ``device_overrides``;
+        ``device_labels`` are the categorical features (strings), and ``None`` detects them likewise
+        (``detect_device_labels``) merged with ``label_overrides``; ``eligible`` restricts the choice to
+        these model ids. Raises EdgeselError if the server refuses, or is unreachable and there is no offline
+        fallback.
+        """
         state = self._state
         resolved_space = state.resolve_space(space)
         request = state.select_request(
@@ -145,7 +175,14 @@ class AsyncEdgeselClient:
         failure_reason: str | None = None,
         feedback_deadline: datetime | None = None,
     ) -> FeedbackReceipt:
-        """See EdgeselClient.feedback."""
+        """Report the QoE of decision ``event_id``: a ``reward`` or measurements, not both; or ``failed=True``
+        when the model did not run on this device (optionally with ``failure_reason``: load_error,
+        out_of_memory, unsupported_op, timeout or other), alone: the server scores it the space's minimum.
+
+        Returns QUEUED when the server is unreachable (sent later), DROPPED for a cached selection
+        (``event_id == ""``); raises EdgeselError when the server rejects it (e.g. unknown or expired event).
+        ``feedback_deadline`` lets the queue discard the report once the server would refuse it anyway.
+        """
         state = self._state
         request = state.feedback_request(
             event_id,
@@ -176,7 +213,13 @@ class AsyncEdgeselClient:
         return feedback_receipt(response)
 
     async def flush_feedback(self, timeout: float | None = None) -> int:
-        """See EdgeselClient.flush_feedback."""
+        """Send queued feedback now; returns how many reports the server took (accepted or duplicate).
+
+        Each report waits up to ``timeout`` seconds (default: the client's) for the channel to (re)connect,
+        so a server that just came back is not missed while grpc's reconnect backoff runs; the first report
+        that still finds it unreachable stops the flush and the rest stay queued. Reports the server refuses
+        (e.g. unknown or expired event) are discarded and counted in ``stats().feedback_rejected``.
+        """
         state = self._state
         stub = self._stub
         wait = state.timeout if timeout is None else timeout
@@ -207,12 +250,14 @@ class AsyncEdgeselClient:
         if self._closed:
             return
         try:
-            if flush and self._channel is not None:
+            if flush and self._channel is not None:  # without a channel nothing was ever queued
                 await self._flush_if_pending()
         finally:
-            self._closed = True
-            if self._channel is not None:
-                await self._channel.close()
+            with self._channel_lock:
+                self._closed = True
+                channel, self._channel = self._channel, None
+            if channel is not None:
+                await channel.close()
 
     async def __aenter__(self) -> AsyncEdgeselClient:
         return self

@@ -1,7 +1,13 @@
-"""The blocking client device apps embed."""
+"""The blocking client device apps embed, EdgeselClient.
+
+Generated from aio.py (AsyncEdgeselClient) by scripts/unasync.py: do not edit; edit aio.py and run
+``python scripts/unasync.py``. scripts/test.sh checks that this file is up to date.
+"""
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -35,7 +41,9 @@ class EdgeselClient:
     When the server stays unreachable after ``retry``, ``select`` answers from the offline cache (the last
     good selection for the same space and eligible set, else ``default_model_id``) with ``from_cache=True``,
     and ``feedback`` queues the report (at most ``feedback_queue_size``, oldest dropped) until the next
-    successful call or ``flush_feedback()``. Thread-safe.
+    successful call or ``flush_feedback()``. The channel is created on first use (for asyncio: inside the
+    running event loop). One client may be shared by threads (the blocking client) or by the tasks of one
+    event loop (the asyncio client).
     """
 
     def __init__(
@@ -55,6 +63,8 @@ class EdgeselClient:
         device_overrides: Mapping[str, float] | None = None,
         channel_options: Sequence[tuple[str, Any]] | None = None,
         label_overrides: Mapping[str, str] | None = None,
+        installation_id: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.target = target
         self._state = ClientState(
@@ -66,15 +76,33 @@ class EdgeselClient:
             feedback_queue_size=feedback_queue_size,
             device_overrides=device_overrides,
             label_overrides=label_overrides,
+            installation_id=installation_id,
+            cache_dir=cache_dir,
         )
-        options = merge_options(channel_options)
-        if wants_tls(secure, root_certificates, private_key, certificate_chain):
-            credentials = channel_credentials(root_certificates, private_key, certificate_chain)
-            self._channel = grpc.secure_channel(target, credentials, options=options)
-        else:
-            self._channel = grpc.insecure_channel(target, options=options)
-        self._stub = selection_pb2_grpc.SelectionServiceStub(self._channel)
+        self._options = merge_options(channel_options)
+        self._credentials = (
+            channel_credentials(root_certificates, private_key, certificate_chain)
+            if wants_tls(secure, root_certificates, private_key, certificate_chain)
+            else None
+        )
+        self._channel: grpc.Channel | None = None
+        self._stub_instance: selection_pb2_grpc.SelectionServiceStub | None = None
+        self._channel_lock = threading.Lock()  # never held across an await
         self._closed = False
+
+    @property
+    def _stub(self) -> selection_pb2_grpc.SelectionServiceStub:
+        with self._channel_lock:
+            if self._closed:
+                raise RuntimeError("the client is closed")
+            if self._stub_instance is None:
+                if self._credentials is not None:
+                    credentials = self._credentials
+                    self._channel = grpc.secure_channel(self.target, credentials, options=self._options)
+                else:
+                    self._channel = grpc.insecure_channel(self.target, options=self._options)
+                self._stub_instance = selection_pb2_grpc.SelectionServiceStub(self._channel)
+            return self._stub_instance
 
     @property
     def feedback_queue(self) -> FeedbackQueue:
@@ -113,9 +141,10 @@ class EdgeselClient:
             request_id=request_id,
             device_labels=device_labels,
         )
+        stub = self._stub
         try:
             response: selection_pb2.SelectResponse = call_with_retry(
-                lambda: self._stub.Select(request, timeout=state.timeout, metadata=state.metadata),
+                lambda: stub.Select(request, timeout=state.timeout, metadata=state.metadata),
                 state.retry,
                 SELECT_RETRYABLE_CODES,
             )
@@ -166,9 +195,10 @@ class EdgeselClient:
         if not event_id:
             state.counters.feedback_dropped_from_cache += 1
             return FeedbackReceipt(outcome=FeedbackOutcome.DROPPED)
+        stub = self._stub
         try:
             response: selection_pb2.FeedbackResponse = call_with_retry(
-                lambda: self._stub.Feedback(request, timeout=state.timeout, metadata=state.metadata),
+                lambda: stub.Feedback(request, timeout=state.timeout, metadata=state.metadata),
                 state.retry,
                 FEEDBACK_RETRYABLE_CODES,
             )
@@ -189,6 +219,7 @@ class EdgeselClient:
         (e.g. unknown or expired event) are discarded and counted in ``stats().feedback_rejected``.
         """
         state = self._state
+        stub = self._stub
         wait = state.timeout if timeout is None else timeout
         pending = state.feedback_queue.take_all()
         delivered = 0
@@ -197,7 +228,7 @@ class EdgeselClient:
                 state.counters.feedback_dropped_expired += 1
                 continue
             try:
-                self._stub.Feedback(item.request, timeout=wait, metadata=state.metadata, wait_for_ready=True)
+                stub.Feedback(item.request, timeout=wait, metadata=state.metadata, wait_for_ready=True)
             except grpc.RpcError as rpc_error:
                 if EdgeselError.from_rpc_error(rpc_error).code in REQUEUE_CODES:
                     state.feedback_queue.put_back(pending[index:])
@@ -216,12 +247,15 @@ class EdgeselClient:
         """Close the channel; if ``flush``, first try once more to send queued feedback (flush_feedback)."""
         if self._closed:
             return
-        self._closed = True
         try:
-            if flush:
+            if flush and self._channel is not None:  # without a channel nothing was ever queued
                 self._flush_if_pending()
         finally:
-            self._channel.close()
+            with self._channel_lock:
+                self._closed = True
+                channel, self._channel = self._channel, None
+            if channel is not None:
+                channel.close()
 
     def __enter__(self) -> EdgeselClient:
         return self

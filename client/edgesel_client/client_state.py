@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -12,6 +13,7 @@ import grpc
 from edgesel.v1 import selection_pb2, types_pb2
 from edgesel_client.channel import auth_metadata
 from edgesel_client.device import detect_device_features, detect_device_labels
+from edgesel_client.installation import load_or_create
 from edgesel_client.messages import build_feedback_request, build_select_request
 from edgesel_client.offline import (
     ClientStats,
@@ -40,6 +42,8 @@ class ClientState:
         feedback_queue_size: int,
         device_overrides: Mapping[str, float] | None,
         label_overrides: Mapping[str, str] | None = None,
+        installation_id: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be > 0 seconds")
@@ -53,6 +57,7 @@ class ClientState:
         self.cache = SelectionCache()
         self.feedback_queue = FeedbackQueue(feedback_queue_size)
         self.counters = OfflineCounters()
+        self.installation_id = installation_id or load_or_create(cache_dir)
 
     def resolve_space(self, space: str | None) -> str:
         resolved = space if space is not None else self.space
@@ -83,6 +88,7 @@ class ClientState:
             request_id=request_id or uuid.uuid4().hex,
             include_ranking=include_ranking,
             device_labels=labels,
+            installation_id=self.installation_id,
         )
 
     def remember(self, space: str, eligible: Sequence[str] | None, selection: BaseSelection) -> None:

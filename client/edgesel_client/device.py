@@ -9,10 +9,19 @@ cpu_max_ghz            highest max clock over the cores (cpufreq ``cpuinfo_max_f
 ram_gb                 total RAM in GiB (/proc/meminfo ``MemTotal``, else ``os.sysconf``)
 ram_available_gb       RAM available for new work in GiB (/proc/meminfo ``MemAvailable``)
 is_arm64, is_x86_64    CPU architecture flags
-has_nvidia_gpu         /dev/nvidia0, /dev/nvidiactl or a Jetson /dev/nvhost-* node
+has_nvidia_gpu         /dev/nvidia0, /dev/nvidiactl, or a Jetson GPU (/dev/nvhost-*, /dev/nvgpu/igpu0/*)
 has_gpu                any GPU: NVIDIA, a DRM render node /dev/dri/renderD*, or a Mali/Adreno device
-has_coral_tpu          Google Coral Edge TPU (/dev/apex_0)
-has_npu                a neural accelerator: Rockchip /dev/rknpu, Hailo /dev/hailo0, /sys/class/misc/*npu*
+has_coral_tpu          Google Coral Edge TPU (/dev/apex_0, or the USB accelerator)
+has_npu                any neural accelerator: Qualcomm Hexagon (FastRPC), Rockchip, Hailo, Coral, Intel or
+                       AMD NPU (/dev/accel), ... (``edgesel_client.platforms`` says where each comes from)
+npu_hexagon, ...       one flag per NPU kind: npu_hexagon, npu_rockchip, npu_hailo, npu_coral, npu_intel,
+                       npu_amd
+hexagon_arch           Hexagon DSP version of a known Qualcomm SoC (65, 66, 68, 69, 73, 75, 79)
+qcom_soc_id            Qualcomm SoC number (/sys/devices/soc0/soc_id)
+has_fp16               the CPU does half-precision arithmetic (Arm ``asimdhp``, x86 ``avx512_fp16``)
+has_int8_dot           the CPU has int8 dot products (Arm ``asimddp``, x86 ``avx512_vnni``/``avx_vnni``)
+is_jetson              an NVIDIA Jetson (/etc/nv_tegra_release); jetson_l4t_major: its L4T release (35, 36)
+is_raspberry_pi        a Raspberry Pi (/proc/device-tree/model); raspberry_pi_generation: 3, 4, 5, ...
 has_accelerator        any of has_gpu, has_coral_tpu, has_npu
 has_battery            a battery in /sys/class/power_supply
 battery_percent        battery charge 0..100; mains-powered devices report 100
@@ -25,7 +34,6 @@ The app can extend or override any of them: ``detect_device_features({"network_m
 Categorical features (a space's ``kind = "categorical"``) travel as strings, in the request's
 ``device_labels``; ``detect_device_labels`` measures these:
 
-=====================  ==================================================================================
 os                     "android" (an Android system partition), else ``platform.system()`` lower-cased:
                        "linux", "darwin", "windows", ...
 cpu_arch               "arm64", "x86_64", else ``platform.machine()`` lower-cased ("armv7l", "riscv64", ...)
@@ -33,6 +41,10 @@ cpu_arch               "arm64", "x86_64", else ``platform.machine()`` lower-case
 
 Add the rest (``form_factor``, ``soc_family``, ...) as overrides: ``detect_device_labels({"form_factor":
 "phone"})``.
+=======
+``detect_device()`` also gives the identity as strings (SoC, board, NPU kinds, L4T release) for the app's own
+use and logs. Files are read under ``/``, or under ``$EDGESEL_SYSFS_ROOT`` (or the ``root`` argument) when
+set, so a fake tree can stand in for a device's.
 """
 
 from __future__ import annotations
@@ -41,9 +53,21 @@ import math
 import os
 import platform
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DEVICE_FEATURE_NAMES", "DEVICE_LABEL_NAMES", "detect_device_features", "detect_device_labels"]
+from edgesel_client.platforms import NPU_KINDS, detect_platform
+
+__all__ = [
+    "DEVICE_FEATURE_NAMES",
+    "DEVICE_LABEL_NAMES",
+    "DeviceInfo",
+    "detect_device",
+    "detect_device_features",
+    "detect_device_labels",
+]
+
+ROOT_ENV = "EDGESEL_SYSFS_ROOT"
 
 DEVICE_FEATURE_NAMES: tuple[str, ...] = (
     "cpu_cores",
@@ -56,6 +80,15 @@ DEVICE_FEATURE_NAMES: tuple[str, ...] = (
     "has_gpu",
     "has_coral_tpu",
     "has_npu",
+    *(f"npu_{kind}" for kind in NPU_KINDS),
+    "hexagon_arch",
+    "qcom_soc_id",
+    "has_fp16",
+    "has_int8_dot",
+    "is_jetson",
+    "jetson_l4t_major",
+    "is_raspberry_pi",
+    "raspberry_pi_generation",
     "has_accelerator",
     "has_battery",
     "battery_percent",
@@ -70,17 +103,29 @@ _X86_64_MACHINES = {"x86_64", "amd64", "x64"}
 _KIB_PER_GIB = 1024.0 * 1024.0
 
 
-def detect_device_features(
-    overrides: Mapping[str, float] | None = None,
-    *,
-    root: str | os.PathLike[str] = "/",
-    machine: str | None = None,
-) -> dict[str, float]:
-    """Measure this device; ``overrides`` win over detected values and may add new names.
+@dataclass
+class DeviceInfo:
+    """What ``detect_device`` found: the numeric features a space's schema can use, and the identity."""
 
-    ``root`` and ``machine`` exist so tests can point detection at a fake filesystem / architecture.
-    """
-    base = Path(root)
+    features: dict[str, float]
+    soc_vendor: str | None = None
+    """"qualcomm", "nvidia", "rockchip", ... when known."""
+    soc_family: str | None = None
+    """/sys/devices/soc0/family, e.g. "Snapdragon"."""
+    soc_machine: str | None = None
+    """The SoC's name, e.g. "SM8550" (soc0/machine) or "rk3588" (device-tree compatible)."""
+    soc_id: str | None = None
+    board_model: str | None = None
+    """/proc/device-tree/model, e.g. "Raspberry Pi 5 Model B Rev 1.0"."""
+    npu_kinds: list[str] = field(default_factory=list)
+    jetson_l4t: str | None = None
+    """The L4T release of a Jetson, e.g. "R35.4.1" (JetPack 5.1.2)."""
+
+
+def detect_device(*, root: str | os.PathLike[str] | None = None, machine: str | None = None) -> DeviceInfo:
+    """Measure this device. ``root`` (default ``$EDGESEL_SYSFS_ROOT``, else ``/``) and ``machine`` (default
+    ``platform.machine()``) exist so tests can point detection at a fake filesystem / architecture."""
+    base = Path(root if root is not None else os.environ.get(ROOT_ENV) or "/")
     features: dict[str, float] = {}
     features["cpu_cores"] = float(_cpu_cores())
     max_ghz = _cpu_max_ghz(base)
@@ -88,12 +133,34 @@ def detect_device_features(
         features["cpu_max_ghz"] = max_ghz
     features.update(_memory_gb(base))
     features.update(_architecture_flags(machine if machine is not None else platform.machine()))
-    features.update(_accelerators(base))
+    found = detect_platform(base)
+    features.update(found.features)
+    features.update(_gpus(base, coral=found.features["npu_coral"] == 1.0))
+    features["has_accelerator"] = float(features["has_gpu"] == 1.0 or found.features["has_npu"] == 1.0)
     features.update(_power(base))
     thermal = _thermal_celsius(base)
     if thermal is not None:
         features["thermal_celsius"] = thermal
-    features = {name: value for name, value in features.items() if math.isfinite(value)}
+    return DeviceInfo(
+        features={name: value for name, value in features.items() if math.isfinite(value)},
+        soc_vendor=found.soc_vendor,
+        soc_family=found.soc_family,
+        soc_machine=found.soc_machine,
+        soc_id=found.soc_id,
+        board_model=found.board_model,
+        npu_kinds=found.npu_kinds,
+        jetson_l4t=found.jetson_l4t,
+    )
+
+
+def detect_device_features(
+    overrides: Mapping[str, float] | None = None,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    machine: str | None = None,
+) -> dict[str, float]:
+    """This device's features (``detect_device().features``); ``overrides`` win and may add new names."""
+    features = detect_device(root=root, machine=machine).features
     if overrides:
         for name, value in overrides.items():
             features[name] = float(value)
@@ -215,18 +282,11 @@ def _exists_any(base: Path, *patterns: str) -> bool:
     return any(next(iter(base.glob(pattern)), None) is not None for pattern in patterns)
 
 
-def _accelerators(base: Path) -> dict[str, float]:
-    nvidia = _exists_any(base, "dev/nvidia[0-9]*", "dev/nvidiactl", "dev/nvhost-*")
-    gpu = nvidia or _exists_any(base, "dev/dri/renderD*", "dev/mali*", "dev/kgsl-3d0", "sys/class/misc/mali*")
-    coral = _exists_any(base, "dev/apex_[0-9]*")
-    npu = _exists_any(base, "dev/rknpu*", "dev/hailo[0-9]*", "sys/class/misc/*npu*", "dev/accel/accel*")
-    return {
-        "has_nvidia_gpu": float(nvidia),
-        "has_gpu": float(gpu),
-        "has_coral_tpu": float(coral),
-        "has_npu": float(npu),
-        "has_accelerator": float(gpu or coral or npu),
-    }
+def _gpus(base: Path, *, coral: bool) -> dict[str, float]:
+    nvidia = _exists_any(base, "dev/nvidia[0-9]*", "dev/nvidiactl", "dev/nvhost-*", "dev/nvgpu/igpu0/*")
+    adreno = ("dev/kgsl-3d0", "sys/class/kgsl/kgsl-3d0")
+    gpu = nvidia or _exists_any(base, "dev/dri/renderD*", "dev/mali*", "sys/class/misc/mali*", *adreno)
+    return {"has_nvidia_gpu": float(nvidia), "has_gpu": float(gpu), "has_coral_tpu": float(coral)}
 
 
 def _power(base: Path) -> dict[str, float]:

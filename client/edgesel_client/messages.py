@@ -21,6 +21,7 @@ def build_select_request(
     request_id: str,
     include_ranking: bool,
     device_labels: Mapping[str, str] | None = None,
+    installation_id: str = "",
 ) -> selection_pb2.SelectRequest:
     if isinstance(eligible, str):
         raise TypeError("eligible must be a sequence of model ids, not a single string")
@@ -34,6 +35,7 @@ def build_select_request(
         eligible_model_ids=list(eligible or ()),
         request_id=request_id,
         include_ranking=include_ranking,
+        installation_id=installation_id,
     )
     if isinstance(preferences, Preferences):
         request.preferences.CopyFrom(preferences.to_proto())

@@ -14,11 +14,13 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import FrozenSet, Tuple
 
 from edgesel.v1 import selection_pb2
 from edgesel_client.selection import BaseSelection
 
-CacheKey = tuple[str, frozenset[str]]
+# typing's aliases, not tuple[...]: this line runs at import, and the SDK supports CPython 3.8.
+CacheKey = Tuple[str, FrozenSet[str]]
 
 
 def cache_key(space: str, eligible: Sequence[str] | None) -> CacheKey:

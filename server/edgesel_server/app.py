@@ -6,12 +6,13 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from edgesel.v1 import catalog_pb2, catalog_pb2_grpc, selection_pb2, selection_pb2_grpc
+from edgesel.v1 import catalog_pb2, selection_pb2
 from edgesel_server.config import ConfigError, ServerConfig
 from edgesel_server.engine import Engine
 from edgesel_server.metrics import Metrics
@@ -23,17 +24,40 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 10.0
 SHUTDOWN_DRAIN_S = 3.0
+# The reflection protocol's v1 has v1alpha's messages under another name; clients (grpcurl, Postman) ask v1.
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 SERVICE_NAMES = (
     selection_pb2.DESCRIPTOR.services_by_name["SelectionService"].full_name,
     catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
 )
 
 
+class HealthServicer(health.aio.HealthServicer):
+    """The standard health service with `List` (grpcio-health-checking's aio servicer lacks it; its type
+    stubs predate the RPC, hence the Any)."""
+
+    async def List(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802 - RPC name
+        status_of: dict[str, Any] = getattr(self, "_server_status")  # noqa: B009 - not in the stubs
+        statuses = {name: health_pb2.HealthCheckResponse(status=st) for name, st in status_of.items()}
+        return health_pb2.HealthListResponse(statuses=statuses)  # type: ignore[attr-defined]
+
+
+def add_reflection_v1(servicer: reflection.aio.ReflectionServicer, server: grpc.aio.Server) -> None:
+    handler = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": handler}),)
+    )
+
+
 class EdgeselServer:
     def __init__(self, cfg: ServerConfig) -> None:
         self.cfg = cfg
         self.engine = Engine(cfg)
-        self.health = health.aio.HealthServicer()
+        self.health = HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port = 0
         self._background: asyncio.Task | None = None
@@ -55,21 +79,19 @@ class EdgeselServer:
         ]
         self.guard = RpcGuard.from_config(self.cfg, tokens, self.metrics)
         server = grpc.aio.server(options=opts)
-        self.guard.register(
-            selection_pb2_grpc.add_SelectionServiceServicer_to_server, SelectionServicer(self.engine), server
-        )
-        self.guard.register(
-            catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(self.engine), server
-        )
+        selection_service = selection_pb2.DESCRIPTOR.services_by_name["SelectionService"]
+        catalog_service = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"]
+        self.guard.register(selection_service, SelectionServicer(self.engine), server)
+        self.guard.register(catalog_service, CatalogServicer(self.engine), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (
-                *SERVICE_NAMES,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            server,
+        reflected = (
+            *SERVICE_NAMES,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+            REFLECTION_V1,
         )
+        reflection.enable_server_reflection(reflected, server)
+        add_reflection_v1(reflection.aio.ReflectionServicer(reflected), server)
         if credentials is not None:
             self.port = server.add_secure_port(self.cfg.listen, credentials)
         else:

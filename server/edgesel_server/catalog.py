@@ -9,17 +9,72 @@ from typing import Any
 
 import numpy as np
 
+from edgesel_server.errors import InvalidFeatures, InvalidModel, LimitExceeded, ModelExists, UnknownModel
 from edgesel_server.schema import FeatureSchema
 
 MAX_MODEL_ID_LEN = 256
+# What a model may carry to devices: every Select response includes it, so it stays small.
+MAX_METADATA_ENTRIES = 64
+MAX_METADATA_KEY_LEN = 128
+MAX_METADATA_BYTES = 16 * 1024  # keys and values together, UTF-8
+MAX_VERSION_LEN = 128
+MAX_ARTIFACT_URI_LEN = 2048
 
 
-class CatalogError(ValueError):
+class CatalogError(InvalidModel):
     """A catalog change is invalid (unknown or duplicate model, bad features)."""
 
 
-class UnknownModelError(CatalogError):
+class UnknownModelError(UnknownModel, CatalogError):
     """No model with that id in the space."""
+
+
+class DuplicateModelError(ModelExists, CatalogError):
+    """A model with that id is in the catalog already (retired ones included)."""
+
+
+def check_model_fields(
+    version: str | None, artifact_uri: str | None, metadata: Mapping[str, str] | None
+) -> None:
+    """The size limits of a model's strings (see Model in proto/edgesel/v1/types.proto)."""
+    if version is not None and len(version) > MAX_VERSION_LEN:
+        raise LimitExceeded(
+            f"model version is longer than {MAX_VERSION_LEN} characters", field="model.version"
+        )
+    if artifact_uri is not None and len(artifact_uri) > MAX_ARTIFACT_URI_LEN:
+        raise LimitExceeded(
+            f"model artifact_uri is longer than {MAX_ARTIFACT_URI_LEN} characters", field="model.artifact_uri"
+        )
+    if metadata is None:
+        return
+    if len(metadata) > MAX_METADATA_ENTRIES:
+        raise LimitExceeded(
+            f"model metadata has {len(metadata)} entries, the limit is {MAX_METADATA_ENTRIES}",
+            field="model.metadata",
+        )
+    size = 0
+    for k, v in metadata.items():
+        if not k or len(k) > MAX_METADATA_KEY_LEN:
+            raise LimitExceeded(
+                f"model metadata key {k[:40]!r} must be 1-{MAX_METADATA_KEY_LEN} characters",
+                field="model.metadata",
+            )
+        size += len(k.encode()) + len(v.encode())
+    if size > MAX_METADATA_BYTES:
+        raise LimitExceeded(
+            f"model metadata is {size} bytes, the limit is {MAX_METADATA_BYTES}", field="model.metadata"
+        )
+
+
+def check_feature_names(model: Model, schema: FeatureSchema) -> None:
+    """Model features the schema does not know are refused (a typo would otherwise fall back to a default)."""
+    unknown = sorted(set(model.features) - set(schema.names))
+    if unknown:
+        raise InvalidFeatures(
+            f"model {model.id!r}: feature(s) {', '.join(map(repr, unknown))} are not in the space's schema "
+            f"({', '.join(schema.names) or 'no model features'})",
+            field="model.features",
+        )
 
 
 @dataclass
@@ -105,7 +160,9 @@ class Catalog:
     def validate_new(self, model: Model) -> np.ndarray:
         """The model's normalized feature vector, or CatalogError if it cannot join the catalog."""
         if model.id in self._models:
-            raise CatalogError(f"model {model.id!r} already exists in the catalog")
+            raise DuplicateModelError(
+                f"model {model.id!r} already exists in the catalog", field="model.model_id"
+            )
         try:
             return self.schema.vector(model.features, model.labels)
         except ValueError as e:

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
+from edgesel_server import toml as tomllib
 from edgesel_server.catalog import Catalog, CatalogError, Model
 from edgesel_server.core import POLICIES
 from edgesel_server.qoe import QoeFunction
@@ -63,6 +62,7 @@ class SpaceConfig:
     default_reward: float = 0.0
     # Ask the device to solicit a user rating when the pick was exploratory or its bonus is at least this.
     rating_request_min_bonus: float = 0.1
+    description: str = ""  # shown by ListSpaces
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,9 @@ class ServerConfig:
     max_eligible: int = 10_000
     # Bounds memory (a pending decision takes ~0.5 KB); the oldest are closed early beyond it.
     max_pending_decisions: int = 250_000
+    # Decisions answered while the store is down wait in memory (in order) until it is back; beyond this
+    # many, Select fails with UNAVAILABLE instead.
+    max_unsaved_decisions: int = 100_000
     decision_retention_s: float = 7 * 24 * 3600.0
     # Requests per second per principal (bearer token, or peer address without auth); 0 turns it off.
     rate_limit_per_s: float = 0.0
@@ -266,6 +269,7 @@ def _space(r: _Reader) -> SpaceConfig:
         on_missing_feedback=r.get("on_missing_feedback", str, "drop"),
         default_reward=r.get("default_reward", float, 0.0),
         rating_request_min_bonus=r.get("rating_request_min_bonus", float, 0.1),
+        description=r.get("description", str, ""),
     )
     r.done()
     if not space.device_features:
@@ -336,6 +340,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path = Path(".")) -> Serv
         max_features=s.get("max_features", int, ServerConfig.max_features),
         max_eligible=s.get("max_eligible", int, ServerConfig.max_eligible),
         max_pending_decisions=s.get("max_pending_decisions", int, ServerConfig.max_pending_decisions),
+        max_unsaved_decisions=s.get("max_unsaved_decisions", int, ServerConfig.max_unsaved_decisions),
         decision_retention_s=s.get("decision_retention_s", float, ServerConfig.decision_retention_s),
         rate_limit_per_s=s.get("rate_limit_per_s", float, ServerConfig.rate_limit_per_s),
         rate_burst=s.get("rate_burst", int, ServerConfig.rate_burst),
@@ -361,6 +366,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path = Path(".")) -> Serv
         "max_features",
         "max_eligible",
         "max_pending_decisions",
+        "max_unsaved_decisions",
     ):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"server.{key} must be >= 1")

@@ -19,11 +19,28 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgesel_server import qoe_policy
-from edgesel_server.catalog import CatalogError, Model, UnknownModelError
+from edgesel_server.catalog import (
+    CatalogError,
+    Model,
+    check_feature_names,
+    check_model_fields,
+)
 from edgesel_server.config import ServerConfig
-from edgesel_server.core import QoeModel
+from edgesel_server.errors import (
+    DecisionNotYetStored,
+    ExpiredEvent,
+    FeedbackForbidden,
+    InvalidArgument,
+    InvalidModel,
+    InvalidPreferences,
+    InvalidReward,
+    LimitExceeded,
+    StoreUnavailable,
+    UnknownEvent,
+    UnknownSpace,
+)
 from edgesel_server.futures import LoopBridge
-from edgesel_server.space import Choice, SpaceRuntime, normalize_weights
+from edgesel_server.space import Choice, SpaceRuntime, event_id_time, normalize_weights
 from edgesel_server.store import Store, open_store
 from edgesel_server.store import base as ev
 from edgesel_server.store.base import Decision, DuplicateEvent, LogEvent
@@ -32,24 +49,27 @@ log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 0.5
 MAX_REQUEST_ID = 128
+MAX_EVENT_ID = 64
+# An installation id scopes request ids: long enough to be unique per installation, short enough to log.
+INSTALLATION_ID_LEN = (16, 128)
+INSTALLATION_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
 RECENT_SELECTS_KEPT = 10_000  # request ids remembered for idempotent retries of Select
 PURGE_INTERVAL_S = 600.0
 
-
-class UnknownSpaceError(LookupError):
-    pass
-
-
-class UnknownEventError(LookupError):
-    pass
+# The engine's errors under the names the rest of the server used before errors.py.
+UnknownSpaceError = UnknownSpace
+UnknownEventError = UnknownEvent
+ExpiredEventError = ExpiredEvent
+PermissionError_ = FeedbackForbidden
 
 
-class ExpiredEventError(RuntimeError):
-    pass
-
-
-class PermissionError_(RuntimeError):
-    """The caller may not give feedback for this decision (bound to another token)."""
+def check_installation_id(installation_id: str) -> None:
+    lo, hi = INSTALLATION_ID_LEN
+    if not lo <= len(installation_id) <= hi or not set(installation_id) <= INSTALLATION_ID_CHARS:
+        raise InvalidArgument(
+            f"installation_id must be {lo}-{hi} characters of [A-Za-z0-9-_.:] (the SDK sends 32 hex digits)",
+            field="installation_id",
+        )
 
 
 @dataclass
@@ -69,7 +89,12 @@ class Engine:
         self._inflight: dict[str, asyncio.Future] = {}
         self._side_tasks: set[asyncio.Task] = set()
         self._bridge: LoopBridge | None = None
-        self._recent_selects: OrderedDict[tuple[str, str, str], Choice] = OrderedDict()
+        self._recent_selects: OrderedDict[tuple[str, str, str, str], Choice] = OrderedDict()
+        # Decisions answered while the store could not take them, oldest first: written, in order, as soon
+        # as it can (every sweep, and before a Feedback for one of them). Bounded by max_unsaved_decisions.
+        self.unsaved: OrderedDict[str, Decision] = OrderedDict()
+        self.saved_late = 0  # decisions that reached the store from `unsaved` (a metric)
+        self._flush_lock: asyncio.Lock | None = None
         self.started = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -84,27 +109,28 @@ class Engine:
             for e in self.store.events_after(space.name, snap.seq if snap else 0):
                 space.apply(e)
                 replayed += 1
-            missing = [m for m in space.cfg.models if m.id not in space.catalog]
+            missing = [m for m in space.cfg.models if not space.has_model(m.id)]
             for m in missing:
                 # Replicas starting together race to add the configured models; the log keeps one add per
                 # model, and one that another replica added meanwhile is simply there already.
-                if m.id in space.catalog:
+                if space.has_model(m.id):
                     continue
                 try:
                     space.validate_add(m)
                 except CatalogError:
-                    if m.id in space.catalog:
+                    if space.has_model(m.id):
                         continue
                     raise
                 self.store.submit_event(self._model_event(space.name, ev.ADD_MODEL, m)).result()
-            # Decisions still open, and those whose window closed while this process was down (up to one
-            # window ago): the latter get the missing-feedback rule on the first sweep.
-            for d in self.store.open_decisions(space.name, now - space.cfg.reward_window_s):
+            # Decisions still open, and those whose window closed while this process was down, however long
+            # ago (as long as the store keeps them): the latter get the missing-feedback rule on the first
+            # sweep.
+            for d in self.store.open_decisions(space.name, now - self.cfg.decision_retention_s):
                 if d.deadline > now:
-                    space.remember(d)
+                    space.pending.add(d)
                 else:
-                    space.stats["expired"] += 1
-                    space.default_retry.append(d)
+                    space.stats.expired += 1
+                    space.pending.retry_default_later(d)
             log.info(
                 "space ready",
                 extra={
@@ -117,6 +143,15 @@ class Engine:
                 },
             )
         self.started = True
+
+    def load_read_only(self) -> None:
+        """Rebuild every space from its snapshot + log without writing anything (no configured models
+        added, no writer started): for tools that only read, like the decision-log export."""
+        for space in self.spaces.values():
+            snap = self.store.latest_snapshot(space.name)
+            space.restore(snap)
+            for e in self.store.events_after(space.name, snap.seq if snap else 0):
+                space.apply(e)
 
     def _apply(self, e: LogEvent) -> None:
         space = self.spaces.get(e.space)
@@ -133,9 +168,10 @@ class Engine:
             now = time.time()
             # A failing store (disk full, backend down) must not end this loop: retry on the next sweep.
             try:
+                await self.flush_unsaved()
                 for space in self.spaces.values():
                     await self._expire(space, now)
-                    if space.since_snapshot >= self.cfg.snapshot_every:
+                    if space.snapshot_due(self.cfg.snapshot_every):
                         await self.snapshot(space.name)
                 if now - last_purge > PURGE_INTERVAL_S:
                     last_purge = now
@@ -144,13 +180,13 @@ class Engine:
                     )
                     if n:
                         log.info("purged old decisions", extra={"count": n})
-            except ev.StoreUnavailable as e:
+            except StoreUnavailable as e:
                 log.warning("background pass skipped: the store is unavailable", extra={"error": str(e)})
 
     async def _expire(self, space: SpaceRuntime, now: float) -> None:
-        retry, space.default_retry = space.default_retry, []
-        expired = space.pop_expired(now)
-        space.stats["expired"] += len(expired)
+        retry = space.pending.take_default_retries()
+        expired = space.pending.pop_expired(now)
+        space.stats.expired += len(expired)
         await self._close_missing(space, retry + expired)
 
     async def _close_missing(self, space: SpaceRuntime, decisions: list[Decision]) -> None:
@@ -163,14 +199,14 @@ class Engine:
             return_exceptions=True,
         )
         for d, r in zip(decisions, results, strict=True):
-            if isinstance(r, ev.StoreUnavailable):
-                space.default_retry.append(d)  # not lost: tried again on the next sweep
+            if isinstance(r, StoreUnavailable):
+                space.pending.retry_default_later(d)  # not lost: tried again on the next sweep
             elif isinstance(r, DuplicateEvent):
                 pass  # real feedback (or another replica's default) got there first
             elif isinstance(r, BaseException):
                 log.error("default reward failed", extra={"event_id": d.event_id, "error": repr(r)})
             else:
-                space.stats["defaults_applied"] += 1
+                space.stats.defaults_applied += 1
 
     async def snapshot(self, space_name: str) -> int:
         space = self.spaces[space_name]
@@ -178,12 +214,60 @@ class Engine:
         await asyncio.to_thread(self.store.save_snapshot, snap)
         return snap.seq
 
+    async def flush_unsaved(self) -> None:
+        """Write the decisions made while the store was down, oldest first; raises StoreUnavailable if
+        the store still cannot take them (they stay, in order, for the next try)."""
+        if self._flush_lock is None:
+            self._flush_lock = asyncio.Lock()
+        async with self._flush_lock:
+            if not self.unsaved:
+                return
+            batch = list(self.unsaved.values())
+            # Submitted together, so that one group commit writes them in this order.
+            results = await asyncio.gather(
+                *(self._await(self.store.submit_decision(d)) for d in batch), return_exceptions=True
+            )
+            failed = None
+            for d, r in zip(batch, results, strict=True):
+                if isinstance(r, BaseException):
+                    failed = failed or r
+                else:
+                    self.unsaved.pop(d.event_id, None)
+                    self.saved_late += 1
+            if failed is not None:
+                raise failed if isinstance(failed, StoreUnavailable) else StoreUnavailable(str(failed))
+            log.info("decisions made while the store was down are stored now", extra={"count": len(batch)})
+
+    async def _persist_decision(self, d: Decision) -> None:
+        """Store a decision before its Select is answered; if the store cannot take it, keep it in
+        `unsaved` (bounded: beyond `max_unsaved_decisions` the Select fails with UNAVAILABLE)."""
+        if not self.unsaved:
+            try:
+                await self._await(self.store.submit_decision(d))
+                return
+            except StoreUnavailable as e:
+                log.warning(
+                    "decision kept until the store is back", extra={"event_id": d.event_id, "error": str(e)}
+                )
+        if len(self.unsaved) >= self.cfg.max_unsaved_decisions:
+            raise StoreUnavailable(
+                f"the store is unavailable and {len(self.unsaved)} decisions wait for it already; retry later"
+            )
+        self.unsaved[d.event_id] = d  # behind the older ones: decisions reach the store in order
+
     async def close(self) -> None:
+        try:
+            await self.flush_unsaved()
+        except StoreUnavailable as e:
+            log.error(
+                "decisions lost: the store is still unavailable",
+                extra={"count": len(self.unsaved), "error": str(e)},
+            )
         for space in self.spaces.values():
             if space.needs_final_snapshot:
                 try:
                     await self.snapshot(space.name)
-                except ev.StoreUnavailable as e:
+                except StoreUnavailable as e:
                     log.error("final snapshot failed; the log still has everything", extra={"error": str(e)})
         self.store.close()
 
@@ -200,7 +284,7 @@ class Engine:
             return self.spaces[name]
         except KeyError:
             raise UnknownSpaceError(
-                f"unknown space {name!r}; this server has: {', '.join(self.spaces)}"
+                f"unknown space {name!r}; this server has: {', '.join(self.spaces)}", field="space"
             ) from None
 
     async def select(
@@ -217,34 +301,50 @@ class Engine:
         owner: str = "",
         request_id: str = "",
         caller: str = "",
+        installation_id: str = "",
     ) -> Choice:
-        """`owner` binds the decision's feedback to a token (or ""); `caller` and `request_id` make a retried
-        Select idempotent."""
+        """`owner` binds the decision's feedback to a token (or ""); `caller`, `installation_id` and
+        `request_id` make a retried Select idempotent (only with an installation id: without one, two
+        devices counting their request ids alike would share decisions)."""
         space = self.space(space_name)
         if len(request_id) > MAX_REQUEST_ID:
-            raise ValueError(f"request_id is longer than {MAX_REQUEST_ID} characters")
-        key = (space_name, caller, request_id)
+            raise LimitExceeded(f"request_id is longer than {MAX_REQUEST_ID} characters", field="request_id")
+        if installation_id:
+            check_installation_id(installation_id)
+        key = (space_name, caller, installation_id, request_id)
         labels = labels or {}
         if len(features) + len(labels) > self.cfg.max_features:
-            raise ValueError(
+            raise LimitExceeded(
                 f"{len(features) + len(labels)} device features and labels is more than the limit of "
-                f"{self.cfg.max_features}"
+                f"{self.cfg.max_features}",
+                field="device_features",
             )
         if len(eligible) > self.cfg.max_eligible:
-            raise ValueError(
-                f"{len(eligible)} eligible models is more than the limit of {self.cfg.max_eligible}"
+            raise LimitExceeded(
+                f"{len(eligible)} eligible models is more than the limit of {self.cfg.max_eligible}",
+                field="eligible_model_ids",
             )
         prefs: dict = {}
         if latency_budget_ms is not None:
             if not math.isfinite(latency_budget_ms) or latency_budget_ms <= 0:
-                raise ValueError(f"latency_budget_ms must be a positive number, got {latency_budget_ms}")
+                raise InvalidPreferences(
+                    f"latency_budget_ms must be a positive number, got {latency_budget_ms}",
+                    field="preferences.latency_budget_ms",
+                )
             prefs["latency_budget_ms"] = latency_budget_ms
         if qoe_weights:
-            prefs["qoe_weights"] = normalize_weights(qoe_weights)
+            weights = normalize_weights(qoe_weights)
+            if not sum({**space.qoe.weights, **weights}.values()) > 0:
+                raise InvalidPreferences(
+                    "qoe_weights give zero weight to every measurement: no measurement could ever be scored",
+                    field="preferences.qoe_weights",
+                )
+            prefs["qoe_weights"] = weights
         x = space.device_schema.vector(features, labels)
-        if request_id:
-            # A retried Select (same caller, request id and device, e.g. after a lost reply) gets the decision
-            # it already made instead of a second one, while that decision still waits for feedback.
+        idempotent = bool(request_id and installation_id)
+        if idempotent:
+            # A retried Select (same caller, installation, request id and device features, e.g. after a
+            # lost reply) gets the decision it already made while that decision still waits for feedback.
             earlier = self._recent_selects.get(key)
             if (earlier is not None and earlier.decision.event_id in space.pending
                     and np.array_equal(earlier.decision.x, x)):  # fmt: skip
@@ -252,19 +352,17 @@ class Engine:
         ids = space.eligible(eligible, max_model_size_mb)
         choice = space.choose(x, ids, prefs=prefs, owner=owner, include_ranking=include_ranking)
         d = choice.decision
-        try:
-            await self._await(self.store.submit_decision(d))
-        except ev.StoreUnavailable as e:
-            # Selection keeps serving from the local state; the decision lives in memory only.
-            log.warning("decision not persisted", extra={"event_id": d.event_id, "error": str(e)})
-        evicted = space.remember(d)
+        await self._persist_decision(d)
+        space.stats.decisions += 1
+        space.stats.exploratory += int(choice.exploratory)
+        evicted = space.pending.add(d)
         if evicted:
             log.warning("pending decisions evicted by max_pending_decisions", extra={"count": len(evicted)})
-            space.stats["expired"] += len(evicted)
+            space.stats.expired += len(evicted)
             task = asyncio.create_task(self._close_missing(space, evicted))
             self._side_tasks.add(task)
             task.add_done_callback(self._side_tasks.discard)
-        if request_id:
+        if idempotent:
             self._recent_selects[key] = choice
             if len(self._recent_selects) > RECENT_SELECTS_KEPT:
                 self._recent_selects.popitem(last=False)
@@ -283,8 +381,11 @@ class Engine:
     ) -> FeedbackResult:
         """`failed`: the model did not run on the device (its QoE is the space's minimum); `failure_reason`
         one of qoe_policy.FAILURE_REASONS or ""."""
-        if not event_id or len(event_id) > 64:
-            raise ValueError("event_id is empty or too long")
+        if not event_id or len(event_id) > MAX_EVENT_ID:
+            raise InvalidArgument(
+                f"event_id must be 1-{MAX_EVENT_ID} characters (as SelectResponse.event_id gave it)",
+                field="event_id",
+            )
         measurements = measurements or {}
         d, space = self._find_pending(event_id)
         if d is None:
@@ -294,47 +395,51 @@ class Engine:
                 return FeedbackResult(True, result.reward)
             d = await asyncio.to_thread(self.store.get_decision, event_id)
             if d is None:
-                raise UnknownEventError(f"unknown event id {event_id!r}")
+                self._unknown_event(event_id)
+            assert d is not None
             space = self.space(d.space)
-            closed_by = await asyncio.to_thread(self.store.feedback_kind, event_id)
-            if closed_by == ev.FEEDBACK:
-                space.stats["duplicates"] += 1
-                return FeedbackResult(True, math.nan)
-            if closed_by == ev.DEFAULT_REWARD:
-                raise ExpiredEventError(
-                    f"the feedback window of event {event_id} closed; the default reward was applied"
-                )
+            closure = await asyncio.to_thread(self.store.closure, event_id)
+            if closure is not None:
+                return self._closed(space, event_id, closure)
         assert space is not None
         self._check_owner(d, owner)
         if time.time() > d.deadline:
-            raise ExpiredEventError(f"the feedback window of event {event_id} closed at {d.deadline:.3f}")
+            raise ExpiredEventError(
+                f"the feedback window of event {event_id} closed at {d.deadline:.3f}", event_id=event_id
+            )
         qoe_policy.check_feedback(space.qoe, measurements, failed, failure_reason)
         if failed:
             if reward is not None:
-                raise ValueError(
-                    "failed: a model that did not run has the space's minimum QoE; send no reward"
+                raise InvalidReward(
+                    "failed: a model that did not run has the space's minimum QoE; send no reward",
+                    field="reward",
                 )
             value = space.qoe.reward_min
         else:
             value = space.reward_for(d, reward, measurements)
+        # The raw measurements (and the decision's preferences) go into the log, so replay teaches the
+        # learner exactly what the live server did.
         payload = (
             qoe_policy.feedback_payload(measurements, failed, failure_reason, d.prefs)
             if measurements or failed
             else b""
         )
-        space.pending.pop(event_id, None)
+        if event_id in self.unsaved:
+            await self.flush_unsaved()  # its feedback must not reach the log before the decision does
+        space.pending.take(event_id)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._inflight[event_id] = fut
         try:
-            await self._append_reward(space, d, value, ev.FEEDBACK, payload)
-            result = FeedbackResult(False, value)
-            space.stats["feedback"] += 1
-        except DuplicateEvent:
-            result = FeedbackResult(True, value)
-            space.stats["duplicates"] += 1
+            try:
+                await self._append_reward(space, d, value, ev.FEEDBACK, payload)
+                result = FeedbackResult(False, value)
+                space.stats.feedback += 1
+            except DuplicateEvent as dup:
+                # Another replica (or a default reward) took this event id first: that answer counts.
+                result = self._closed(space, event_id, dup.closure)
         except BaseException as e:
             if time.time() <= d.deadline:
-                space.pending[event_id] = d  # not acknowledged: the device may retry
+                space.pending.put_back(d)  # not acknowledged: the device may retry
             fut.set_exception(e)
             fut.exception()  # mark retrieved: waiters get it through shield
             raise
@@ -342,6 +447,30 @@ class Engine:
             self._inflight.pop(event_id, None)
         fut.set_result(result)
         return result
+
+    def _closed(self, space: SpaceRuntime, event_id: str, closure: ev.Closure) -> FeedbackResult:
+        """The answer for a decision that is closed already: DUPLICATE with the reward that was applied."""
+        if closure.kind == ev.DEFAULT_REWARD:
+            raise ExpiredEventError(
+                f"the feedback window of event {event_id} closed; the default reward was applied",
+                event_id=event_id,
+            )
+        space.stats.duplicates += 1
+        return FeedbackResult(True, closure.reward)
+
+    def _unknown_event(self, event_id: str) -> None:
+        """NOT_FOUND, unless the id is young enough to be a decision another replica made while the shared
+        store was down and has not written yet (then: retry)."""
+        made = event_id_time(event_id)
+        now = time.time()
+        window = max(s.cfg.reward_window_s for s in self.spaces.values())
+        if self.store.shared and made is not None and now - window <= made <= now + 60.0:
+            raise DecisionNotYetStored(
+                f"event id {event_id!r} is not in the store (yet): if another replica answered it while the "
+                "store was down, it is written once the store is back; retry",
+                event_id=event_id,
+            )
+        raise UnknownEventError(f"unknown event id {event_id!r}", field="event_id")
 
     def _find_pending(self, event_id: str) -> tuple[Decision | None, SpaceRuntime | None]:
         for space in self.spaces.values():
@@ -353,7 +482,7 @@ class Engine:
     @staticmethod
     def _check_owner(d: Decision, owner: str) -> None:
         if d.owner and d.owner != owner:
-            raise PermissionError_("this decision was made for another token")
+            raise PermissionError_("this decision was made for another token", event_id=d.event_id)
 
     async def _append_reward(
         self, space: SpaceRuntime, d: Decision, reward: float, kind: str, payload: bytes = b""
@@ -383,9 +512,11 @@ class Engine:
 
     async def add_model(self, space_name: str, model: Model) -> Model:
         space = self.space(space_name)
+        check_feature_names(model, space.model_schema)
+        check_model_fields(model.version, model.artifact_uri, model.metadata)
         space.validate_add(model)
         await self._append(self._model_event(space_name, ev.ADD_MODEL, model))
-        return space.catalog.get(model.id)
+        return space.model(model.id)
 
     async def update_model(
         self,
@@ -399,11 +530,18 @@ class Engine:
         labels: Mapping[str, str] | None = None,
     ) -> Model:
         space = self.space(space_name)
-        current = space.catalog.get(model_id)
+        current = space.model(model_id)
         if features and dict(features) != current.features:
-            raise ValueError(f"model {model_id!r}: features are fixed once added; add a new model instead")
+            raise InvalidModel(
+                f"model {model_id!r}: features are fixed once added; add a new model instead",
+                field="model.features",
+            )
         if labels and dict(labels) != current.labels:
-            raise ValueError(f"model {model_id!r}: labels are fixed once added; add a new model instead")
+            raise InvalidModel(
+                f"model {model_id!r}: labels are fixed once added; add a new model instead",
+                field="model.labels",
+            )
+        check_model_fields(version, artifact_uri, metadata)
         payload = {
             "version": version,
             "artifact_uri": artifact_uri,
@@ -418,13 +556,13 @@ class Engine:
                 created=time.time(),
             )
         )
-        return space.catalog.get(model_id)
+        return space.model(model_id)
 
     async def retire_model(self, space_name: str, model_id: str) -> Model:
         space = self.space(space_name)
-        space.catalog.get(model_id)
+        space.model(model_id)
         await self._append(LogEvent(space_name, ev.RETIRE_MODEL, model_id=model_id, created=time.time()))
-        return space.catalog.get(model_id)
+        return space.model(model_id)
 
     async def reset(self, space_name: str) -> str:
         space = self.space(space_name)
@@ -440,35 +578,11 @@ class Engine:
         return space.policy_version
 
     def export_state(self, space_name: str) -> tuple[bytes, str]:
-        space = self.space(space_name)
-        with space.lock:
-            return space.bandit.to_bytes(), space.policy_version
+        return self.space(space_name).export_state()
 
-    def arm_stats(self, space_name: str, model_id: str | None = None) -> list[dict]:
+    async def arm_stats(self, space_name: str, model_id: str | None = None) -> list[dict]:
         space = self.space(space_name)
-        with space.lock:
-            models = [space.catalog.get(model_id)] if model_id else space.catalog.models(include_retired=True)
-            out = []
-            for m in models:
-                if m.id not in space.bandit:
-                    raise UnknownModelError(f"model {m.id!r} has no learned state")
-                c = space.counters.get(m.id)
-                if isinstance(space.bandit, QoeModel):
-                    # Several targets, no single θ: the counters say how often the arm was learned from.
-                    n_updates, theta_norm = (c.n_updates if c else 0), 0.0
-                else:
-                    st = space.bandit.arm_stats(m.id)
-                    n_updates, theta_norm = int(st["n_updates"]), float(np.linalg.norm(st["theta"]))
-                out.append(
-                    {
-                        "model_id": m.id,
-                        "retired": m.retired,
-                        "n_selections": c.n_selections if c else 0,
-                        "n_updates": n_updates,
-                        "reward_sum": c.reward_sum if c else 0.0,
-                        "mean_reward": (c.reward_sum / c.n_updates) if c and c.n_updates else 0.0,
-                        "theta_norm": theta_norm,
-                        "last_update": c.last_update if c else 0.0,
-                    }
-                )
-            return out
+        if model_id == "":
+            raise InvalidArgument("model_id is set but empty; leave it unset for every arm", field="model_id")
+        selections = await asyncio.to_thread(self.store.selection_counts, space_name)
+        return space.arm_stats(model_id, selections)

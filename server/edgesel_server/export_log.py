@@ -23,7 +23,7 @@ from edgesel_server.engine import Engine
 def export_decision_log(cfg: ServerConfig, space_name: str, out: Path) -> int:
     """Write the log; returns the number of decision lines."""
     engine = Engine(cfg)
-    engine.start()  # rebuild the catalog (snapshot + log) so every arm's model vector is known
+    engine.load_read_only()  # the catalog (snapshot + log) gives every arm's model vector; writes nothing
     try:
         space = engine.space(space_name)
         eps = space.cfg.policy.forced_sampling  # the config's setting (qoe_model: always 0)
@@ -41,10 +41,10 @@ def export_decision_log(cfg: ServerConfig, space_name: str, out: Path) -> int:
                 "propensities": "exact" if eps > 0 else "deterministic policy (1.0 for its pick)",
             }
             fh.write(json.dumps(header) + "\n")
-            models = space.catalog.models(include_retired=True)
-            arms = {m.id: [float(v) for v in space.catalog.vector(m.id)] for m in models}
+            vectors = space.model_vectors()
+            arms = {model_id: [float(v) for v in vec] for model_id, vec in vectors.items()}
             fh.write(json.dumps({"type": "arms", "add": arms, "remove": []}) + "\n")
-            all_ids = [m.id for m in models]
+            all_ids = list(vectors)
             for d, reward in engine.store.decision_log(space_name):
                 propensity = d.propensity if math.isfinite(d.propensity) and d.propensity > 0 else 1.0
                 line = {

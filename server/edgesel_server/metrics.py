@@ -66,7 +66,7 @@ class _SpaceCollector(Collector):
             "edgesel_policy_version", "Sequence number of the last log event applied.", labels=["space"]
         )
         for space in list(self.engine.spaces.values()):
-            stats = dict(space.stats)
+            stats = space.stats.as_dict()
             for key, family in counters.items():
                 family.add_metric([space.name], stats.get(key, 0))
             decisions = stats.get("decisions", 0)
@@ -79,6 +79,16 @@ class _SpaceCollector(Collector):
             seq.add_metric([space.name], space.applied_seq)
         yield from counters.values()
         yield from (join, explore, snapshot_age, pending, seq)
+        yield GaugeMetricFamily(
+            "edgesel_unsaved_decisions",
+            "Decisions answered while the store was down, waiting in memory to be written (in order).",
+            value=len(self.engine.unsaved),
+        )
+        yield CounterMetricFamily(
+            "edgesel_decisions_stored_late",
+            "Decisions written to the store after it came back from an outage.",
+            value=self.engine.saved_late,
+        )
 
 
 class Metrics:

@@ -20,10 +20,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from edgesel_server.errors import InvalidReward
+
 MEASUREMENTS = ("user_rating", "latency_ms", "energy_mj", "accuracy")
 
 
-class RewardError(ValueError):
+class RewardError(InvalidReward):
     """A Feedback's QoE is missing, not finite or out of range."""
 
 

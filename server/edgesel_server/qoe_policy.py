@@ -62,9 +62,12 @@ def check_feedback(
             f"failure_reason {failure_reason!r} is unknown; known: {', '.join(FAILURE_REASONS)}"
         )
     if failure_reason and not failed:
-        raise RewardError("failure_reason is set but failed is not")
+        raise RewardError("failure_reason is set but failed is not", field="measurements.failure_reason")
     if failed and measurements:
-        raise RewardError(f"failed: a model that did not run cannot report {', '.join(sorted(measurements))}")
+        raise RewardError(
+            f"failed: a model that did not run cannot report {', '.join(sorted(measurements))}",
+            field=f"measurements.{sorted(measurements)[0]}",
+        )
     for name, value in measurements.items():
         qoe.check_measurement(name, value)
 

@@ -19,18 +19,34 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf import message_factory
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection
 
 from edgesel.v1 import selection_pb2
 from edgesel_server.config import ServerConfig
+from edgesel_server.errors import (
+    AdminTokenRequired,
+    MalformedRequest,
+    RateLimited,
+    ShuttingDown,
+    StreamingNotServed,
+    TokenInvalid,
+    TokenMissing,
+    abort,
+)
 from edgesel_server.metrics import Metrics
 from edgesel_server.security import PRINCIPAL, RateLimiter, Role, TokenRegistry, bearer_token
 
 log = logging.getLogger(__name__)
 
 OPEN_SERVICES = frozenset(
-    {health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME}
+    {
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+        "grpc.reflection.v1.ServerReflection",
+    }
 )
 DEVICE_SERVICES = frozenset({selection_pb2.DESCRIPTOR.services_by_name["SelectionService"].full_name})
 REQUEST_ID_MAX = 128
@@ -54,20 +70,22 @@ def _peer_host(context: grpc.aio.ServicerContext) -> str:
     return peer.rsplit(":", 1)[0] if peer.startswith(("ipv4:", "ipv6:")) else peer
 
 
-class _HandlerCapture:
-    """Stands in for the server while a generated `add_*Servicer_to_server` runs, to keep its handlers."""
-
-    def __init__(self) -> None:
-        self.service = ""
-        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
-
-    def add_generic_rpc_handlers(self, handlers: Any) -> None:
-        pass
-
-    def add_registered_method_handlers(
-        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
-    ) -> None:
-        self.service, self.handlers = service, dict(handlers)
+def _unary_handlers(service: ServiceDescriptor, servicer: Any) -> dict[str, grpc.RpcMethodHandler]:
+    """The servicer's method handlers, built from the service descriptor rather than through the generated
+    `add_*Servicer_to_server`, whose body differs between grpcio-tools releases (the committed code comes from
+    an old one so that the SDK runs on old runtimes; see scripts/gen_protos.py)."""
+    handlers = {}
+    for method in service.methods:
+        if method.client_streaming or method.server_streaming:
+            raise ValueError(f"{method.full_name}: the guard serves unary methods only")
+        request = message_factory.GetMessageClass(method.input_type)
+        response = message_factory.GetMessageClass(method.output_type)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=request.FromString,
+            response_serializer=response.SerializeToString,
+        )
+    return handlers
 
 
 class RpcGuard:
@@ -92,15 +110,12 @@ class RpcGuard:
         limiter = RateLimiter(cfg.rate_limit_per_s, cfg.rate_burst) if cfg.rate_limit_per_s > 0 else None
         return cls(tokens=tokens, limiter=limiter, metrics=metrics)
 
-    def register(
-        self, add_to_server: Callable[[Any, Any], None], servicer: Any, server: grpc.aio.Server
-    ) -> None:
-        """Register `servicer` (through its generated `add_*_to_server`) with every method wrapped."""
-        capture = _HandlerCapture()
-        add_to_server(servicer, capture)
-        wrapped = {m: self._build(h, f"/{capture.service}/{m}") for m, h in capture.handlers.items()}
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(capture.service, wrapped),))
-        server.add_registered_method_handlers(capture.service, wrapped)
+    def register(self, service: ServiceDescriptor, servicer: Any, server: grpc.aio.Server) -> None:
+        """Register `servicer`, the implementation of `service`, with every method wrapped."""
+        name = service.full_name
+        wrapped = {m: self._build(h, f"/{name}/{m}") for m, h in _unary_handlers(service, servicer).items()}
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, wrapped),))
+        server.add_registered_method_handlers(name, wrapped)
 
     def _build(self, handler: grpc.RpcMethodHandler, full_method: str) -> grpc.RpcMethodHandler:
         service, _, method = full_method.lstrip("/").rpartition("/")
@@ -131,7 +146,7 @@ class RpcGuard:
 
     @staticmethod
     async def _refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "streaming RPCs are not served behind auth")
+        await abort(context, StreamingNotServed("streaming RPCs are not served behind auth"))
 
     def _wrap(self, handler: grpc.RpcMethodHandler, service: str, method: str, guarded: bool) -> Handler:
         behavior: Callable[..., Any] | None = handler.unary_unary
@@ -147,32 +162,28 @@ class RpcGuard:
             self._last_arrival = time.monotonic()
             try:
                 if self.draining and guarded:
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry")
+                    await abort(context, ShuttingDown("the server is shutting down; retry"))
                 if guarded:
                     if self.tokens is not None:
                         token = bearer_token(context.invocation_metadata())
                         found = self.tokens.authenticate(token) if token is not None else None
                         if found is None:
-                            await context.abort(
-                                grpc.StatusCode.UNAUTHENTICATED,
-                                "missing or malformed bearer token"
+                            await abort(
+                                context,
+                                TokenMissing("missing or malformed bearer token")
                                 if token is None
-                                else "invalid bearer token",
+                                else TokenInvalid("invalid bearer token"),
                             )
                         assert found is not None
                         role, principal = found
                         if role is not Role.ADMIN and service not in DEVICE_SERVICES:
-                            await context.abort(
-                                grpc.StatusCode.PERMISSION_DENIED, f"{service} needs an admin token"
-                            )
+                            await abort(context, AdminTokenRequired(f"{service} needs an admin token"))
                     if self.limiter is not None and not self.limiter.allow(principal or _peer_host(context)):
-                        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "request rate limit exceeded")
+                        await abort(context, RateLimited("request rate limit exceeded"))
                 try:
                     request = parse(raw) if parse is not None else raw
                 except Exception:  # noqa: BLE001 - any parse failure means a malformed request
-                    await context.abort(
-                        grpc.StatusCode.INVALID_ARGUMENT, f"malformed {method} request message"
-                    )
+                    await abort(context, MalformedRequest(f"malformed {method} request message"))
                 reset = PRINCIPAL.set(principal)
                 try:
                     response = behavior(request, context)

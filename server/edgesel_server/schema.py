@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgesel_server.errors import InvalidFeatures
+
 TRANSFORMS = ("linear", "log", "none")
 UNKNOWN_VALUE_RULES = ("error", "other")
 OTHER_COLUMN = "<other>"
@@ -29,7 +31,7 @@ OTHER_COLUMN = "<other>"
 _ECHO_MAX = 64
 
 
-class FeatureError(ValueError):
+class FeatureError(InvalidFeatures):
     """A request's features do not satisfy the space's schema."""
 
 

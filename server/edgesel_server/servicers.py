@@ -11,51 +11,22 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from edgesel.v1 import catalog_pb2, catalog_pb2_grpc, selection_pb2, selection_pb2_grpc, types_pb2
-from edgesel_server.catalog import CatalogError, Model, UnknownModelError
-from edgesel_server.core import SnapshotError
-from edgesel_server.engine import (
-    Engine,
-    ExpiredEventError,
-    PermissionError_,
-    UnknownEventError,
-    UnknownSpaceError,
-)
+from edgesel_server.catalog import Model
+from edgesel_server.engine import Engine
+from edgesel_server.errors import InvalidArgument, InvalidReward, abort, status_of
+from edgesel_server.schema import CategoricalSpec, FeatureSchema
 from edgesel_server.security import current_principal
-from edgesel_server.space import NoEligibleModel
-from edgesel_server.store.base import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 STATE_FORMAT = "edgesel-state-v1"
-# Error details echo caller input (ids, names); keep them well under the clients' metadata size limit.
-DETAILS_MAX = 1024
-
-# Most specific first: UnknownModelError is a ValueError too, but means NOT_FOUND.
-_STATUS: list[tuple[type[BaseException], grpc.StatusCode]] = [
-    (UnknownSpaceError, grpc.StatusCode.NOT_FOUND),
-    (UnknownModelError, grpc.StatusCode.NOT_FOUND),
-    (UnknownEventError, grpc.StatusCode.NOT_FOUND),
-    (ExpiredEventError, grpc.StatusCode.FAILED_PRECONDITION),
-    (NoEligibleModel, grpc.StatusCode.FAILED_PRECONDITION),
-    (PermissionError_, grpc.StatusCode.PERMISSION_DENIED),
-    (StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
-    (SnapshotError, grpc.StatusCode.INVALID_ARGUMENT),
-    (CatalogError, grpc.StatusCode.INVALID_ARGUMENT),
-    (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
-]
 
 R = TypeVar("R")
 
 
-def status_for(exc: BaseException) -> grpc.StatusCode | None:
-    for kind, code in _STATUS:
-        if isinstance(exc, kind):
-            return code
-    return None
-
-
 def rpc(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
-    """Map the engine's exceptions onto gRPC statuses; anything else is INTERNAL and logged."""
+    """Every failure becomes a status with its ErrorInfo reason (errors.py); anything unexpected is a bug:
+    INTERNAL, logged with its traceback."""
 
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
@@ -64,15 +35,10 @@ def rpc(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
         except grpc.aio.AbortError:
             raise
         except Exception as e:  # noqa: BLE001 - every failure must become a status, never a crash
-            code = status_for(e)
-            if code is None:
+            error = status_of(e)
+            if error is not e:
                 log.exception("internal error in %s", method.__name__)
-                await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}")
-            assert code is not None
-            details = str(e)
-            if len(details) > DETAILS_MAX:
-                details = details[:DETAILS_MAX] + "..."
-            await context.abort(code, details)
+            await abort(context, error)
             raise  # unreachable: abort raises
 
     return wrapper
@@ -105,6 +71,28 @@ def model_from_message(msg: types_pb2.Model) -> Model:
         metadata=dict(msg.metadata),
         labels=dict(msg.labels),
     )
+
+
+def feature_specs(schema: FeatureSchema) -> list[types_pb2.FeatureSpec]:
+    out = []
+    for f in schema.specs:
+        if isinstance(f, CategoricalSpec):
+            out.append(
+                types_pb2.FeatureSpec(
+                    name=f.name,
+                    transform="categorical",
+                    values=f.values,
+                    unknown=f.unknown,
+                    default_label=f.default,
+                )
+            )
+        else:
+            out.append(
+                types_pb2.FeatureSpec(
+                    name=f.name, min=f.min, max=f.max, transform=f.transform, default=f.default
+                )
+            )
+    return out
 
 
 def caller_identity(context: grpc.aio.ServicerContext) -> str:
@@ -140,6 +128,7 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
             owner=self._owner(context),
             request_id=request.request_id,
             caller=caller_identity(context),
+            installation_id=request.installation_id,
         )
         d = choice.decision
         space = self.engine.spaces[d.space]
@@ -165,7 +154,7 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
     ) -> selection_pb2.FeedbackResponse:
         which = request.WhichOneof("qoe")
         if which is None:
-            raise ValueError("feedback carries neither a reward nor measurements")
+            raise InvalidReward("feedback carries neither a reward nor measurements", field="qoe")
         reward = request.reward if which == "reward" else None
         measurements = {}
         failed, reason = False, ""
@@ -204,16 +193,19 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> catalog_pb2.ListSpacesResponse:
         spaces = []
         for s in self.engine.spaces.values():
-            models = s.catalog.models(include_retired=True)
+            models = s.models(include_retired=True)
             spaces.append(
                 types_pb2.Space(
                     name=s.name,
+                    description=s.cfg.description,
                     policy=s.cfg.policy.kind,
                     policy_version=s.policy_version,
                     device_feature_names=s.device_schema.names,
                     model_feature_names=s.model_schema.names,
                     active_model_count=sum(not m.retired for m in models),
                     retired_model_count=sum(m.retired for m in models),
+                    device_features=feature_specs(s.device_schema),
+                    model_features=feature_specs(s.model_schema),
                 )
             )
         return catalog_pb2.ListSpacesResponse(spaces=spaces)
@@ -222,10 +214,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def ListModels(
         self, request: catalog_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.ListModelsResponse:
-        space = self.engine.space(request.space)
-        with space.lock:
-            models = space.catalog.models(include_retired=request.include_retired)
-            return catalog_pb2.ListModelsResponse(models=[model_message(m) for m in models])
+        models = self.engine.space(request.space).models(include_retired=request.include_retired)
+        return catalog_pb2.ListModelsResponse(models=[model_message(m) for m in models])
 
     @rpc
     async def AddModel(
@@ -263,7 +253,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> catalog_pb2.GetArmStatsResponse:
         space = self.engine.space(request.space)
         model_id = request.model_id if request.HasField("model_id") else None
-        rows = self.engine.arm_stats(request.space, model_id)
+        rows = await self.engine.arm_stats(request.space, model_id)
         arms = []
         for r in rows:
             a = types_pb2.ArmStats(
@@ -282,7 +272,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             arms=arms,
             policy=space.cfg.policy.kind,
             policy_version=space.policy_version,
-            total_updates=space.bandit.n_updates,
+            total_updates=space.total_updates,
         )
 
     @rpc
@@ -305,7 +295,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: catalog_pb2.ImportStateRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.ImportStateResponse:
         if request.format and request.format != STATE_FORMAT:
-            raise ValueError(
+            raise InvalidArgument(
                 f"unsupported state format {request.format!r}; this server reads {STATE_FORMAT!r}"
             )
         version = await self.engine.import_state(request.space, request.state)

@@ -1,9 +1,13 @@
 """One selection space at run time: schema, catalog, learned state, pending decisions.
 
-Threads: Select/Feedback logic runs on the asyncio loop; committed log events are applied by the store's
-writer (or tailer) thread through `apply`. `apply` and snapshotting hold `self.lock`; the loop never needs
-it on the hot path because the Bandit is itself thread-safe and the catalog's list of active ids is
-replaced, never mutated, when the catalog changes.
+One owner per piece of state:
+- the log-derived state (catalog, bandit, per-arm counters, applied seq) is written only by `apply`, called
+  in log order by the store's thread (writer or tailer) under `self.lock`; other threads read it through the
+  methods below (`model`, `models`, `export_state`, `arm_stats`, ...), which take the lock. Select's hot
+  path does not: the Bandit is thread-safe itself and the catalog's tuple of active ids is replaced, never
+  mutated;
+- the pending decisions and the counters (`pending`, `stats`, see pending.py) belong to the asyncio loop;
+- selection counts live in the store, written with each durable decision.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import secrets
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -23,6 +27,8 @@ from edgesel_server import qoe_policy
 from edgesel_server.catalog import Catalog, CatalogError, Model, UnknownModelError
 from edgesel_server.config import ServerConfig, SpaceConfig
 from edgesel_server.core import Bandit, QoeModel, Selection, SnapshotError, uses_model_features
+from edgesel_server.errors import InvalidPreferences, InvalidState, NoEligibleModel
+from edgesel_server.pending import PendingDecisions, SpaceStats
 from edgesel_server.qoe import MEASUREMENTS
 from edgesel_server.schema import FeatureSchema
 from edgesel_server.store import base as ev
@@ -34,12 +40,14 @@ log = logging.getLogger(__name__)
 WEIGHT_ALIASES = {"rating": "user_rating", "latency": "latency_ms", "energy": "energy_mj"}
 
 
-class NoEligibleModel(LookupError):
-    """Nothing in the catalog is eligible for this request."""
+__all__ = ["ArmCounters", "Choice", "NoEligibleModel", "SpaceRuntime", "new_event_id", "normalize_weights"]
 
 
 @dataclass
 class ArmCounters:
+    """Log-derived per-arm figures (n_selections is counted by the store with each durable decision; the
+    field stays so that snapshots written before that still load)."""
+
     n_selections: int = 0
     n_updates: int = 0
     reward_sum: float = 0.0
@@ -68,9 +76,26 @@ class QoeDecision:
     scores: tuple | None
 
 
-def new_event_id() -> str:
-    # 128 random bits: an event id cannot be guessed, so only the device that got it can give feedback.
-    return secrets.token_hex(16)
+EVENT_ID_TIME_HEX = 12  # the creation time in milliseconds, as the first 12 hex digits of an event id
+
+
+def new_event_id(now: float | None = None) -> str:
+    """44 lowercase hex digits: the creation time (ms, 12 digits) then 128 random bits.
+
+    The random part makes an event id unguessable, so only the device that got it can give feedback; the
+    time lets a replica tell an id too young to have reached the shared store from one that never existed."""
+    ms = int((time.time() if now is None else now) * 1000)
+    return f"{ms:0{EVENT_ID_TIME_HEX}x}{secrets.token_hex(16)}"
+
+
+def event_id_time(event_id: str) -> float | None:
+    """When an event id was made, or None for ids of another format (e.g. the 32 digits of older servers)."""
+    if len(event_id) != EVENT_ID_TIME_HEX + 32:
+        return None
+    try:
+        return int(event_id[:EVENT_ID_TIME_HEX], 16) / 1000
+    except ValueError:
+        return None
 
 
 def normalize_weights(weights: Mapping[str, float]) -> dict[str, float]:
@@ -79,9 +104,9 @@ def normalize_weights(weights: Mapping[str, float]) -> dict[str, float]:
         name = WEIGHT_ALIASES.get(k, k)
         if name not in MEASUREMENTS:
             known = ", ".join(sorted(set(MEASUREMENTS) | set(WEIGHT_ALIASES)))
-            raise ValueError(f"unknown qoe weight {k!r}; known: {known}")
+            raise InvalidPreferences(f"unknown qoe weight {k!r}; known: {known}", field="qoe_weights")
         if not math.isfinite(v) or v < 0:
-            raise ValueError(f"qoe weight {k!r} = {v} must be finite and >= 0")
+            raise InvalidPreferences(f"qoe weight {k!r} = {v} must be finite and >= 0", field="qoe_weights")
         out[name] = float(v)
     return out
 
@@ -105,16 +130,8 @@ class SpaceRuntime:
         # them lets a restarted space continue the same random stream.
         self.decided_since_snapshot = False
         self.last_snapshot_time = 0.0
-        self.pending: dict[str, Decision] = {}
-        self.default_retry: list[Decision] = []  # expired decisions whose default reward could not be stored
-        self.stats = {
-            "decisions": 0,
-            "feedback": 0,
-            "duplicates": 0,
-            "expired": 0,
-            "exploratory": 0,
-            "defaults_applied": 0,
-        }
+        self.pending = PendingDecisions(server.max_pending_decisions)  # event loop only
+        self.stats = SpaceStats()  # event loop only
 
     @property
     def uses_model_features(self) -> bool:
@@ -276,7 +293,8 @@ class SpaceRuntime:
     def snapshot(self) -> Snapshot:
         with self.lock:
             catalog = [
-                {"model": m.to_dict(), "counters": vars(self.counters.get(m.id, ArmCounters()))}
+                # A copy: the writer thread keeps applying events after this, but the snapshot is as of `seq`.
+                {"model": m.to_dict(), "counters": asdict(self.counters.get(m.id, ArmCounters()))}
                 for m in self.catalog.models(include_retired=True)
             ]
             snap = Snapshot(self.name, self.applied_seq, self.bandit.to_bytes(), catalog, time.time())
@@ -305,7 +323,10 @@ class SpaceRuntime:
                 raise NoEligibleModel(f"space {self.name!r} has no active model")
         if max_model_size_mb is not None:
             if not math.isfinite(max_model_size_mb) or max_model_size_mb <= 0:
-                raise ValueError(f"max_model_size_mb must be a positive number, got {max_model_size_mb}")
+                raise InvalidPreferences(
+                    f"max_model_size_mb must be a positive number, got {max_model_size_mb}",
+                    field="preferences.max_model_size_mb",
+                )
             ids = [
                 m for m in ids if self.catalog.get(m).features.get("file_size_mb", 0.0) <= max_model_size_mb
             ]
@@ -350,28 +371,8 @@ class SpaceRuntime:
             ids, mean, bonus, total = sel.scores
             order = sorted(range(len(ids)), key=lambda j: (-total[j], ids[j]))
             ranking = [(ids[j], float(mean[j]), float(bonus[j]), float(total[j])) for j in order]
-        self.stats["decisions"] += 1
-        self.stats["exploratory"] += int(sel.exploratory)
         self.decided_since_snapshot = True
-        self.counters.setdefault(sel.id, ArmCounters()).n_selections += 1
         return Choice(decision, self.catalog.get(sel.id), sel.total, sel.exploratory, ranking)
-
-    def remember(self, d: Decision) -> list[Decision]:
-        """Keep a decision pending; returns the oldest ones evicted to respect the pending bound."""
-        evicted = []
-        while len(self.pending) >= self.server.max_pending_decisions:
-            evicted.append(self.pending.pop(next(iter(self.pending))))
-        self.pending[d.event_id] = d
-        return evicted
-
-    def pop_expired(self, now: float) -> list[Decision]:
-        # A space has one reward window, so insertion order is deadline order: stop at the first live one.
-        out = []
-        for event_id, d in list(self.pending.items()):
-            if d.deadline > now:
-                break
-            out.append(self.pending.pop(event_id))
-        return out
 
     def reward_for(self, d: Decision, reward: float | None, measurements: Mapping[str, float]) -> float:
         if reward is not None:
@@ -382,6 +383,63 @@ class SpaceRuntime:
             weights=d.prefs.get("qoe_weights"),
         )
 
+    # -- reads for the servicers (under the lock: the store's thread may be applying an event) ------
+    def has_model(self, model_id: str) -> bool:
+        with self.lock:
+            return model_id in self.catalog
+
+    def model(self, model_id: str) -> Model:
+        with self.lock:
+            return self.catalog.get(model_id)
+
+    def models(self, *, include_retired: bool = False) -> list[Model]:
+        with self.lock:
+            return self.catalog.models(include_retired=include_retired)
+
+    def model_vectors(self) -> dict[str, np.ndarray]:
+        with self.lock:
+            return {m.id: self.catalog.vector(m.id) for m in self.catalog.models(include_retired=True)}
+
+    def export_state(self) -> tuple[bytes, str]:
+        with self.lock:
+            return self.bandit.to_bytes(), self.policy_version
+
+    @property
+    def total_updates(self) -> int:
+        return self.bandit.n_updates
+
+    def snapshot_due(self, every: int) -> bool:
+        return self.since_snapshot >= every
+
+    def arm_stats(self, model_id: str | None, selections: Mapping[str, int]) -> list[dict]:
+        """Per-arm figures; `selections` are the store's durable selection counts."""
+        with self.lock:
+            models = [self.catalog.get(model_id)] if model_id else self.catalog.models(include_retired=True)
+            out = []
+            for m in models:
+                if m.id not in self.bandit:
+                    raise UnknownModelError(f"model {m.id!r} has no learned state")
+                c = self.counters.get(m.id) or ArmCounters()
+                if isinstance(self.bandit, QoeModel):
+                    # Several targets, no single θ: the counters say how often the arm was learned from.
+                    n_updates, theta_norm = c.n_updates, 0.0
+                else:
+                    st = self.bandit.arm_stats(m.id)
+                    n_updates, theta_norm = int(st["n_updates"]), float(np.linalg.norm(st["theta"]))
+                out.append(
+                    {
+                        "model_id": m.id,
+                        "retired": m.retired,
+                        "n_selections": selections.get(m.id, 0),
+                        "n_updates": n_updates,
+                        "reward_sum": c.reward_sum,
+                        "mean_reward": c.reward_sum / c.n_updates if c.n_updates else 0.0,
+                        "theta_norm": theta_norm,
+                        "last_update": c.last_update,
+                    }
+                )
+            return out
+
     # -- admin -------------------------------------------------------------------------------------
     def validate_add(self, model: Model) -> None:
         if model.retired:
@@ -390,9 +448,14 @@ class SpaceRuntime:
             self.catalog.validate_new(model)
 
     def validate_import(self, blob: bytes) -> Bandit | QoeModel:
-        bandit = self._state_from_bytes(blob)
-        self._check_compatible(bandit)
+        try:
+            bandit = self._state_from_bytes(blob)
+            self._check_compatible(bandit)
+        except SnapshotError as e:
+            raise InvalidState(str(e), field="state") from None
         unknown = [a for a in bandit.arm_ids() if a not in self.catalog]
         if unknown:
-            raise SnapshotError(f"the state has arms that are not in the catalog: {', '.join(unknown[:10])}")
+            raise InvalidState(
+                f"the state has arms that are not in the catalog: {', '.join(unknown[:10])}", field="state"
+            )
         return bandit

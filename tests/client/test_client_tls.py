@@ -10,16 +10,6 @@ from fake_selection_server import FAST_RETRY, FakeSelectionService
 
 from edgesel.v1 import selection_pb2_grpc
 from edgesel_client import EdgeselClient, EdgeselError, FeedbackOutcome
-from tests.pki import make_pki
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A throwaway CA with a server certificate for 127.0.0.1 and a client certificate."""
-    root = make_pki(tmp_path_factory.mktemp("pki"))
-    if root is None:
-        pytest.skip("openssl not available")
-    return root
 
 
 @pytest.fixture

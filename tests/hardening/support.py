@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +37,19 @@ def write_secure_config(directory: Path, extra: str = AUTH_SECTION, **kw) -> Pat
     path.write_text(path.read_text() + extra)
     (directory / "device-tokens.txt").write_text(f"# device tokens\n{DEVICE_A}\n\n{DEVICE_B}\n")
     return path
+
+
+def start_tls_server(directory: Path, pki: Path, *, mutual: bool, extra: str = AUTH_SECTION) -> ServerProcess:
+    """A started server with `extra` (tokens by default) and TLS from `pki`; mutual TLS if `mutual`."""
+    # Paths in [server.tls] are relative to the config file's folder.
+    certs = directory / "certs"
+    certs.mkdir()
+    for name in ("server.pem", "server.key", "ca.pem"):
+        shutil.copy(pki / name, certs / name)
+    tls = '\n[server.tls]\ncert_file = "certs/server.pem"\nkey_file = "certs/server.key"\n'
+    if mutual:
+        tls += 'client_ca_file = "certs/ca.pem"\n'
+    return ServerProcess(write_secure_config(directory, extra=extra + tls), directory / "data").start()
 
 
 def md(token: str | None) -> tuple[tuple[str, str], ...]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import grpc
@@ -11,33 +10,19 @@ import pytest
 from edgesel_client import EdgeselClient, EdgeselError, FeedbackOutcome, RetryPolicy
 from tests.hardening.support import (
     ADMIN,
-    AUTH_SECTION,
     DEVICE_A,
     PHONE,
     code_of,
+    start_tls_server,
     stubs_for,
-    write_secure_config,
 )
-from tests.server.serverproc import ServerProcess
 
 NO_RETRY = RetryPolicy(max_attempts=1)
 
 
-def _tls_server(tmp_path: Path, pki: Path, *, mutual: bool) -> ServerProcess:
-    # Paths in [server.tls] are relative to the config file's folder.
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    for name in ("server.pem", "server.key", "ca.pem"):
-        shutil.copy(pki / name, certs / name)
-    tls = '\n[server.tls]\ncert_file = "certs/server.pem"\nkey_file = "certs/server.key"\n'
-    if mutual:
-        tls += 'client_ca_file = "certs/ca.pem"\n'
-    return ServerProcess(write_secure_config(tmp_path, extra=AUTH_SECTION + tls), tmp_path / "data").start()
-
-
 @pytest.mark.usefixtures("admin_env")
 def test_tls_with_tokens(tmp_path: Path, pki: Path) -> None:
-    proc = _tls_server(tmp_path, pki, mutual=False)
+    proc = start_tls_server(tmp_path, pki, mutual=False)
     try:
         with EdgeselClient(
             proc.target, space="vision", token=DEVICE_A, root_certificates=pki / "ca.pem", retry=NO_RETRY
@@ -57,7 +42,7 @@ def test_tls_with_tokens(tmp_path: Path, pki: Path) -> None:
 
 @pytest.mark.usefixtures("admin_env")
 def test_mutual_tls_requires_a_client_certificate(tmp_path: Path, pki: Path) -> None:
-    proc = _tls_server(tmp_path, pki, mutual=True)
+    proc = start_tls_server(tmp_path, pki, mutual=True)
     try:
         with EdgeselClient(
             proc.target,

@@ -70,7 +70,8 @@ def test_feedback_and_default_reward_claim_the_event_id_once(two: tuple[Replica,
     assert sorted(type(r).__name__ for r in results) == ["DuplicateEvent", "int"]
     wait_for(lambda: len(a.applied) == len(b.applied) == 1)
     assert a.applied[0].seq == b.applied[0].seq == 1
-    assert a.store.feedback_kind("e1") == b.store.feedback_kind("e1") == a.applied[0].kind
+    closures = {a.store.closure("e1"), b.store.closure("e1")}
+    assert closures == {ev.Closure(a.applied[0].kind, 0.5)}
     # The event round-trips exactly (byte-identical state needs identical floats).
     e = b.applied[0]
     assert (e.model_id, e.reward, e.created, e.x.tobytes()) == ("m", 0.5, 1.0, np.array([0.1, 0.2]).tobytes())

@@ -11,6 +11,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# The SDK's tests on other Pythons (scripts/test.sh: 3.8 with the floor runtimes, the newest) run the server
+# from the development venv, since the server needs CPython >= 3.10 and the Rust extension.
+SERVER_PYTHON = os.environ.get("EDGESEL_SERVER_PYTHON") or sys.executable
 
 TEST_CONFIG = """
 [server]
@@ -22,6 +25,7 @@ max_eligible = 500
 
 [[space]]
 name = "vision"
+description = "image classification on phones and boards"
 reward_window_s = {window}
 on_missing_feedback = "{on_missing}"
 default_reward = 0.25
@@ -136,7 +140,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         cmd = [
-            sys.executable,
+            SERVER_PYTHON,
             "-m",
             "edgesel_server.cli",
             "--config",

@@ -285,3 +285,23 @@ def test_sdk_sends_labels_detected_and_given(server: ServerProcess) -> None:
             client.select(device_features=PHONE, device_labels={"os": "tizen"})
         assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
         assert "'os' = 'tizen'" in info.value.details and "android, linux" in info.value.details
+
+
+def test_list_spaces_describes_categorical_features(stubs) -> None:
+    _, cat = stubs
+    (space,) = [
+        sp for sp in cat.ListSpaces(catalog_pb2.ListSpacesRequest(), timeout=10).spaces if sp.name == "labels"
+    ]
+    specs = {f.name: f for f in space.device_features}
+    os_spec = specs["os"]
+    assert (os_spec.transform, list(os_spec.values), os_spec.unknown) == (
+        "categorical",
+        ["android", "linux"],
+        "error",
+    )
+    assert not os_spec.HasField("default_label")  # required
+    form = specs["form_factor"]
+    assert (list(form.values), form.unknown, form.default_label) == (["phone", "board"], "other", "phone")
+    numeric = [f for f in space.device_features if f.transform != "categorical"]
+    assert numeric and all(not f.values and not f.HasField("default_label") for f in numeric)
+    assert {f.name for f in space.model_features if f.transform == "categorical"} == {"precision"}

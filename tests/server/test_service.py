@@ -14,6 +14,7 @@ from edgesel.v1 import catalog_pb2, selection_pb2, types_pb2
 from edgesel.v1 import catalog_pb2_grpc as cat_grpc
 from edgesel.v1 import selection_pb2_grpc as sel_grpc
 from edgesel_client import AsyncEdgeselClient, EdgeselClient, EdgeselError, RetryPolicy
+from tests.rpc_status import reason_of
 from tests.server.serverproc import ServerProcess, write_config
 
 PHONE = {"ram_gb": 2.0, "has_npu": 0.0, "battery_percent": 40.0}
@@ -190,7 +191,7 @@ def test_bad_input_gets_a_clear_status_and_changes_nothing(server: ServerProcess
                     ),
                 )
             ),
-            C.INVALID_ARGUMENT,
+            C.ALREADY_EXISTS,
             "already exists",
         ),
         "add without features": (
@@ -206,11 +207,36 @@ def test_bad_input_gets_a_clear_status_and_changes_nothing(server: ServerProcess
             "snapshot",
         ),
     }
+    # The machine-readable reason of each (google.rpc.ErrorInfo); None: refused by gRPC itself.
+    reasons = {
+        "unknown space": "SPACE_UNKNOWN",
+        "NaN feature": "INVALID_FEATURES",
+        "inf feature": "INVALID_FEATURES",
+        "missing feature": "INVALID_FEATURES",
+        "out of range": "INVALID_FEATURES",
+        "unknown eligible": "MODEL_UNKNOWN",
+        "too many eligible": "LIMIT_EXCEEDED",
+        "nothing fits": "NO_ELIGIBLE_MODEL",
+        "bad qoe weight": "INVALID_PREFERENCES",
+        "oversized": None,
+        "unknown event": "EVENT_UNKNOWN",
+        "empty event": "INVALID_ARGUMENT",
+        "reward out of range": "INVALID_REWARD",
+        "NaN reward": "INVALID_REWARD",
+        "no qoe": "INVALID_REWARD",
+        "bad rating": "INVALID_REWARD",
+        "unknown model stats": "MODEL_UNKNOWN",
+        "duplicate add": "MODEL_EXISTS",
+        "add without features": "INVALID_MODEL",
+        "garbage import": "INVALID_STATE",
+    }
+    assert set(reasons) == set(cases)
     for name, (call, want, words) in cases.items():
         with pytest.raises(grpc.RpcError) as info:
             call()
         assert info.value.code() == want, (name, info.value.details())
         assert words.lower() in (info.value.details() or "").lower(), (name, info.value.details())
+        assert reason_of(info.value) == reasons[name], name
     assert state_bytes(cat) == before, "a rejected request changed the learned state"
     # The pending decision survived every bad attempt and still takes its one good feedback.
     ok = s.Feedback(selection_pb2.FeedbackRequest(event_id=pending.event_id, reward=0.5))
@@ -457,43 +483,16 @@ def test_pending_bound_closes_the_oldest_decisions_with_the_default_reward(tmp_p
 
 def test_a_retried_select_with_the_same_request_id_gets_the_same_decision(stubs) -> None:
     s, cat = stubs
-    first = select(s, request_id="req-42")
-    again = select(s, request_id="req-42")
-    other = select(s, request_id="req-43")
+    inst = {"installation_id": "0123456789abcdef0123456789abcdef"}
+    first = select(s, request_id="req-42", **inst)
+    again = select(s, request_id="req-42", **inst)
+    other = select(s, request_id="req-43", **inst)
     assert again.event_id == first.event_id and again.model.model_id == first.model.model_id
     assert other.event_id != first.event_id
     s.Feedback(selection_pb2.FeedbackRequest(event_id=first.event_id, reward=0.5))
     # Once its feedback is in, the request id no longer pins a decision: a new Select gets a new one.
-    assert select(s, request_id="req-42").event_id != first.event_id
-    code = code_of(lambda: select(s, request_id="x" * 129))
+    assert select(s, request_id="req-42", **inst).event_id != first.event_id
+    code = code_of(lambda: select(s, request_id="x" * 129, **inst))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
-    # The same request id from another device is another request.
-    assert select(s, request_id="req-43", device_features=JETSON).event_id != other.event_id
-
-
-def test_decisions_that_expire_while_the_server_is_down_get_the_default_reward(tmp_path: Path) -> None:
-    # The restarted server reloads decisions whose window closed up to one window ago, so it must be up within
-    # 2·window − sleep = 2.8 s of the kill: a margin that holds on a loaded machine (with a 1 s window and a
-    # 1.5 s sleep the margin was 0.5 s, and a slow process start made this test fail).
-    cfg = write_config(tmp_path, window=3.0, on_missing="default")
-    proc = ServerProcess(cfg, tmp_path / "data").start()
-    with grpc.insecure_channel(proc.target) as ch:
-        open_decision = select(sel_grpc.SelectionServiceStub(ch))
-    proc.kill()  # no sweep will run for it in this process
-    time.sleep(3.2)
-    proc = ServerProcess(cfg, tmp_path / "data", port=proc.port).start()
-    try:
-        with grpc.insecure_channel(proc.target) as ch:
-            s, cat = sel_grpc.SelectionServiceStub(ch), cat_grpc.CatalogServiceStub(ch)
-            deadline = time.time() + 10
-            while total_updates(cat) == 0 and time.time() < deadline:
-                time.sleep(0.1)
-            stats = cat.GetArmStats(
-                catalog_pb2.GetArmStatsRequest(space="vision", model_id=open_decision.model.model_id)
-            )
-            assert stats.total_updates == 1 and math.isclose(stats.arms[0].reward_sum, 0.25)
-            late = code_of(lambda: s.Feedback(selection_pb2.FeedbackRequest(event_id=open_decision.event_id,
-                                                                             reward=0.9)))  # fmt: skip
-            assert late == grpc.StatusCode.FAILED_PRECONDITION
-    finally:
-        proc.kill()
+    # The same request id with other device features is another request.
+    assert select(s, request_id="req-43", device_features=JETSON, **inst).event_id != other.event_id

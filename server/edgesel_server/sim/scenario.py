@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tomllib
 from numpy.typing import NDArray
 
+from edgesel_server import toml as tomllib
 from edgesel_server.sim.catalog import ModelSpec, model_features, resolve_model
 from edgesel_server.sim.devices import DeviceSpec, device_static_features, resolve_device
 from edgesel_server.sim.ground_truth import GroundTruth, QoEParams

@@ -22,13 +22,23 @@ from typing import Any
 
 import numpy as np
 
+from edgesel_server.errors import StoreUnavailable
 
-class StoreUnavailable(RuntimeError):
-    """The store cannot make a write durable right now (disk full, read-only, backend down)."""
+
+@dataclass(frozen=True)
+class Closure:
+    """What closed a decision: the log event of kind FEEDBACK or DEFAULT_REWARD, with the reward applied."""
+
+    kind: str
+    reward: float
 
 
 class DuplicateEvent(RuntimeError):
-    """A feedback event for this event id is already in the log."""
+    """A feedback event for this event id is already in the log; `closure` says which, with its reward."""
+
+    def __init__(self, event_id: str | None, closure: Closure) -> None:
+        super().__init__(f"event {event_id} already has feedback ({closure.kind})")
+        self.closure = closure
 
 
 @dataclass(slots=True)
@@ -168,12 +178,19 @@ class Store(abc.ABC):
     def get_decision(self, event_id: str) -> Decision | None: ...
 
     @abc.abstractmethod
-    def feedback_kind(self, event_id: str) -> str | None:
-        """The kind of the log event that closed this decision (FEEDBACK or DEFAULT_REWARD), if any."""
+    def closure(self, event_id: str) -> Closure | None:
+        """The log event that closed this decision (FEEDBACK or DEFAULT_REWARD) and its reward, if any."""
 
     @abc.abstractmethod
-    def open_decisions(self, space: str, now: float) -> Iterator[Decision]:
-        """Decisions whose window closes after `now` and that have no feedback yet, by deadline."""
+    def open_decisions(self, space: str, since: float) -> Iterator[Decision]:
+        """Decisions whose window closes after `since` and that have no feedback yet, by deadline."""
+
+    @abc.abstractmethod
+    def selection_counts(self, space: str) -> dict[str, int]:
+        """How many durable decisions chose each model (counted when the decision is written)."""
+
+    # Several processes share this store: a decision one of them made may not have reached it yet.
+    shared: bool = False
 
     @abc.abstractmethod
     def purge_decisions(self, before: float) -> int:

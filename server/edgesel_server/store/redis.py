@@ -13,7 +13,8 @@ Layout (every key starts with ``edgesel:``; ``<space>`` is the space name as is)
   together on an empty Redis add each configured model once.
 - ``dec:<event_id>``: a pending decision (JSON, context vector as base64 little-endian f64) whose TTL is the
   rest of its reward window + ``decision_margin_s`` (so a late Feedback hears "expired", not "unknown");
-  ``decidx:<space>``: sorted set event id by deadline, for ``open_decisions``.
+  ``decidx:<space>``: sorted set event id by deadline, for ``open_decisions``; ``sel:<space>``: hash model
+  id -> selections, counted by the same script that writes the decision (once, even if a batch is retried).
 - ``snap:<space>:<seq>``: a snapshot (hash: state, catalog, created); ``snaps:<space>``: sorted set of their
   seqs; the newest ``SNAPSHOTS_KEPT`` are kept.
 - ``pos:<space>``: sorted set replica id -> the seq that replica has applied (or is about to load from);
@@ -54,6 +55,7 @@ from redis.retry import Retry
 from edgesel_server.store.base import (
     ADD_MODEL,
     ApplyFn,
+    Closure,
     Decision,
     DuplicateEvent,
     LogEvent,
@@ -102,6 +104,17 @@ elseif mode == 'model' then
   redis.call('HSET', KEYS[3], ARGV[2], claim)
 end
 return {1, seq}
+"""
+
+
+# Write one decision unless it is there already (a batch retried after a lost reply), and count the
+# selection with it. KEYS: decision, deadline index, selection counts. ARGV: json, ttl ms, event id,
+# deadline, model id.
+DECISION_LUA = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
+return 1
 """
 
 
@@ -182,6 +195,12 @@ def _decision_from_json(raw: bytes) -> Decision:
     return Decision(**d)
 
 
+def _claim_closure(raw: bytes | str) -> Closure:
+    """A claim's text is "<kind> <reward> <seq>"."""
+    kind, reward, _seq = (raw.decode() if isinstance(raw, bytes) else raw).split()
+    return Closure(kind, float(reward))
+
+
 def _exit_process(msg: str) -> None:
     log.critical("%s; exiting so that a restart rebuilds this replica from the latest snapshot", msg)
     logging.shutdown()
@@ -189,6 +208,8 @@ def _exit_process(msg: str) -> None:
 
 
 class RedisStore(Store):
+    shared = True
+
     def __init__(
         self,
         url: str,
@@ -213,13 +234,14 @@ class RedisStore(Store):
             url, socket_timeout=BLOCK_MS / 1000 + 5.0, retry=Retry(NoBackoff(), 0), **opts
         )
         self._append_sha = ""
+        self._decision_sha = ""
         self._writes = WriteQueue()
         self._apply: ApplyFn | None = None
         self._lock = threading.Lock()
         self._applied: dict[str, int] = {}  # spaces being tailed -> last seq applied here
         self._loading: dict[str, int] = {}  # spaces being loaded -> the seq their replay starts after
         self._waiters: dict[str, dict[int, tuple[Future, float]]] = {}
-        # get_decision reads the claim too: the engine asks feedback_kind right after (one round trip).
+        # get_decision reads the claim too: the engine asks closure() right after (one round trip).
         self._claims_seen: dict[str, bytes | None] = {}
         self._down_until = 0.0
         self._reconnects = 0  # bumped by the tailer each time Redis is back
@@ -234,7 +256,7 @@ class RedisStore(Store):
     def open(self, apply: ApplyFn) -> None:
         self._apply = apply
         try:
-            self._append_sha = str(self._r.script_load(APPEND_LUA))
+            self._load_scripts(self._r)
             self._r.set(_key("alive", self.replica_id), b"1", px=ALIVE_TTL_MS)
         except RedisError as e:
             raise StoreUnavailable(f"cannot reach redis at {self.url}: {e}") from e
@@ -243,6 +265,10 @@ class RedisStore(Store):
         self._writer.start()
         self._tailer.start()
         log.info("redis store open", extra={"url": self.url, "replica": self.replica_id})
+
+    def _load_scripts(self, client: Any) -> None:
+        self._append_sha = str(client.script_load(APPEND_LUA))
+        self._decision_sha = str(client.script_load(DECISION_LUA))
 
     def close(self) -> None:
         if self._closed:
@@ -311,8 +337,9 @@ class RedisStore(Store):
             for kind, obj, _ in todo:
                 if kind == "decision":
                     ttl_ms = int(max(1.0, obj.deadline - now + self.decision_margin_s) * 1000)
-                    pipe.set(_key("dec", obj.event_id), _decision_json(obj), px=ttl_ms)
-                    pipe.zadd(_key("decidx", obj.space), {obj.event_id: obj.deadline})
+                    keys = [_key("dec", obj.event_id), _key("decidx", obj.space), _key("sel", obj.space)]
+                    args = [_decision_json(obj), ttl_ms, obj.event_id, repr(obj.deadline), obj.model_id]
+                    pipe.evalsha(self._decision_sha, len(keys), *keys, *args)
                 else:
                     self._append_call(pipe, obj)
             try:
@@ -326,33 +353,24 @@ class RedisStore(Store):
                 return
             self._down_until = 0.0
             retry: list[tuple] = []
-            i = 0
-            for item in todo:
+            for item, res in zip(todo, results, strict=True):
                 kind, obj, fut = item
-                if kind == "decision":
-                    res = next((r for r in results[i : i + 2] if isinstance(r, Exception)), None)
-                    i += 2
-                    if res is None:
-                        fut.set_result(None)
-                    else:
-                        fut.set_exception(StoreUnavailable(f"the store cannot write: {res}"))
-                    continue
-                res = results[i]
-                i += 1
                 if isinstance(res, NoScriptError):
                     retry.append(item)
                 elif isinstance(res, Exception):
                     fut.set_exception(StoreUnavailable(f"the store cannot write: {res}"))
+                elif kind == "decision":
+                    fut.set_result(None)
                 elif int(res[0]) == 1:
                     self._await_apply(obj.space, int(res[1]), fut)
                 elif obj.kind == ADD_MODEL:  # already added (by another replica): done once it is applied
                     self._await_apply(obj.space, int(res[1].split()[-1]), fut)
                 else:
-                    fut.set_exception(DuplicateEvent(f"event {obj.event_id} already has feedback"))
+                    fut.set_exception(DuplicateEvent(obj.event_id, _claim_closure(res[1])))
             if not retry:
                 return
             try:
-                self._append_sha = str(self._w.script_load(APPEND_LUA))
+                self._load_scripts(self._w)
             except RedisError as e:
                 for _, _, fut in retry:
                     fut.set_exception(StoreUnavailable(f"the store cannot write: {e}"))
@@ -580,7 +598,7 @@ class RedisStore(Store):
             self._claims_seen[event_id] = claim
         return _decision_from_json(raw)
 
-    def feedback_kind(self, event_id: str) -> str | None:
+    def closure(self, event_id: str) -> Closure | None:
         # A claim read a moment ago by get_decision will do: if it was made since, the append says DUPLICATE.
         with self._lock:
             seen = event_id in self._claims_seen
@@ -590,15 +608,22 @@ class RedisStore(Store):
                 raw = self._r.get(_key("fb", event_id))
             except RedisError as e:
                 raise StoreUnavailable(f"cannot read event {event_id}: {e}") from e
-        return None if raw is None else raw.decode().split()[0]
+        return None if raw is None else _claim_closure(raw)
 
-    def open_decisions(self, space: str, now: float) -> Iterator[Decision]:
+    def selection_counts(self, space: str) -> dict[str, int]:
+        try:
+            raw = self._r.hgetall(_key("sel", space))
+        except RedisError as e:
+            raise StoreUnavailable(f"cannot read the selection counts of space {space!r}: {e}") from e
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    def open_decisions(self, space: str, since: float) -> Iterator[Decision]:
         """Every replica's open decisions (so a restarted replica can apply default rewards for them)."""
         index = _key("decidx", space)
         start = 0
         while True:
             try:
-                ids = self._r.zrangebyscore(index, f"({now!r}", "+inf", start=start, num=READ_COUNT)
+                ids = self._r.zrangebyscore(index, f"({since!r}", "+inf", start=start, num=READ_COUNT)
                 if not ids:
                     return
                 pipe = self._r.pipeline(transaction=False)

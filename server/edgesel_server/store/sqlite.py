@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -21,6 +23,7 @@ import numpy as np
 
 from edgesel_server.store.base import (
     ApplyFn,
+    Closure,
     Decision,
     DuplicateEvent,
     LogEvent,
@@ -61,6 +64,12 @@ CREATE TABLE IF NOT EXISTS events (
     created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_space_seq ON events (space, seq);
+CREATE TABLE IF NOT EXISTS selections (
+    space TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (space, model_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots (
     space TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -72,6 +81,15 @@ CREATE TABLE IF NOT EXISTS snapshots (
 """
 
 SNAPSHOTS_KEPT = 3
+# Databases written before the selections table existed: count the decisions still kept.
+BACKFILL_SELECTIONS = (
+    "INSERT INTO selections (space, model_id, n) SELECT space, model_id, COUNT(*) FROM decisions "
+    "GROUP BY space, model_id"
+)
+COUNT_SELECTIONS = (
+    "INSERT INTO selections (space, model_id, n) VALUES (?, ?, ?) "
+    "ON CONFLICT (space, model_id) DO UPDATE SET n = n + excluded.n"
+)
 
 
 def _x_blob(x: np.ndarray | None) -> bytes | None:
@@ -85,9 +103,15 @@ def _x_array(blob: bytes | None) -> np.ndarray | None:
 INSERT_DECISION = "INSERT OR REPLACE INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 
+# SQLite stores NaN as NULL, which the NOT NULL column refuses: a Thompson-sampling decision's propensity
+# (NaN, no closed form) is stored as this, and read back as NaN.
+NO_PROPENSITY = -1.0
+
+
 def _decision_row(d: Decision) -> tuple:
+    propensity = d.propensity if math.isfinite(d.propensity) else NO_PROPENSITY
     return (
-        d.event_id, d.space, d.model_id, _x_blob(d.x), d.created, d.deadline, d.propensity, d.expected_qoe,
+        d.event_id, d.space, d.model_id, _x_blob(d.x), d.created, d.deadline, propensity, d.expected_qoe,
         d.bonus, d.policy_version, json.dumps(d.eligible) if d.eligible else "[]",
         d.prefs_json() if d.prefs else "{}", d.owner,
     )  # fmt: skip
@@ -101,7 +125,7 @@ def _row_decision(row: sqlite3.Row) -> Decision:
         x=np.frombuffer(row["x"], dtype="<f8").copy(),
         created=row["created"],
         deadline=row["deadline"],
-        propensity=row["propensity"],
+        propensity=math.nan if row["propensity"] == NO_PROPENSITY else row["propensity"],
         expected_qoe=row["expected_qoe"],
         bonus=row["bonus"],
         policy_version=row["policy_version"],
@@ -153,7 +177,12 @@ class SqliteStore(Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._apply = apply
         conn = self._connect()
+        had_selections = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'selections'"
+        ).fetchone()
         conn.executescript(SCHEMA)
+        if not had_selections:
+            conn.execute(BACKFILL_SELECTIONS)
         conn.close()
         self._writer = threading.Thread(target=self._write_loop, name="edgesel-sqlite-writer", daemon=True)
         self._writer.start()
@@ -189,16 +218,20 @@ class SqliteStore(Store):
         try:
             conn.execute("BEGIN IMMEDIATE")
             # Decisions go in with one executemany: they are most of the rows and need no per-row answer.
-            conn.executemany(
-                INSERT_DECISION, [_decision_row(obj) for kind, obj, _ in batch if kind == "decision"]
-            )
+            decisions = [obj for kind, obj, _ in batch if kind == "decision"]
+            conn.executemany(INSERT_DECISION, [_decision_row(d) for d in decisions])
+            # Selections are counted in the same transaction: durable exactly when their decisions are.
+            chosen = Counter((d.space, d.model_id) for d in decisions)
+            conn.executemany(COUNT_SELECTIONS, [(sp, m, n) for (sp, m), n in chosen.items()])
             for kind, obj, fut in batch:
                 if kind == "decision":
                     results.append((fut, None))
                 elif kind == "event":
                     seq = self._insert_event(conn, obj)
                     if seq is None:
-                        results.append((fut, DuplicateEvent(f"event {obj.event_id} already has feedback")))
+                        closure = self._closure(conn, obj.event_id)
+                        assert closure is not None
+                        results.append((fut, DuplicateEvent(obj.event_id, closure)))
                     else:
                         obj.seq = seq
                         committed.append(obj)
@@ -288,15 +321,26 @@ class SqliteStore(Store):
         row = self._reader().execute("SELECT * FROM decisions WHERE event_id = ?", (event_id,)).fetchone()
         return None if row is None else _row_decision(row)
 
-    def feedback_kind(self, event_id: str) -> str | None:
-        row = self._reader().execute("SELECT kind FROM events WHERE event_id = ?", (event_id,)).fetchone()
-        return None if row is None else str(row["kind"])
+    def closure(self, event_id: str) -> Closure | None:
+        return self._closure(self._reader(), event_id)
 
-    def open_decisions(self, space: str, now: float) -> Iterator[Decision]:
+    @staticmethod
+    def _closure(conn: sqlite3.Connection, event_id: str | None) -> Closure | None:
+        row = conn.execute("SELECT kind, reward FROM events WHERE event_id = ?", (event_id,)).fetchone()
+        return None if row is None else Closure(str(row["kind"]), float(row["reward"]))
+
+    def selection_counts(self, space: str) -> dict[str, int]:
+        try:
+            cur = self._reader().execute("SELECT model_id, n FROM selections WHERE space = ?", (space,))
+            return {str(row["model_id"]): int(row["n"]) for row in cur}
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"cannot read the selection counts: {e}") from None
+
+    def open_decisions(self, space: str, since: float) -> Iterator[Decision]:
         cur = self._reader().execute(
             "SELECT d.* FROM decisions d WHERE d.space = ? AND d.deadline > ? "
             "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = d.event_id) ORDER BY d.deadline",
-            (space, now),
+            (space, since),
         )
         for row in cur:
             yield _row_decision(row)
