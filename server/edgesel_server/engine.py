@@ -349,7 +349,11 @@ class Engine:
             if (earlier is not None and earlier.decision.event_id in space.pending
                     and np.array_equal(earlier.decision.x, x)):  # fmt: skip
                 return earlier
-        ids = space.eligible(eligible, max_model_size_mb)
+        if installation_id:
+            # Kept with the decision (and logged with a failure), so a model that does not run on this
+            # installation is not offered to it again (failed_pairs.py).
+            prefs["installation_id"] = installation_id
+        ids = space.eligible(eligible, max_model_size_mb, installation_id)
         choice = space.choose(x, ids, prefs=prefs, owner=owner, include_ranking=include_ranking)
         d = choice.decision
         await self._persist_decision(d)

@@ -4,10 +4,11 @@ catalog model's known accuracy, and the feedback record that carries the raw mea
 A feedback log event's payload (empty in logs written before measurements were logged) is JSON:
 
     {"v": 1, "measurements": {"latency_ms": 41.2, ...}, "failed": false, "failure_reason": "",
-     "prefs": {"latency_budget_ms": 50.0, "qoe_weights": {...}}}
+     "prefs": {"latency_budget_ms": 50.0, "qoe_weights": {...}, "installation_id": "..."}}
 
 so replaying the log teaches the per-target models exactly what the live server taught them. An event with
-an empty payload (an old log, a default reward) teaches the scalar reward alone (docs/core.md).
+an empty payload (an old log, a default reward) teaches the scalar reward alone (docs/core.md). A failed
+run's installation id keeps the model away from that installation (failed_pairs.py).
 """
 
 from __future__ import annotations
@@ -108,3 +109,13 @@ def learn(model: QoeModel, arm_id: str, x, reward: float, payload: bytes) -> Non
         latency_budget_ms=prefs.get("latency_budget_ms"),
         weights=weights,
     )
+
+
+def failed_installation(payload: bytes) -> str:
+    """The installation a failed run was reported from ("" when the event is no failure or has none)."""
+    if not payload:
+        return ""
+    record = json.loads(payload)
+    if not record.get("failed"):
+        return ""
+    return str(record.get("prefs", {}).get("installation_id", ""))

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edgesel_server import qoe_policy
+from edgesel_server.failed_pairs import FailedPairs
 from edgesel_server.catalog import Catalog, CatalogError, Model, UnknownModelError
 from edgesel_server.config import ServerConfig, SpaceConfig
 from edgesel_server.core import Bandit, QoeModel, Selection, SnapshotError, uses_model_features
@@ -122,6 +123,7 @@ class SpaceRuntime:
         self.lock = threading.RLock()
         self.catalog = Catalog(self.model_schema)
         self.bandit = self._new_bandit()
+        self.failed_pairs = FailedPairs()
         self.counters: dict[str, ArmCounters] = {}
         self.active: tuple[str, ...] = ()
         self.applied_seq = 0
@@ -197,6 +199,7 @@ class SpaceRuntime:
                 model = Model.from_dict(d["model"])
                 self.catalog.add(model)
                 self.counters[model.id] = ArmCounters(**d.get("counters", {}))
+                self.failed_pairs.restore(model.id, d.get("failed_on", ()))
             bandit = self._state_from_bytes(snap.state)
             self._check_compatible(bandit)
             self.bandit = bandit
@@ -257,6 +260,9 @@ class SpaceRuntime:
                 c.n_updates += 1
                 c.reward_sum += e.reward
                 c.last_update = e.created
+                installation = qoe_policy.failed_installation(e.payload)
+                if installation:
+                    self.failed_pairs.add(installation, e.model_id)
             elif e.kind == ev.ADD_MODEL:
                 model = Model.from_dict(json.loads(e.payload))
                 self.catalog.add(model)
@@ -270,6 +276,7 @@ class SpaceRuntime:
                     artifact_uri=d.get("artifact_uri"),
                     metadata=d.get("metadata"),
                 )
+                self.failed_pairs.forget_model(e.model_id)  # a new version may run where the old did not
             elif e.kind == ev.RETIRE_MODEL:
                 self.catalog.retire(e.model_id)
             elif e.kind == ev.RESET:
@@ -278,6 +285,7 @@ class SpaceRuntime:
                     self._add_arm(bandit, m.id)
                 self.bandit = bandit
                 self.counters = {m.id: ArmCounters() for m in self.catalog.models(include_retired=True)}
+                self.failed_pairs.clear()
             elif e.kind == ev.IMPORT:
                 bandit = self._state_from_bytes(e.payload)
                 for m in self.catalog.models(include_retired=True):
@@ -294,7 +302,11 @@ class SpaceRuntime:
         with self.lock:
             catalog = [
                 # A copy: the writer thread keeps applying events after this, but the snapshot is as of `seq`.
-                {"model": m.to_dict(), "counters": asdict(self.counters.get(m.id, ArmCounters()))}
+                {
+                    "model": m.to_dict(),
+                    "counters": asdict(self.counters.get(m.id, ArmCounters())),
+                    "failed_on": self.failed_pairs.of_model(m.id),
+                }
                 for m in self.catalog.models(include_retired=True)
             ]
             snap = Snapshot(self.name, self.applied_seq, self.bandit.to_bytes(), catalog, time.time())
@@ -304,7 +316,18 @@ class SpaceRuntime:
             return snap
 
     # -- decisions ---------------------------------------------------------------------------------
-    def eligible(self, requested: Sequence[str], max_model_size_mb: float | None) -> list[str]:
+    def eligible(
+        self, requested: Sequence[str], max_model_size_mb: float | None, installation_id: str = ""
+    ) -> list[str]:
+        """The models this request may get; models known not to run on `installation_id` are left out
+        unless that would leave none."""
+        ids = self._eligible(requested, max_model_size_mb)
+        failed = self.failed_pairs.excluded(installation_id, ids)
+        if failed and len(failed) < len(ids):
+            ids = [m for m in ids if m not in failed]
+        return ids
+
+    def _eligible(self, requested: Sequence[str], max_model_size_mb: float | None) -> list[str]:
         if requested:
             seen = set()
             ids = []

@@ -154,3 +154,57 @@ def test_preferences_change_the_choice_for_the_same_device(qoe_server: ServerPro
             preferences=Preferences(latency_budget_ms=300, qoe_weights={"latency": 0.05, "accuracy": 1.0}),
         )
     assert (tight.model_id, loose.model_id, accuracy_first.model_id) == ("tiny", "big", "big")
+
+
+def test_a_model_that_failed_on_an_installation_is_not_offered_to_it_again(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, policy="qoe_model", snapshot_every=3)
+    proc = ServerProcess(cfg, tmp_path / "data").start()
+    mine, other = "a" * 32, "b" * 32
+
+    def pick(stub, installation: str) -> selection_pb2.SelectResponse:
+        return select(stub, installation_id=installation, eligible_model_ids=["small", "big"])
+
+    try:
+        with grpc.insecure_channel(proc.target) as ch:
+            stub, cat = sel_grpc.SelectionServiceStub(ch), cat_grpc.CatalogServiceStub(ch)
+            first = pick(stub, mine)
+            broken = first.model.model_id
+            stub.Feedback(
+                selection_pb2.FeedbackRequest(
+                    event_id=first.event_id, measurements=types_pb2.Measurements(failed=True)
+                ),
+                timeout=10,
+            )
+            for _ in range(4):  # also across snapshots (snapshot_every=3)
+                d = select(
+                    stub, installation_id=mine, eligible_model_ids=["small", "big"], include_ranking=True
+                )
+                assert [m.model_id for m in d.ranking] != [] and broken not in {m.model_id for m in d.ranking}
+                stub.Feedback(selection_pb2.FeedbackRequest(event_id=d.event_id, reward=0.5), timeout=10)
+            # Only this model and this installation: when it is the only choice it is still offered.
+            assert select(stub, installation_id=mine, eligible_model_ids=[broken]).model.model_id == broken
+        proc.kill()
+        proc = ServerProcess(cfg, tmp_path / "data", port=proc.port).start()
+        with grpc.insecure_channel(proc.target) as ch:
+            stub, cat = sel_grpc.SelectionServiceStub(ch), cat_grpc.CatalogServiceStub(ch)
+            assert broken not in {m.model_id for m in pick_ranking(stub, mine)}
+            cat.UpdateModel(
+                catalog_pb2.UpdateModelRequest(
+                    space="vision", model=types_pb2.Model(model_id=broken, version="2")
+                ),
+                timeout=10,
+            )
+            # A new version may run: the installation can get it again (the policy decides).
+            offered = {m.model_id for m in pick_ranking(stub, mine)}
+            assert broken in offered
+            assert broken in {m.model_id for m in pick_ranking(stub, other)}
+    finally:
+        proc.kill()
+
+
+def pick_ranking(stub, installation: str) -> list:
+    return list(
+        select(
+            stub, installation_id=installation, eligible_model_ids=["small", "big"], include_ranking=True
+        ).ranking
+    )
