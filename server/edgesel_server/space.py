@@ -24,11 +24,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edgesel_server import qoe_policy
-from edgesel_server.failed_pairs import FailedPairs
 from edgesel_server.catalog import Catalog, CatalogError, Model, UnknownModelError
 from edgesel_server.config import ServerConfig, SpaceConfig
 from edgesel_server.core import Bandit, QoeModel, Selection, SnapshotError, uses_model_features
 from edgesel_server.errors import InvalidPreferences, InvalidState, NoEligibleModel
+from edgesel_server.failed_pairs import FailedPairs
 from edgesel_server.pending import PendingDecisions, SpaceStats
 from edgesel_server.qoe import MEASUREMENTS
 from edgesel_server.schema import FeatureSchema
