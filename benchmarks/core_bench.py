@@ -216,9 +216,30 @@ def build_qoe(n_arms: int, n_train: int, seed: int = 0) -> tuple[QoeModel, FastQ
     return rust, fast, ids
 
 
+def check_same_qoe(rust: QoeModel, fast: FastQoeModel, seed: int = 1) -> float:
+    """Largest relative difference of expected, bonus, optimistic QoE; exits on a mismatch or another pick."""
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for _ in range(5):
+        x = rng.uniform(0, 1, size=QOE_D)
+        r_ids, *r_vals = rust.score(x)
+        f_ids, *f_vals = fast.score(x)
+        for name, rv, fv in zip(("expected", "bonus", "optimistic"), r_vals, f_vals, strict=True):
+            err = float(np.max(np.abs(np.asarray(rv) - fv) / np.maximum(1.0, np.abs(fv))))
+            worst = max(worst, err)
+            if list(r_ids) != list(f_ids) or not err <= CHECK_RTOL:
+                sys.exit(
+                    f"MISMATCH: qoe_model {name} differs by {err:.3e} between the Rust core and numpy_fast"
+                )
+        r_sel, f_sel = rust.select(x), fast.select(x)
+        if r_sel[0] != f_sel[0] and abs(r_sel[3] - f_sel[3]) > CHECK_RTOL * max(1.0, abs(f_sel[3])):
+            sys.exit(f"MISMATCH: qoe_model select chose {r_sel[0]} (Rust) vs {f_sel[0]} (numpy)")
+    return worst
+
+
 def bench_qoe(n_arms: int, quick: bool) -> dict:
     rust, fast, ids = build_qoe(n_arms, 200 if quick else 2000)
-    worst = check_same_scores(rust, fast, QOE_D)  # type: ignore[arg-type]
+    worst = check_same_qoe(rust, fast)
     repeats, target = (3, 0.004) if quick else (7, 0.05)
     rng = np.random.default_rng(2)
     pool_x = [np.ascontiguousarray(v) for v in rng.uniform(0, 1, size=(512, QOE_D))]

@@ -195,10 +195,9 @@ class FastQoeModel:
                 lat = self.budget_ms * np.exp(m - z * self._sd(0) * s)
                 num = num + w_lat * np.maximum(0.0, 1.0 - lat / (2.0 * self.budget_ms))
                 den = den + w_lat
-            if 2 in pred:
+            if 2 in pred:  # the rating is learned relative to the measured value num / den
                 m, s = pred[2]
-                num = num + w_r * np.clip(0.5 + m + z * self._sd(2) * s, 0.0, 1.0)
-                den = den + w_r
+                num, den = num + w_r * np.clip(num / den + m + z * self._sd(2) * s, 0.0, 1.0), den + w_r
             q = np.clip(num / den, 0.0, 1.0)
             if 3 in pred:
                 m, s = pred[3]
@@ -220,9 +219,14 @@ class FastQoeModel:
         self, arm_id: str, x: NDArray[np.float64], reward: float, latency_ms: float, user_rating: float
     ) -> None:
         lo, hi = self.rating
+        # The rating is learned relative to the measured value of what was reported (latency) and the
+        # arm's known accuracy.
+        w_lat, w_acc = self.w["latency_ms"], self.w["accuracy"]
+        s_lat = max(0.0, 1.0 - latency_ms / (2.0 * self.budget_ms))
+        measured = (w_lat * s_lat + w_acc * self.accuracy[self.targets[0].index[arm_id]]) / (w_lat + w_acc)
         ys = (
             (0, np.log(max(latency_ms, 1e-3) / self.budget_ms)),
-            (2, (user_rating - lo) / (hi - lo) - 0.5),
+            (2, (user_rating - lo) / (hi - lo) - measured),
             (3, 0.0),
         )
         for t, y in ys:
