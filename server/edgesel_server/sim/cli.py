@@ -3,6 +3,7 @@
 edgesel-sim --scenario FILE [--policies a,b,...] [--rounds N] [--out DIR] [--seed S] [--live]
 edgesel-sim log --scenario FILE --out LOG.jsonl [--rounds N] [--seed S]
 edgesel-sim replay --log LOG.jsonl --policy NAME[,NAME...]
+edgesel-sim compare --scenario FILE [--policies a,b,...] [--rounds 8000,20000] [--seeds 5] [--out DIR]
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from edgesel_server.sim.policies import (
     DEFAULT_ALPHA,
     DEFAULT_EPSILON,
     DEFAULT_LAMBDA,
+    POLICY_FACTORIES,
     policy_seed,
 )
 
-SUBCOMMANDS = ("run", "log", "replay")
+SUBCOMMANDS = ("run", "log", "replay", "compare")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -81,6 +83,18 @@ def _parser() -> argparse.ArgumentParser:
         "first eligible arm)",
     )
     _common(rp)
+    from edgesel_server.sim.compare import COMPARE_POLICIES
+
+    cp = sub.add_parser("compare", help="policies x seeds x horizons on one scenario: mean +- sd tables")
+    cp.add_argument("--scenario", required=True)
+    cp.add_argument("--policies", default=",".join(COMPARE_POLICIES), help="comma-separated policy names")
+    cp.add_argument("--rounds", default="8000,20000", help="comma-separated horizons (default 8000,20000)")
+    cp.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
+    cp.add_argument("--seed", type=int, default=None, help="first seed (default: the scenario's)")
+    cp.add_argument("--out", default="sim-compare", help="output directory (compare.json, compare.md)")
+    cp.add_argument("--quiet", action="store_true", help="no progress line")
+    cp.add_argument("--no-plot", action="store_true", help="skip compare.png")
+    _common(cp)
     return p
 
 
@@ -89,20 +103,28 @@ def _fail(msg: str) -> int:
     return 2
 
 
+def _policy_names(arg: str) -> list[str] | str:
+    """The --policies list, or an error message."""
+    names = [n.strip() for n in arg.split(",") if n.strip()]
+    unknown = [n for n in names if n not in POLICY_FACTORIES]
+    if unknown:
+        return f"unknown policy {unknown} (known: {', '.join(POLICY_FACTORIES)})"
+    return names or "no policies"
+
+
 def _run(args: argparse.Namespace) -> int:
     from edgesel_server.sim.report import build_report, plot_regret, write_report
     from edgesel_server.sim.runner import console_progress, run
-    from edgesel_server.sim.scenario import build_stream, load_scenario
+    from edgesel_server.sim.scenario import Scenario, build_stream, load_scenario
 
-    names = [n.strip() for n in args.policies.split(",") if n.strip()]
-    unknown = [n for n in names if n not in ALL_POLICIES]
-    if unknown or not names:
-        return _fail(
-            f"unknown policy {unknown} (known: {', '.join(ALL_POLICIES)})" if unknown else "no policies"
-        )
+    names = _policy_names(args.policies)
+    if isinstance(names, str):
+        return _fail(names)
     if args.rounds is not None and args.rounds < 1:
         return _fail("--rounds must be >= 1")
     scenario = load_scenario(args.scenario)
+    if args.live and not isinstance(scenario, Scenario):
+        return _fail("--live: measured scenarios are not supported yet; serve their space_config instead")
     start = time.perf_counter()
     stream = build_stream(scenario, args.rounds, args.seed)
     print(
@@ -152,9 +174,14 @@ def _run(args: argparse.Namespace) -> int:
 
 def _log(args: argparse.Namespace) -> int:
     from edgesel_server.sim.replay import write_random_log
-    from edgesel_server.sim.scenario import build_stream, load_scenario
+    from edgesel_server.sim.scenario import Scenario, build_stream, load_scenario
 
-    stream = build_stream(load_scenario(args.scenario), args.rounds, args.seed)
+    scenario = load_scenario(args.scenario)
+    if not isinstance(scenario, Scenario):
+        return _fail(
+            "log: measured scenarios are not supported yet (the log header names the fleet features)"
+        )
+    stream = build_stream(scenario, args.rounds, args.seed)
     n = write_random_log(stream, args.out)
     print(f"wrote {n} decisions to {args.out}")
     return 0
@@ -200,6 +227,41 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from edgesel_server.sim.compare import compare, markdown, plot_comparison, write_comparison
+    from edgesel_server.sim.runner import console_progress
+    from edgesel_server.sim.scenario import load_scenario
+
+    names = _policy_names(args.policies)
+    if isinstance(names, str):
+        return _fail(names)
+    try:
+        horizons = [int(h) for h in args.rounds.split(",") if h.strip()]
+    except ValueError:
+        return _fail(f"--rounds must be comma-separated integers, got {args.rounds!r}")
+    if not horizons or min(horizons) < 1 or args.seeds < 1:
+        return _fail("--rounds needs horizons >= 1 and --seeds must be >= 1")
+    scenario = load_scenario(args.scenario)
+    first = scenario.seed if args.seed is None else args.seed
+    start = time.perf_counter()
+    result = compare(
+        scenario,
+        names,
+        horizons,
+        [first + i for i in range(args.seeds)],
+        alpha=args.alpha,
+        lam=args.lam,
+        epsilon=args.epsilon,
+        progress=None if args.quiet else console_progress,
+    )
+    js, md = write_comparison(result, args.out)
+    if not args.no_plot:
+        plot_comparison(result, args.out)
+    print(markdown(result))
+    print(f"wrote {js} and {md} in {time.perf_counter() - start:.1f}s")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in SUBCOMMANDS + ("-h", "--help"):
@@ -209,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from edgesel_server.sim.scenario import ScenarioError
 
     try:
-        return {"run": _run, "log": _log, "replay": _replay}[args.command](args)
+        return {"run": _run, "log": _log, "replay": _replay, "compare": _compare}[args.command](args)
     except (ScenarioError, LogError, OSError) as e:
         return _fail(str(e))
     except ValueError as e:  # bad policy name / hyper-parameter from the core

@@ -8,8 +8,9 @@ The oracle and common-model baselines read the stream's ground truth, which only
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,8 +43,20 @@ class Request:
     round: int
     x: NDArray  # normalized device vector (static ++ state ++ stated preferences)
     eligible: list[str]  # arm ids the policy may pick
-    # What the device states with the request (QoE weights, energy budget), as `QoeModel` keywords.
-    preferences: dict = field(default_factory=dict)
+    # Measured scenarios: the request's Preferences as the server receives them
+    # ({"latency_budget_ms": float, "qoe_weights": {measurement: weight}}); None in formula scenarios.
+    prefs: dict[str, Any] | None = None
+
+
+@dataclass
+class Feedback:
+    """What a device reports about one decision (measured scenarios): the reward the space's QoE function
+    gives and the measurements it was computed from. Policies with an ``update_feedback(request, arm_id,
+    feedback)`` method get this instead of ``update``."""
+
+    reward: float
+    measurements: dict[str, float]  # latency_ms, accuracy, maybe user_rating; empty when the model failed
+    failed: bool  # the model did not run on this device (its reward is the space's minimum)
 
 
 class Policy(Protocol):
@@ -109,11 +122,10 @@ class BanditPolicy:
 
 
 class QoeModelPolicy:
-    """``qoe_model`` through the Rust core: learns the measurements (latency, energy, does it run) that the
-    runner hands to :meth:`update_measured` and composes each request's QoE with the scenario's QoE function
-    (``spec``) under the request's preferences. ``accuracy`` is the catalog's top-1 per arm (a fraction)."""
-
-    wants_measurements = True
+    """``qoe_model`` through the Rust core: learns what each Feedback measured (``update_feedback``: latency,
+    energy, rating, or that the model did not run) and composes each request's QoE with the scenario's QoE
+    function (``spec``) under the request's preferences (``Request.prefs``). ``accuracy`` is the catalog's
+    top-1 per arm (a fraction). Without measurements (a log replay) a reward teaches as a rating would."""
 
     def __init__(
         self,
@@ -144,6 +156,15 @@ class QoeModelPolicy:
         )
         self.fallbacks = 0
 
+    @staticmethod
+    def _prefs(request: Request) -> dict[str, Any]:
+        p = request.prefs or {}
+        return {
+            "latency_budget_ms": p.get("latency_budget_ms"),
+            "energy_budget_mj": p.get("energy_budget_mj"),
+            "weights": p.get("qoe_weights") or None,
+        }
+
     def add_arm(self, arm_id: str, features: NDArray) -> None:
         self.model.add_arm(arm_id, np.asarray(features, dtype=np.float64), accuracy=self.accuracy.get(arm_id))
 
@@ -151,16 +172,44 @@ class QoeModelPolicy:
         self.model.remove_arm(arm_id)
 
     def select(self, request: Request) -> str:
-        arm, _, _, _, fallback = self.model.select(request.x, request.eligible, **request.preferences)
+        arm, _, _, _, fallback = self.model.select(request.x, request.eligible, **self._prefs(request))
         self.fallbacks += int(fallback)
         return arm
 
     def update(self, request: Request, arm_id: str, reward: float) -> None:
-        """Scalar feedback only (read as a rating-equivalent, docs/core.md)."""
-        self.model.update(arm_id, request.x, reward, **request.preferences)
+        self.model.update(arm_id, request.x, reward, **self._prefs(request))
 
-    def update_measured(self, request: Request, arm_id: str, reward: float, measured: dict) -> None:
-        self.model.update(arm_id, request.x, reward, **measured, **request.preferences)
+    def update_feedback(self, request: Request, arm_id: str, feedback: Feedback) -> None:
+        m = feedback.measurements
+        self.model.update(
+            arm_id,
+            request.x,
+            feedback.reward,
+            latency_ms=m.get("latency_ms"),
+            energy_mj=m.get("energy_mj"),
+            user_rating=m.get("user_rating"),
+            accuracy=m.get("accuracy"),
+            failed=feedback.failed,
+            **self._prefs(request),
+        )
+
+
+def _qoe_model(name: str, c: PolicyContext) -> Policy:
+    """With the stream: its QoE function and catalog accuracies (and, for the conservative variant, the best
+    single model in hindsight as the baseline, the incumbent an operator would ship to everyone). Without
+    (a log replay): the server's default QoE function."""
+    st = c.stream
+    baseline = CommonModelPolicy(st).model if st is not None and name == "qoe_model_conservative" else None
+    return QoeModelPolicy(
+        name,
+        c.device_dim,
+        c.model_dim,
+        spec=st.qoe_spec() if st is not None else None,
+        accuracy=st.accuracy() if st is not None else None,
+        alpha=c.alpha,
+        lam=c.lam,
+        baseline_model=baseline,
+    )
 
 
 class RandomPolicy:
@@ -315,6 +364,72 @@ class FixedPolicy:
         pass
 
 
+@dataclass(frozen=True)
+class PolicyContext:
+    """What a policy factory gets: dimensions, the run seed, the hyper-parameters the CLI passes, and the
+    stream (only for the baselines that read the ground truth)."""
+
+    device_dim: int
+    model_dim: int
+    seed: int
+    alpha: float | None = None
+    lam: float = DEFAULT_LAMBDA
+    epsilon: float = DEFAULT_EPSILON
+    stream: Stream | None = None
+
+    def pseed(self, name: str) -> int:
+        return policy_seed(self.seed, name)
+
+
+PolicyFactory = Callable[[str, PolicyContext], Policy]
+
+
+def _core(name: str, c: PolicyContext) -> Policy:
+    return BanditPolicy(name, c.device_dim, c.model_dim, alpha=c.alpha, lam=c.lam, seed=c.pseed(name))
+
+
+def _needs_stream(c: PolicyContext, name: str) -> Stream:
+    if c.stream is None:
+        raise ValueError(f"policy {name!r} reads the simulator's ground truth; it cannot run on a log")
+    return c.stream
+
+
+def _peer(attr: str) -> PolicyFactory:
+    def make(name: str, c: PolicyContext) -> Policy:
+        from edgesel_server.sim import peers  # optional packages, imported only when asked for
+
+        factory: PolicyFactory = getattr(peers, attr)
+        return factory(name, c)
+
+    return make
+
+
+# Every policy the simulator knows, by name: adding one is one line here. `oracle` and `common_model` read the
+# ground truth (simulator only); the others need only what a server has, so replay can run them too. Peers
+# (sim/peers.py) are other libraries a user might pick instead, on the same stream; they need the optional
+# packages of requirements-dev.txt (vowpalwabbit, mabwiser).
+POLICY_FACTORIES: dict[str, PolicyFactory] = {
+    "oracle": lambda n, c: OraclePolicy(_needs_stream(c, n)),
+    "common_model": lambda n, c: CommonModelPolicy(_needs_stream(c, n)),
+    "qoe_model": _qoe_model,
+    "qoe_model_conservative": _qoe_model,
+    "hybrid_linucb": _core,
+    "disjoint_linucb": _core,
+    "lin_ts": _core,
+    "epsilon_greedy": lambda n, c: EpsilonGreedyPolicy(c.epsilon, c.pseed(n)),
+    "random": lambda n, c: RandomPolicy(c.pseed(n)),
+    "vw_cb_adf": _peer("vw_cb_adf"),
+    "vw_squarecb": _peer("vw_squarecb"),
+    "mabwiser_linucb": _peer("mabwiser_linucb"),
+}
+GROUND_TRUTH_POLICIES = ("oracle", "common_model")
+PEER_POLICIES = ("vw_cb_adf", "vw_squarecb", "mabwiser_linucb")
+
+
+def known_policy(name: str) -> bool:
+    return name in POLICY_FACTORIES or name.startswith("fixed:")
+
+
 def make_learning_policy(
     name: str,
     device_dim: int,
@@ -326,18 +441,16 @@ def make_learning_policy(
     epsilon: float = DEFAULT_EPSILON,
 ) -> Policy:
     """Policies that need only the data a server has (no ground truth): usable online and in replay."""
-    pseed = policy_seed(seed, name)
-    if name == "qoe_model":
-        return QoeModelPolicy(name, device_dim, model_dim, alpha=alpha, lam=lam)
-    if name in CORE_POLICIES:
-        return BanditPolicy(name, device_dim, model_dim, alpha=alpha, lam=lam, seed=pseed)
-    if name == "random":
-        return RandomPolicy(pseed)
-    if name == "epsilon_greedy":
-        return EpsilonGreedyPolicy(epsilon, pseed)
+    return _make(name, PolicyContext(device_dim, model_dim, seed, alpha, lam, epsilon))
+
+
+def _make(name: str, c: PolicyContext) -> Policy:
     if name.startswith("fixed:"):
         return FixedPolicy(name.split(":", 1)[1])
-    raise ValueError(f"unknown policy {name!r}; known: {', '.join(ALL_POLICIES)}, fixed:<arm id>")
+    factory = POLICY_FACTORIES.get(name)
+    if factory is None:
+        raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICY_FACTORIES)}, fixed:<arm id>")
+    return factory(name, c)
 
 
 def make_policy(
@@ -348,24 +461,6 @@ def make_policy(
     lam: float = DEFAULT_LAMBDA,
     epsilon: float = DEFAULT_EPSILON,
 ) -> Policy:
-    if name == "oracle":
-        return OraclePolicy(stream)
-    if name == "common_model":
-        return CommonModelPolicy(stream)
-    if name in ("qoe_model", "qoe_model_conservative"):
-        # The conservative variant guards the best single model in hindsight (the incumbent an operator
-        # would ship to everyone), with the default max_loss.
-        baseline = CommonModelPolicy(stream).model if name == "qoe_model_conservative" else None
-        return QoeModelPolicy(
-            name,
-            stream.device_dim,
-            stream.model_dim,
-            spec=stream.qoe_spec(),
-            accuracy=stream.accuracy(),
-            alpha=alpha,
-            lam=lam,
-            baseline_model=baseline,
-        )
-    return make_learning_policy(
-        name, stream.device_dim, stream.model_dim, stream.seed, alpha=alpha, lam=lam, epsilon=epsilon
+    return _make(
+        name, PolicyContext(stream.device_dim, stream.model_dim, stream.seed, alpha, lam, epsilon, stream)
     )

@@ -34,10 +34,10 @@ def policy_metrics(stream: Stream, run: PolicyRun, n_checkpoints: int = 100) -> 
         checkpoints.append([stream.rounds, _r(cum[-1], 3)])
     picks = Counter(stream.arm_ids[j] for j in run.picks)
     per_device = {}
-    for i, d in enumerate(stream.scenario.devices):
+    for i, name in enumerate(stream.device_names):
         sel = stream.device_index == i
         if sel.any():
-            per_device[d.name] = {
+            per_device[name] = {
                 "requests": int(sel.sum()),
                 "mean_qoe": _r(got[sel].mean()),
                 "oracle_mean_qoe": _r(best_value[sel].mean()),
@@ -71,12 +71,12 @@ def new_model_stats(stream: Stream, runs: list[PolicyRun]) -> dict[str, Any]:
             after = np.arange(r0, stream.rounds)
             optimal_rounds = after[best[after] == j]
             by_device = {}
-            for i, d in enumerate(stream.scenario.devices):
+            for i, name in enumerate(stream.device_names):
                 sel = stream.device_index[after] == i
                 if sel.any():
                     share = float(np.mean(best[after][sel] == j))
                     if share > 0:
-                        by_device[d.name] = _r(share, 3)
+                        by_device[name] = _r(share, 3)
             entry: dict[str, Any] = {
                 "added_at_round": int(r0),
                 "requests_after": int(after.size),
@@ -142,6 +142,8 @@ def build_report(
         "model_dim": stream.model_dim,
         "eligibility": sc.eligibility,
         "oracle_mean_qoe": _r(oracle_mean),
+        # Share of offered (request, model) pairs that would crash / not run: how much there is to avoid.
+        "pair_failure_rate": _r(1.0 - stream.fits[stream.eligible].mean()),
         "common_model": stream.arm_ids[common_model_ranking(stream)[0]],
         "settings": settings or {},
         "policies": policies,

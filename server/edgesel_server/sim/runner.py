@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from edgesel_server.sim.policies import Policy, Request, make_policy
+from edgesel_server.sim.policies import Feedback, Policy, Request, make_policy
 from edgesel_server.sim.scenario import Stream
 
 ProgressFn = Callable[[str, int, int, float, float, float], None]
@@ -53,10 +53,9 @@ def run_policy(
     _, best_value = stream.best_expected()
     expected, reward, contexts = stream.expected, stream.reward, stream.contexts
     picks = np.empty(stream.rounds, dtype=np.int64)
-    # Policies that learn the measurements (qoe_model) get the request's stated preferences and what the
-    # device measured; the others only the reported QoE.
-    learn_measured = getattr(policy, "update_measured", None)
-    measured = bool(getattr(policy, "wants_measurements", False)) and learn_measured is not None
+    # Measured streams carry what a Feedback reports; a policy that learns from it has update_feedback.
+    fb = stream.feedback
+    observe = getattr(policy, "update_feedback", None)
     regret = qoe = 0.0
     start = time.perf_counter()
     for t in range(stream.rounds):
@@ -66,14 +65,13 @@ def run_policy(
                 policy.remove_arm(a)
             for a in ch.add:
                 policy.add_arm(a, stream.arm_features[col[a]])
-        request = Request(t, contexts[t], lists[which[t]], stream.preferences(t) if measured else {})
+        request = Request(t, contexts[t], lists[which[t]], None if fb is None else fb.preferences(t))
         arm = policy.select(request)
         j = col.get(arm, -1)
         if j < 0 or not stream.eligible[t, j]:
             raise RuntimeError(f"policy {policy.name!r} picked {arm!r}, not eligible at round {t}")
-        if measured:
-            assert learn_measured is not None
-            learn_measured(request, arm, float(reward[t, j]), stream.measured(t, j))
+        if observe is not None and fb is not None:
+            observe(request, arm, Feedback(float(reward[t, j]), fb.measurements(t, j), bool(fb.failed[t, j])))
         else:
             policy.update(request, arm, float(reward[t, j]))
         picks[t] = j
@@ -114,7 +112,7 @@ def run(
     epsilon: float | None = None,
     progress: ProgressFn | None = None,
 ) -> list[PolicyRun]:
-    """Run each policy (a name from ``policies.ALL_POLICIES`` or a Policy object) on the same stream."""
+    """Run each policy (a name from ``policies.POLICY_FACTORIES`` or a Policy object) on the same stream."""
     kwargs: dict = {}
     if alpha is not None:
         kwargs["alpha"] = alpha

@@ -9,9 +9,10 @@ that every policy is run against, so all policies see the same devices, states, 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,6 +22,9 @@ from edgesel_server.sim.catalog import ModelSpec, model_features, resolve_model
 from edgesel_server.sim.devices import DeviceSpec, device_static_features, resolve_device
 from edgesel_server.sim.ground_truth import GroundTruth, QoEParams
 from edgesel_server.sim.users import StateModel, UserModel, draw_states, draw_users
+
+if TYPE_CHECKING:
+    from edgesel_server.sim.measured import MeasuredFeedback, MeasuredScenario
 
 ELIGIBILITY_MODES = ("all", "ram_filter")
 
@@ -65,14 +69,28 @@ class Scenario:
 
     def all_models(self) -> list[ModelSpec]:
         """Initial catalog, then models added by changes, each once, in order of appearance."""
-        out = list(self.models)
-        seen = {m.arm_id for m in out}
-        for ch in self.changes:
-            for a in ch.add:
-                if a not in seen:
-                    seen.add(a)
-                    out.append(resolve_model(a))
-        return out
+        return all_models(self.models, self.changes, resolve_model)
+
+
+class _HasArmId(Protocol):
+    @property
+    def arm_id(self) -> str: ...
+
+
+_M = TypeVar("_M", bound=_HasArmId)
+
+
+def all_models(
+    initial: Sequence[_M], changes: Sequence[CatalogChange], resolve: Callable[[str], _M]
+) -> list[_M]:
+    out = list(initial)
+    seen = {m.arm_id for m in out}
+    for ch in changes:
+        for a in ch.add:
+            if a not in seen:
+                seen.add(a)
+                out.append(resolve(a))
+    return out
 
 
 # ---------------------------------------------------------------- parsing & validation
@@ -121,13 +139,71 @@ def _str_list(v: Any, name: str) -> list[str]:
     return v
 
 
+def parse_catalog_changes(
+    raw_changes: Any, present: set[str], resolve: Callable[[str], object]
+) -> list[CatalogChange]:
+    """``[[catalog.changes]]``, validated against the catalog at each round (``present``: the initial one;
+    ``resolve`` raises KeyError with a message for an unknown model id)."""
+    if not isinstance(raw_changes, list):
+        raise _err("catalog.changes", "must be an array of tables ([[catalog.changes]])")
+    changes, last_round = [], 0
+    for i, ch in enumerate(raw_changes):
+        where = f"catalog.changes[{i}]"
+        _check_keys(ch, where, {"round", "add", "remove"}, {"round"})
+        r = int(_num(ch["round"], f"{where}.round", 1, 10_000_000, integer=True))
+        if r < last_round:
+            raise _err(f"{where}.round", "changes must be listed in round order")
+        last_round = r
+        add = _str_list(ch.get("add", []), f"{where}.add")
+        remove = _str_list(ch.get("remove", []), f"{where}.remove")
+        if not add and not remove:
+            raise _err(where, "needs 'add' and/or 'remove'")
+        for j, a in enumerate(add):
+            try:
+                resolve(a)
+            except KeyError as e:
+                raise _err(f"{where}.add[{j}]", e.args[0]) from None
+            if a in present:
+                raise _err(f"{where}.add[{j}]", f"{a!r} is already in the catalog at that round")
+            present.add(a)
+        for j, a in enumerate(remove):
+            if a not in present:
+                raise _err(f"{where}.remove[{j}]", f"{a!r} is not in the catalog at that round")
+            present.discard(a)
+        if len(present) < 1:
+            raise _err(where, "would leave the catalog empty")
+        changes.append(CatalogChange(r, tuple(add), tuple(remove)))
+    return changes
+
+
+_N = TypeVar("_N")
+
+
+def parse_noise(root: dict[str, Any], cls: Callable[..., _N]) -> _N:
+    """The ``[noise]`` table: every field of the dataclass ``cls`` is a standard deviation in [0, 5]."""
+    defaults = cls()
+    names = list(defaults.__dataclass_fields__)  # type: ignore[attr-defined]
+    nz = _check_keys(root.get("noise", {}), "noise", set(names))
+    return cls(**{k: float(_num(nz.get(k, getattr(defaults, k)), f"noise.{k}", 0.0, 5.0)) for k in names})
+
+
+def description(root: dict[str, Any]) -> str:
+    text = root.get("description", "")
+    if not isinstance(text, str):
+        raise _err("description", "must be a string")
+    return text
+
+
 def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
     root = _check_keys(
         data,
         "",
-        {"name", "description", "rounds", "seed", "fleet", "catalog", "users", "state", "qoe", "noise"},
+        {"name", "description", "kind", "rounds", "seed", "fleet", "catalog", "users", "state", "qoe"}
+        | {"noise"},
         {"name", "fleet", "catalog"},
     )
+    if root.get("kind", "formula") not in ("formula", "measured"):
+        raise _err("kind", f"must be 'formula' or 'measured', got {root.get('kind')!r}")
     if not isinstance(root["name"], str) or not root["name"]:
         raise _err("name", "must be a non-empty string")
     rounds = int(_num(root.get("rounds", 10000), "rounds", 1, 10_000_000, integer=True))
@@ -164,38 +240,7 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
             raise _err(f"catalog.models[{i}]", e.args[0]) from None
     if len({m.arm_id for m in models}) != len(models):
         raise _err("catalog.models", "lists a model twice")
-    changes = []
-    present = {m.arm_id for m in models}
-    raw_changes = catalog.get("changes", [])
-    if not isinstance(raw_changes, list):
-        raise _err("catalog.changes", "must be an array of tables ([[catalog.changes]])")
-    last_round = 0
-    for i, ch in enumerate(raw_changes):
-        where = f"catalog.changes[{i}]"
-        _check_keys(ch, where, {"round", "add", "remove"}, {"round"})
-        r = int(_num(ch["round"], f"{where}.round", 1, 10_000_000, integer=True))
-        if r < last_round:
-            raise _err(f"{where}.round", "changes must be listed in round order")
-        last_round = r
-        add = _str_list(ch.get("add", []), f"{where}.add")
-        remove = _str_list(ch.get("remove", []), f"{where}.remove")
-        if not add and not remove:
-            raise _err(where, "needs 'add' and/or 'remove'")
-        for j, a in enumerate(add):
-            try:
-                resolve_model(a)
-            except KeyError as e:
-                raise _err(f"{where}.add[{j}]", e.args[0]) from None
-            if a in present:
-                raise _err(f"{where}.add[{j}]", f"{a!r} is already in the catalog at that round")
-            present.add(a)
-        for j, a in enumerate(remove):
-            if a not in present:
-                raise _err(f"{where}.remove[{j}]", f"{a!r} is not in the catalog at that round")
-            present.discard(a)
-        if len(present) < 1:
-            raise _err(where, "would leave the catalog empty")
-        changes.append(CatalogChange(r, tuple(add), tuple(remove)))
+    changes = parse_catalog_changes(catalog.get("changes", []), {m.arm_id for m in models}, resolve_model)
 
     users = _check_keys(root.get("users", {}), "users", {"preference_concentration", "rating_bias_sd"})
     conc = users.get("preference_concentration", list(UserModel.preference_concentration))
@@ -239,15 +284,7 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
     if qoe.accuracy_ceiling <= qoe.accuracy_floor:
         raise _err("qoe.accuracy_ceiling", "must be above qoe.accuracy_floor")
 
-    nd = Noise()
-    nz = _check_keys(root.get("noise", {}), "noise", set(nd.__dataclass_fields__))
-    noise = Noise(
-        **{k: float(_num(nz.get(k, getattr(nd, k)), f"noise.{k}", 0.0, 5.0)) for k in nd.__dataclass_fields__}
-    )
-
-    description = root.get("description", "")
-    if not isinstance(description, str):
-        raise _err("description", "must be a string")
+    noise = parse_noise(root, Noise)
     return Scenario(
         name=root["name"],
         rounds=rounds,
@@ -265,12 +302,14 @@ def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:
         state=state,
         qoe=qoe,
         noise=noise,
-        description=description,
+        description=description(root),
         source=source,
     )
 
 
-def load_scenario(path: str | Path) -> Scenario:
+def load_scenario(path: str | Path) -> Scenario | MeasuredScenario:
+    """A scenario file: ``kind = "formula"`` (the default: the documented latency model) or ``"measured"``
+    (ground truth from a measurement data set, sim/measured.py)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -281,6 +320,10 @@ def load_scenario(path: str | Path) -> Scenario:
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"scenario {str(p)!r} is not valid TOML: {e}") from None
     try:
+        if data.get("kind", "formula") == "measured":
+            from edgesel_server.sim.measured import parse_measured
+
+            return parse_measured(data, source=str(p), base_dir=p.parent)
         return parse_scenario(data, source=str(p))
     except ScenarioError as e:
         raise ScenarioError(f"{p}: {e}") from None
@@ -289,29 +332,35 @@ def load_scenario(path: str | Path) -> Scenario:
 # ---------------------------------------------------------------- the stream
 
 
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
 @dataclass
 class Stream:
     """Everything about a run that does not depend on the policy. Arrays are indexed [round, arm index]."""
 
-    scenario: Scenario
+    scenario: Scenario | MeasuredScenario
     rounds: int
     seed: int
     arm_ids: list[str]  # every arm that ever exists, initial catalog first
     arm_features: NDArray  # (K, p) normalized model features
     device_index: NDArray  # (T,) index into scenario.devices
     contexts: NDArray  # (T, d) normalized device vectors (static ++ state ++ stated preferences)
-    battery: NDArray
-    thermal: NDArray
-    load: NDArray
-    prefs: NDArray  # (T, 3)
     expected: NDArray  # (T, K) noiseless QoE (regret/oracle reference)
     reward: NDArray  # (T, K) the QoE the user would report for each arm
-    latency_ms: NDArray  # (T, K) the latency the device would measure (jittered), where the model runs
-    energy_mj: NDArray  # (T, K) the energy it would measure likewise
     eligible: NDArray  # (T, K) bool: in the catalog at that round and allowed by the eligibility rule
     fits: NDArray  # (T, K) bool: the model fits in the memory available for that request (else it crashes)
     change_rounds: list[tuple[int, CatalogChange]]
-    truth: GroundTruth
+    # Formula scenarios only: per-request state and the hidden model behind `expected`.
+    battery: NDArray | None = None
+    thermal: NDArray | None = None
+    load: NDArray | None = None
+    prefs: NDArray | None = None  # (T, 3)
+    truth: GroundTruth | None = None
+    # Measured scenarios only (sim/measured.py): what each request's Feedback would carry, per arm.
+    feedback: MeasuredFeedback | FormulaFeedback | None = None
 
     @property
     def device_dim(self) -> int:
@@ -321,22 +370,15 @@ class Stream:
     def model_dim(self) -> int:
         return int(self.arm_features.shape[1])
 
-    def preferences(self, t: int) -> dict:
-        """What the device states with request ``t`` (its user's weights, its energy budget from the battery
-        level), in the form of the QoE spec the ground truth uses (:meth:`qoe_spec`)."""
-        q = self.scenario.qoe
-        battery_powered = bool(self.truth.battery_powered[self.device_index[t]])
-        budget = q.energy_half_mj * (0.25 + 0.75 * float(self.battery[t])) if battery_powered else math.inf
-        w = self.prefs[t]
-        return {
-            "energy_budget_mj": budget,
-            "weights": {"accuracy": float(w[0]), "latency_ms": float(w[1]), "energy_mj": float(w[2])},
-        }
-
     def qoe_spec(self) -> dict:
-        """The ground truth's QoE function (docs/simulator.md) as a `QoeModel` spec: logistic latency and
-        energy satisfaction, the patience limit, accuracy between floor and ceiling; no rating term (the
+        """The QoE function behind the stream as a `QoeModel` spec. Measured scenarios: the space's
+        `[space.qoe]`. Formula scenarios: the ground truth's (docs/simulator.md) — logistic latency and
+        energy satisfaction, the patience limit, accuracy between floor and ceiling, and no rating term (the
         simulated rating is noise around this very QoE)."""
+        if not isinstance(self.scenario, Scenario):
+            from edgesel_server.qoe_policy import core_spec
+
+            return core_spec(self.scenario.space.qoe)
         q = self.scenario.qoe
         return {
             "weights": {"user_rating": 0.0, "latency_ms": 1.0, "energy_mj": 1.0, "accuracy": 1.0},
@@ -355,13 +397,7 @@ class Stream:
 
     def accuracy(self) -> dict[str, float]:
         """Top-1 of every arm as a fraction (catalog knowledge)."""
-        return {m.arm_id: m.top1 / 100.0 for m in self.scenario.all_models()}
-
-    def measured(self, t: int, j: int) -> dict:
-        """What the device reports after running arm ``j`` in round ``t``: latency and energy, or failure."""
-        if not self.fits[t, j]:
-            return {"failed": True}
-        return {"latency_ms": float(self.latency_ms[t, j]), "energy_mj": float(self.energy_mj[t, j])}
+        return {m.arm_id: float(m.top1) / 100.0 for m in self.scenario.all_models()}
 
     def best_expected(self) -> tuple[NDArray, NDArray]:
         """Per round: the oracle's arm index and its expected QoE (over eligible arms)."""
@@ -369,14 +405,58 @@ class Stream:
         best = masked.argmax(axis=1)
         return best, masked[np.arange(self.rounds), best]
 
+    @property
+    def device_names(self) -> list[str]:
+        """Name of each device type, in ``device_index`` order."""
+        devices: Sequence[_Named] = self.scenario.devices
+        return [d.name for d in devices]
 
-def build_stream(scenario: Scenario, rounds: int | None = None, seed: int | None = None) -> Stream:
+    def prefix(self, rounds: int) -> Stream:
+        """The first ``rounds`` rounds: what a run of that length on the same draws sees (a policy does not
+        know the horizon, so its picks on the prefix are the first picks of the longer run)."""
+        if not 1 <= rounds <= self.rounds:
+            raise ValueError(f"prefix of {rounds} rounds from a stream of {self.rounds}")
+        cut: dict[str, Any] = {
+            f.name: v[:rounds]
+            for f in fields(self)
+            if isinstance(v := getattr(self, f.name), np.ndarray) and f.name != "arm_features"
+        }
+        feedback = self.feedback.prefix(rounds) if self.feedback is not None else None
+        changes = [(r, ch) for r, ch in self.change_rounds if r < rounds]
+        return replace(self, rounds=rounds, change_rounds=changes, feedback=feedback, **cut)
+
+
+def catalog_over_time(
+    arm_ids: list[str], initial: list[str], changes: Sequence[CatalogChange], rounds: int
+) -> tuple[NDArray, list[tuple[int, CatalogChange]]]:
+    """(T, K) bool: arm in the catalog at that round; and the changes that happen within ``rounds``."""
+    col = {a: i for i, a in enumerate(arm_ids)}
+    in_catalog = np.zeros((rounds, len(arm_ids)), dtype=bool)
+    in_catalog[:, [col[a] for a in initial]] = True
+    change_rounds = []
+    for ch in changes:
+        if ch.round >= rounds:
+            continue
+        change_rounds.append((ch.round, ch))
+        for a in ch.add:
+            in_catalog[ch.round :, col[a]] = True
+        for a in ch.remove:
+            in_catalog[ch.round :, col[a]] = False
+    return in_catalog, change_rounds
+
+
+def build_stream(
+    scenario: Scenario | MeasuredScenario, rounds: int | None = None, seed: int | None = None
+) -> Stream:
+    if not isinstance(scenario, Scenario):
+        from edgesel_server.sim.measured import build_measured_stream
+
+        return build_measured_stream(scenario, rounds, seed)
     rounds = scenario.rounds if rounds is None else rounds
     seed = scenario.seed if seed is None else seed
     hidden_ss, fleet_ss, round_ss, noise_ss = np.random.SeedSequence(seed).spawn(4)
     models = scenario.all_models()
     arm_ids = [m.arm_id for m in models]
-    col = {a: i for i, a in enumerate(arm_ids)}
     n_arms = len(models)
     truth = GroundTruth(
         list(scenario.devices),
@@ -412,17 +492,9 @@ def build_stream(scenario: Scenario, rounds: int | None = None, seed: int | None
         np.hstack([static[dev], battery[:, None], thermal[:, None], load[:, None], prefs])
     )
 
-    in_catalog = np.zeros((rounds, n_arms), dtype=bool)
-    in_catalog[:, [col[m.arm_id] for m in scenario.models]] = True
-    change_rounds = []
-    for ch in scenario.changes:
-        if ch.round >= rounds:
-            continue
-        change_rounds.append((ch.round, ch))
-        for a in ch.add:
-            in_catalog[ch.round :, col[a]] = True
-        for a in ch.remove:
-            in_catalog[ch.round :, col[a]] = False
+    in_catalog, change_rounds = catalog_over_time(
+        arm_ids, [m.arm_id for m in scenario.models], scenario.changes, rounds
+    )
     eligible = in_catalog
     if scenario.eligibility == "ram_filter":
         # What the device announces (its RAM) against what the catalog knows (file size): a coarse filter.
@@ -447,10 +519,49 @@ def build_stream(scenario: Scenario, rounds: int | None = None, seed: int | None
         prefs=prefs,
         expected=expected,
         reward=reward,
-        latency_ms=latency_ms,
-        energy_mj=energy_mj,
         eligible=eligible,
         fits=truth.fits(dev, load),
         change_rounds=change_rounds,
         truth=truth,
+        feedback=FormulaFeedback(
+            latency_ms,
+            energy_mj,
+            ~truth.fits(dev, load),
+            prefs,
+            np.where(
+                truth.battery_powered[dev], scenario.qoe.energy_half_mj * (0.25 + 0.75 * battery), math.inf
+            ),
+        ),
     )
+
+
+@dataclass
+class FormulaFeedback:
+    """What a Feedback carries in a formula scenario, for policies that learn measurements (qoe_model): the
+    measured (jittered) latency and energy, or that the model did not fit; and what the device states with
+    each request (its user's weights, and the energy budget its battery level implies for the ground
+    truth's energy satisfaction; none on mains power)."""
+
+    latency_ms: NDArray  # (T, K)
+    energy_mj: NDArray  # (T, K)
+    failed: NDArray  # (T, K) bool
+    weights: NDArray  # (T, 3) accuracy, latency, energy
+    energy_budget_mj: NDArray  # (T,) inf on mains power
+
+    def prefix(self, rounds: int) -> FormulaFeedback:
+        return FormulaFeedback(
+            self.latency_ms[:rounds], self.energy_mj[:rounds], self.failed[:rounds], self.weights[:rounds],
+            self.energy_budget_mj[:rounds],
+        )  # fmt: skip
+
+    def preferences(self, t: int) -> dict[str, Any]:
+        w = self.weights[t]
+        return {
+            "energy_budget_mj": float(self.energy_budget_mj[t]),
+            "qoe_weights": {"accuracy": float(w[0]), "latency_ms": float(w[1]), "energy_mj": float(w[2])},
+        }
+
+    def measurements(self, t: int, j: int) -> dict[str, float]:
+        if self.failed[t, j]:
+            return {}
+        return {"latency_ms": float(self.latency_ms[t, j]), "energy_mj": float(self.energy_mj[t, j])}
