@@ -30,7 +30,13 @@ echo "== ruff / mypy / stubtest / generated protobuf code / generated sync clien
 .venv/bin/python scripts/unasync.py --check
 
 echo "== pytest"
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+rm -rf out/junit && mkdir -p out/junit
+.venv/bin/python -m pytest -q -p no:cacheprovider --junitxml=out/junit/main.xml "$@"
 
 # The SDK on CPython 3.8 with its floor runtimes and on the newest CPython, the server wheel on 3.10.
-bash scripts/test_pythons.sh
+pythons=0
+bash scripts/test_pythons.sh || pythons=$?
+
+echo "== all tests (main suite + other Pythons)"
+.venv/bin/python scripts/test_summary.py out/junit
+exit $pythons

@@ -41,7 +41,7 @@ sdk_job() {  # sdk_job NAME PYTHON_PREFIX [pip requirement pins...]: install the
   local versions
   versions=$("$py" -c 'import platform, grpc, google.protobuf as pb; print(f"CPython {platform.python_version()}, grpcio {grpc.__version__}, protobuf {pb.__version__}")')
   echo "-- $name: $versions"
-  if "$py" -m pytest -q -p no:cacheprovider tests/client; then
+  if "$py" -m pytest -q -p no:cacheprovider --junitxml="$ROOT/out/junit/$name.xml" tests/client; then
     SUMMARY+=("$name ($versions): passed")
   else
     SUMMARY+=("$name ($versions): FAILED")
@@ -83,8 +83,10 @@ if [ -n "$py310" ]; then
   "$VENVS/server-3.10/bin/python" -m pip install "${PIP_FLAGS[@]}" ./client
   "$VENVS/server-3.10/bin/python" -m pip install "${PIP_FLAGS[@]}" out/wheels/edgesel_server-*.whl "tomli==2.0.1"
   if "$VENVS/server-3.10/bin/python" scripts/server_smoke.py; then
+    echo passed > "$ROOT/out/junit/server-3.10.result"
     SUMMARY+=("server-3.10 (CPython $("$py310/bin/python" -c 'import platform; print(platform.python_version())')): passed")
   else
+    echo failed > "$ROOT/out/junit/server-3.10.result"
     SUMMARY+=("server-3.10: FAILED")
     status=1
   fi

@@ -1,10 +1,8 @@
 """The one exception the SDK raises for failed RPCs, with the server's machine-readable reason.
 
 The server puts a `google.rpc.Status` holding a `google.rpc.ErrorInfo` (domain "edgesel") in the standard
-`grpc-status-details-bin` trailer. The SDK stays grpcio + protobuf only: instead of depending on
-googleapis-common-protos for two messages, it declares their wire format (field numbers and types are
-frozen by Google's API compatibility rules) in a private descriptor pool and lets protobuf decode them. A
-private pool cannot clash with googleapis-common-protos if the app loads that too.
+`grpc-status-details-bin` trailer; `status_details` decodes it with protobuf alone (the SDK stays grpcio +
+protobuf only, on every protobuf from its floor up).
 """
 
 from __future__ import annotations
@@ -13,73 +11,24 @@ from collections.abc import Mapping
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory
 
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
+from edgesel_client.status_details import STATUS_DETAILS_KEY, error_details_from_metadata
+
+__all__ = ["DOMAIN", "STATUS_DETAILS_KEY", "EdgeselError", "error_info"]
+
 DOMAIN = "edgesel"
-_ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
-
-
-def _rpc_messages() -> tuple[Any, Any]:
-    """google.rpc.Status and google.rpc.ErrorInfo, as in google/rpc/{status,error_details}.proto."""
-    pool = descriptor_pool.DescriptorPool()
-    pool.AddSerializedFile(any_pb2.DESCRIPTOR.serialized_pb)
-    F = descriptor_pb2.FieldDescriptorProto
-    f = descriptor_pb2.FileDescriptorProto(
-        name="edgesel_client/google_rpc_wire.proto",
-        package="google.rpc",
-        syntax="proto3",
-        dependency=["google/protobuf/any.proto"],
-    )
-    status = f.message_type.add(name="Status")
-    status.field.add(name="code", number=1, type=F.TYPE_INT32, label=F.LABEL_OPTIONAL)
-    status.field.add(name="message", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-    status.field.add(
-        name="details",
-        number=3,
-        type=F.TYPE_MESSAGE,
-        label=F.LABEL_REPEATED,
-        type_name=".google.protobuf.Any",
-    )
-    info = f.message_type.add(name="ErrorInfo")
-    info.field.add(name="reason", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-    info.field.add(name="domain", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-    entry = info.nested_type.add(name="MetadataEntry")
-    entry.options.map_entry = True
-    entry.field.add(name="key", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-    entry.field.add(name="value", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-    info.field.add(
-        name="metadata",
-        number=3,
-        type=F.TYPE_MESSAGE,
-        label=F.LABEL_REPEATED,
-        type_name=".google.rpc.ErrorInfo.MetadataEntry",
-    )
-    pool.Add(f)
-    return (
-        message_factory.GetMessageClass(pool.FindMessageTypeByName("google.rpc.Status")),
-        message_factory.GetMessageClass(pool.FindMessageTypeByName("google.rpc.ErrorInfo")),
-    )
-
-
-_Status, _ErrorInfo = _rpc_messages()
 
 
 def error_info(trailing_metadata: Any) -> tuple[str, dict[str, str]] | None:
-    """(reason, metadata) of the edgesel ErrorInfo in a call's trailers, or None (e.g. a transport error)."""
-    for key, value in trailing_metadata or ():
-        if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
-            continue
-        try:
-            status = _Status.FromString(value)
-            for detail in status.details:
-                if detail.type_url == _ERROR_INFO_TYPE:
-                    info = _ErrorInfo.FromString(detail.value)
-                    if info.domain == DOMAIN:
-                        return str(info.reason), dict(info.metadata)
-        except Exception:  # noqa: BLE001 - a malformed trailer is no reason to hide the status code
-            return None
-    return None
+    """(reason, metadata) of the edgesel ErrorInfo in a call's trailers, or None (e.g. a transport error,
+    or another domain's detail)."""
+    try:
+        found = error_details_from_metadata(trailing_metadata)
+    except Exception:  # noqa: BLE001 - a malformed trailer is no reason to hide the status code
+        return None
+    if found is None or found.domain != DOMAIN:
+        return None
+    return found.reason, dict(found.metadata)
 
 
 class EdgeselError(Exception):
