@@ -182,7 +182,7 @@ class FastQoeModel:
 
     def score(self, x: NDArray[np.float64]) -> tuple[list[str], NDArray, NDArray, NDArray]:
         k = len(self.accuracy)
-        width = self.alpha * np.sqrt(2.0 * np.log(1.0 + k)) / 4.0
+        width = self.alpha * np.sqrt(2.0 * np.log(1.0 + k)) / 8.0
         used = [t for t in (0, 2, 3) if self.targets[t].n0 > 0]  # energy is never measured here
         pred = {t: self.targets[t].score(x)[1:3] for t in used}
         w_lat, w_r, w_acc = self.w["latency_ms"], self.w["user_rating"], self.w["accuracy"]

@@ -38,11 +38,11 @@ pub const MAGIC: &[u8; 8] = b"EDGESELQ";
 pub const VERSION: u32 = 1;
 
 /// Exploration width in units of each target's standard error: `α · c(K)` for `K` arms in the catalog,
-/// `c(K) = sqrt(2 ln(1 + K)) / 4`. It grows with the catalog like a union bound over the arms
-/// (`sqrt(2 ln K)`); the factor 1/4 (≈ 0.75 standard errors at K = 100) is what measured best on both the
+/// `c(K) = sqrt(2 ln(1 + K)) / 8`. It grows with the catalog like a union bound over the arms
+/// (`sqrt(2 ln K)`); the factor 1/8 (≈ 0.38 standard errors at K = 100) is what measured best on both the
 /// formula fleet and the AI Hub measurements (docs/core.md, "Composition"), so the default α = 1 is it.
 pub fn exploration_width(alpha: f64, n_arms: usize) -> f64 {
-    alpha * (2.0 * (1.0 + n_arms as f64).ln()).sqrt() / 4.0
+    alpha * (2.0 * (1.0 + n_arms as f64).ln()).sqrt() / 8.0
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -38,7 +38,7 @@ DEFAULT_SPEC: dict = {
 
 
 def exploration_width(alpha: float, n_arms: int) -> float:
-    return alpha * math.sqrt(2.0 * math.log(1.0 + n_arms)) / 4.0
+    return alpha * math.sqrt(2.0 * math.log(1.0 + n_arms)) / 8.0
 
 
 def shape_score(shape: str, v: float, budget: float, steepness: float) -> float:
