@@ -39,9 +39,9 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-from numpy_fast import FastBandit  # noqa: E402
+from numpy_fast import FastBandit, FastQoeModel  # noqa: E402
 
-from edgesel_server.core import Bandit  # noqa: E402
+from edgesel_server.core import Bandit, QoeModel  # noqa: E402
 
 POLICIES = ("disjoint_linucb", "hybrid_linucb")
 ARMS = (10, 100, 1000)
@@ -198,6 +198,89 @@ def bench_one(policy: str, n_arms: int, d: int, quick: bool) -> dict:
     }
 
 
+QOE_ARMS = (100, 1000)
+QOE_D, QOE_P = 8, 5  # like the fleet scenario's catalog features; joint dim 54 per target
+
+
+def build_qoe(n_arms: int, n_train: int, seed: int = 0) -> tuple[QoeModel, FastQoeModel, list[str]]:
+    """The same qoe_model state in Rust and numpy: arms with catalog accuracies, latency + rating feedback."""
+    rng = np.random.default_rng(seed)
+    d, p = QOE_D, QOE_P
+    rust = QoeModel(d, p)
+    fast = FastQoeModel(d, p)
+    ids = [f"model-{i:04d}" for i in range(n_arms)]
+    feats = rng.uniform(0, 1, size=(n_arms, p))
+    acc = rng.uniform(0.55, 0.85, size=n_arms)
+    for a, m, c in zip(ids, feats, acc, strict=True):
+        rust.add_arm(a, m, accuracy=float(c))
+    fast.add_arms(ids, feats, acc)
+    for _ in range(n_train):
+        i = int(rng.integers(n_arms))
+        x = rng.uniform(0, 1, size=d)
+        lat, rating = float(20.0 * np.exp(feats[i, 0] + x[0])), float(rng.uniform(1, 5))
+        rust.update(ids[i], x, 0.5, latency_ms=lat, user_rating=rating)
+        fast.update(ids[i], x, 0.5, lat, rating)
+    return rust, fast, ids
+
+
+def check_same_qoe(rust: QoeModel, fast: FastQoeModel, seed: int = 1) -> float:
+    """Largest relative difference of expected, bonus, optimistic QoE; exits on a mismatch or another pick."""
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for _ in range(5):
+        x = rng.uniform(0, 1, size=QOE_D)
+        r_ids, *r_vals = rust.score(x)
+        f_ids, *f_vals = fast.score(x)
+        for name, rv, fv in zip(("expected", "bonus", "optimistic"), r_vals, f_vals, strict=True):
+            err = float(np.max(np.abs(np.asarray(rv) - fv) / np.maximum(1.0, np.abs(fv))))
+            worst = max(worst, err)
+            if list(r_ids) != list(f_ids) or not err <= CHECK_RTOL:
+                sys.exit(
+                    f"MISMATCH: qoe_model {name} differs by {err:.3e} between the Rust core and numpy_fast"
+                )
+        r_sel, f_sel = rust.select(x), fast.select(x)
+        if r_sel[0] != f_sel[0] and abs(r_sel[3] - f_sel[3]) > CHECK_RTOL * max(1.0, abs(f_sel[3])):
+            sys.exit(f"MISMATCH: qoe_model select chose {r_sel[0]} (Rust) vs {f_sel[0]} (numpy)")
+    return worst
+
+
+def bench_qoe(n_arms: int, quick: bool) -> dict:
+    rust, fast, ids = build_qoe(n_arms, 200 if quick else 2000)
+    worst = check_same_qoe(rust, fast)
+    repeats, target = (3, 0.004) if quick else (7, 0.05)
+    rng = np.random.default_rng(2)
+    pool_x = [np.ascontiguousarray(v) for v in rng.uniform(0, 1, size=(512, QOE_D))]
+    pool_arm = [ids[i] for i in rng.integers(n_arms, size=512)]
+    pool_lat = rng.uniform(5, 300, size=512).tolist()
+
+    def rust_select(x):
+        return rust.select(x)
+
+    def rust_update(a, x, lat):
+        rust.update(a, x, 0.5, latency_ms=lat, user_rating=3.0)
+
+    def fast_update(a, x, lat):
+        fast.update(a, x, 0.5, lat, 3.0)
+
+    sel_r, sel_n = measure(rust_select, fast.select, lambda i: (pool_x[i % 512],), repeats, target)
+    upd_r, upd_n = measure(
+        rust_update, fast_update, lambda i: (pool_arm[i % 512], pool_x[(i * 7) % 512], pool_lat[i % 512]),
+        repeats, target,
+    )  # fmt: skip
+    return {
+        "policy": "qoe_model",
+        "K": n_arms,
+        "d": QOE_D,
+        "joint_dim": (QOE_D + 1) * (QOE_P + 1),
+        "rust_select_us": sel_r * 1e6,
+        "numpy_select_us": sel_n * 1e6,
+        "rust_update_us": upd_r * 1e6,
+        "numpy_update_us": upd_n * 1e6,
+        "_check": worst,
+        "_p": QOE_P,
+    }
+
+
 HEADER = (
     f"{'policy':<9}{'K':>6}{'d':>4}{'p':>4}{'k':>5} | {'select µs: rust':>16}{'numpy':>10}{'ratio':>8}"
     f" | {'update µs: rust':>16}{'numpy':>10}{'ratio':>8} | {'forget µs':>10}{'ratio':>7} | {'check':>8}"
@@ -242,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
                 row = bench_one(policy, n_arms, d, args.quick)
                 rows.append(row)
                 print(fmt_row(row), flush=True)
+    for n_arms in QOE_ARMS:
+        row = bench_qoe(n_arms, args.quick)
+        rows.append(row)
+        print(fmt_row(row), flush=True)
     print(f"\ndone in {time.perf_counter() - t_start:.1f} s")
     if args.json:
         keys = (

@@ -146,3 +146,96 @@ def _spd_inverse(a: NDArray[np.float64]) -> NDArray[np.float64]:
     """Inverse of a symmetric positive definite matrix through its Cholesky factor."""
     lower_inv = np.linalg.inv(np.linalg.cholesky(a))
     return lower_inv.T @ lower_inv
+
+
+class FastQoeModel:
+    """`qoe_model` (docs/core.md, "The QoE model") with the server's spec (linear latency/energy scores),
+    vectorized over the arms: four hybrid FastBandit targets (α = 1, so the bonus is the standard error)
+    and the composition as array expressions. Only what the benchmark needs: score, select, update with
+    latency and rating measured."""
+
+    PRIOR_SD = (0.5, 0.5, 0.1, 0.5)
+    PRIOR_N = 2.0
+
+    def __init__(self, device_dim: int, model_dim: int, *, alpha: float = 1.0, lam: float = 1.0) -> None:
+        self.targets = [
+            FastBandit("hybrid_linucb", device_dim, model_dim, alpha=1.0, lam=lam) for _ in range(4)
+        ]
+        self.alpha = alpha
+        self.noise_n = np.zeros(4)
+        self.noise_sq = np.zeros(4)
+        self.w = {"user_rating": 1.0, "latency_ms": 1.0, "energy_mj": 0.5, "accuracy": 1.0}
+        self.budget_ms, self.rating = 100.0, (1.0, 5.0)
+        self.accuracy = np.zeros(0)
+
+    def add_arms(self, ids: list[str], feats: NDArray[np.float64], accuracy: NDArray[np.float64]) -> None:
+        for t in self.targets:
+            t.add_arms(ids, feats)
+        self.accuracy = np.concatenate([self.accuracy, accuracy])
+
+    def _sd(self, t: int) -> float:
+        return float(
+            np.sqrt(
+                (self.PRIOR_N * self.PRIOR_SD[t] ** 2 + self.noise_sq[t]) / (self.PRIOR_N + self.noise_n[t])
+            )
+        )
+
+    def score(self, x: NDArray[np.float64]) -> tuple[list[str], NDArray, NDArray, NDArray]:
+        k = len(self.accuracy)
+        width = self.alpha * np.sqrt(2.0 * np.log(1.0 + k)) / 8.0
+        used = [t for t in (0, 2, 3) if self.targets[t].n0 > 0]  # energy is never measured here
+        pred = {t: self.targets[t].score(x)[1:3] for t in used}
+        w_lat, w_r, w_acc = self.w["latency_ms"], self.w["user_rating"], self.w["accuracy"]
+
+        def qoe(z: float) -> NDArray:
+            num = w_acc * self.accuracy
+            den = np.full(k, w_acc)
+            if 0 in pred:
+                m, s = pred[0]
+                lat = self.budget_ms * np.exp(m - z * self._sd(0) * s)
+                num = num + w_lat * np.maximum(0.0, 1.0 - lat / (2.0 * self.budget_ms))
+                den = den + w_lat
+            if 2 in pred:  # the rating is learned relative to the measured value num / den
+                m, s = pred[2]
+                num, den = num + w_r * np.clip(num / den + m + z * self._sd(2) * s, 0.0, 1.0), den + w_r
+            q = np.clip(num / den, 0.0, 1.0)
+            if 3 in pred:
+                m, s = pred[3]
+                q = np.clip(1.0 + m + z * self._sd(3) * s, 0.0, 1.0) * q
+            return q
+
+        exp, opt = qoe(0.0), qoe(width)
+        return self.targets[0].ids, exp, opt - exp, opt
+
+    def select(self, x: NDArray[np.float64]) -> tuple[str, float, float, float]:
+        ids, exp, bonus, opt = self.score(x)
+        i = int(np.argmax(opt))
+        ties = np.flatnonzero(opt == opt[i])
+        if len(ties) > 1:
+            i = int(min(ties, key=lambda j: ids[j]))
+        return ids[i], float(exp[i]), float(bonus[i]), float(opt[i])
+
+    def update(
+        self, arm_id: str, x: NDArray[np.float64], reward: float, latency_ms: float, user_rating: float
+    ) -> None:
+        lo, hi = self.rating
+        # The rating is learned relative to the measured value of what was reported (latency) and the
+        # arm's known accuracy.
+        w_lat, w_acc = self.w["latency_ms"], self.w["accuracy"]
+        s_lat = max(0.0, 1.0 - latency_ms / (2.0 * self.budget_ms))
+        measured = (w_lat * s_lat + w_acc * self.accuracy[self.targets[0].index[arm_id]]) / (w_lat + w_acc)
+        ys = (
+            (0, np.log(max(latency_ms, 1e-3) / self.budget_ms)),
+            (2, (user_rating - lo) / (hi - lo) - measured),
+            (3, 0.0),
+        )
+        for t, y in ys:
+            target = self.targets[t]
+            i = target.index[arm_id]
+            # prequential residual: the arm's mean before the update (the collapsed hybrid mean formula)
+            w = target.ainv[i] @ x
+            g = target.beta.reshape(target.d + 1, target.p + 1) @ target.mp[i]
+            mean = g[0] + w @ (target.b[i] - target.s[i] * g[0] + target.lam * g[1:])
+            self.noise_n[t] += 1
+            self.noise_sq[t] += (y - mean) ** 2
+            target.update(arm_id, x, y)

@@ -63,8 +63,11 @@ on_missing_feedback = "drop"      # or "default": learn default_reward when no f
 default_reward = 0.0
 
 [space.policy]
-kind = "hybrid_linucb"            # disjoint_linucb | hybrid_linucb | lin_ts
-alpha = 0.5
+kind = "qoe_model"                # learns what devices measure (docs/core.md); or hybrid_linucb, ...
+alpha = 1.0                       # exploration multiplier (qoe_model scales it to QoE range and catalog)
+# Conservative mode: explore only while the QoE stays >= (1 - max_loss) x this model's.
+# baseline_model = "mobilenet_v3_large:IMAGENET1K_V2"
+# max_loss = 0.05
 lam = 1.0
 
 [space.qoe]

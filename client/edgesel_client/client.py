@@ -169,9 +169,13 @@ class EdgeselClient:
         latency_ms: float | None = None,
         energy_mj: float | None = None,
         accuracy: float | None = None,
+        failed: bool = False,
+        failure_reason: str | None = None,
         feedback_deadline: datetime | None = None,
     ) -> FeedbackReceipt:
-        """Report the QoE of decision ``event_id``: a ``reward`` or measurements, not both.
+        """Report the QoE of decision ``event_id``: a ``reward`` or measurements, not both; or ``failed=True``
+        when the model did not run on this device (optionally with ``failure_reason``: load_error,
+        out_of_memory, unsupported_op, timeout or other), alone: the server scores it the space's minimum.
 
         Returns QUEUED when the server is unreachable (sent later), DROPPED for a cached selection
         (``event_id == ""``); raises EdgeselError when the server rejects it (e.g. unknown or expired event).
@@ -185,6 +189,8 @@ class EdgeselClient:
             latency_ms=latency_ms,
             energy_mj=energy_mj,
             accuracy=accuracy,
+            failed=failed,
+            failure_reason=failure_reason,
         )
         if not event_id:
             state.counters.feedback_dropped_from_cache += 1

@@ -111,6 +111,8 @@ class ClientState:
         latency_ms: float | None,
         energy_mj: float | None,
         accuracy: float | None,
+        failed: bool = False,
+        failure_reason: str | None = None,
     ) -> selection_pb2.FeedbackRequest:
         return build_feedback_request(
             event_id,
@@ -119,6 +121,8 @@ class ClientState:
             latency_ms=latency_ms,
             energy_mj=energy_mj,
             accuracy=accuracy,
+            failed=failed,
+            failure_reason=failure_reason,
         )
 
     def queue_feedback(self, request: selection_pb2.FeedbackRequest, deadline: datetime | None) -> None:

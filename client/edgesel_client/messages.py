@@ -44,6 +44,15 @@ def build_select_request(
     return request
 
 
+FAILURE_REASON_CODES = {
+    "load_error": types_pb2.FAILURE_REASON_LOAD_ERROR,
+    "out_of_memory": types_pb2.FAILURE_REASON_OUT_OF_MEMORY,
+    "unsupported_op": types_pb2.FAILURE_REASON_UNSUPPORTED_OP,
+    "timeout": types_pb2.FAILURE_REASON_TIMEOUT,
+    "other": types_pb2.FAILURE_REASON_OTHER,
+}
+
+
 def build_feedback_request(
     event_id: str,
     reward: float | None,
@@ -52,8 +61,11 @@ def build_feedback_request(
     latency_ms: float | None,
     energy_mj: float | None,
     accuracy: float | None,
+    failed: bool = False,
+    failure_reason: str | None = None,
 ) -> selection_pb2.FeedbackRequest:
-    """Either a ready-made reward or at least one measurement, never both (the contract's ``oneof qoe``)."""
+    """Either a ready-made reward or at least one measurement, never both (the contract's ``oneof qoe``);
+    or ``failed`` alone (with an optional reason)."""
     measured = {
         "user_rating": user_rating,
         "latency_ms": latency_ms,
@@ -64,13 +76,27 @@ def build_feedback_request(
     for name, value in [*present.items(), *([("reward", float(reward))] if reward is not None else [])]:
         if not math.isfinite(value):
             raise ValueError(f"{name} must be finite, got {value!r}")
+    if failure_reason is not None and not failed:
+        raise ValueError("failure_reason needs failed=True")
+    if failed:
+        if reward is not None or present:
+            raise ValueError("failed=True is reported alone: a model that did not run has no measurements")
+        failure = types_pb2.Measurements(failed=True)
+        if failure_reason is not None:
+            if failure_reason not in FAILURE_REASON_CODES:
+                raise ValueError(f"failure_reason must be one of {', '.join(FAILURE_REASON_CODES)}")
+            failure.failure_reason = FAILURE_REASON_CODES[failure_reason]
+        return selection_pb2.FeedbackRequest(event_id=event_id, measurements=failure)
     if reward is not None and present:
         raise ValueError("give either reward or measurements, not both")
     if reward is not None:
         return selection_pb2.FeedbackRequest(event_id=event_id, reward=float(reward))
     if not present:
         raise ValueError("give a reward or at least one measurement")
-    return selection_pb2.FeedbackRequest(event_id=event_id, measurements=types_pb2.Measurements(**present))
+    measurements = types_pb2.Measurements()
+    for name, value in present.items():
+        setattr(measurements, name, value)
+    return selection_pb2.FeedbackRequest(event_id=event_id, measurements=measurements)
 
 
 def selection_fields(response: selection_pb2.SelectResponse) -> dict[str, Any]:

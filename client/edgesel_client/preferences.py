@@ -11,7 +11,8 @@ from edgesel.v1 import types_pb2
 @dataclass(frozen=True)
 class Preferences:
     latency_budget_ms: float | None = None
-    """Models expected to be slower than this are not eligible."""
+    """This request's latency budget: the space's QoE function scores the measured latency against it (and
+    the ``qoe_model`` policy picks the model with the best QoE under it)."""
     max_model_size_mb: float | None = None
     """Models larger than this are not eligible."""
     qoe_weights: Mapping[str, float] = field(default_factory=dict)

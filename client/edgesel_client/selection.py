@@ -83,8 +83,12 @@ class Selection(BaseSelection):
         latency_ms: float | None = None,
         energy_mj: float | None = None,
         accuracy: float | None = None,
+        failed: bool = False,
+        failure_reason: str | None = None,
     ) -> FeedbackReceipt:
-        """Report either a ready-made ``reward`` or raw measurements (see EdgeselClient.feedback)."""
+        """Report either a ready-made ``reward``, raw measurements, or ``failed=True`` (the model did not run;
+        ``failure_reason`` one of load_error, out_of_memory, unsupported_op, timeout, other); see
+        EdgeselClient.feedback."""
         if self.client is None:
             raise RuntimeError("this Selection is not bound to a client")
         return self.client.feedback(
@@ -94,6 +98,8 @@ class Selection(BaseSelection):
             latency_ms=latency_ms,
             energy_mj=energy_mj,
             accuracy=accuracy,
+            failed=failed,
+            failure_reason=failure_reason,
             feedback_deadline=self.feedback_deadline,
         )
 
@@ -112,6 +118,8 @@ class AsyncSelection(BaseSelection):
         latency_ms: float | None = None,
         energy_mj: float | None = None,
         accuracy: float | None = None,
+        failed: bool = False,
+        failure_reason: str | None = None,
     ) -> FeedbackReceipt:
         """Report either a ready-made ``reward`` or raw measurements (see AsyncEdgeselClient.feedback)."""
         if self.client is None:
@@ -123,5 +131,7 @@ class AsyncSelection(BaseSelection):
             latency_ms=latency_ms,
             energy_mj=energy_mj,
             accuracy=accuracy,
+            failed=failed,
+            failure_reason=failure_reason,
             feedback_deadline=self.feedback_deadline,
         )

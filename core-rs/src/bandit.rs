@@ -201,14 +201,20 @@ impl Bandit {
         Ok(())
     }
 
-    fn check_x(&self, x: &[f64]) -> CoreResult<()> {
+    pub(crate) fn check_x(&self, x: &[f64]) -> CoreResult<()> {
         check_len(x, self.params.device_dim, "x")?;
         check_finite(x, "x")
     }
 
     /// Validates one observation for arm `i`: finite, right length, and small enough that the
     /// statistics it is added to cannot overflow (so a single absurd value cannot poison the state).
-    fn check_observation(&self, i: usize, x: &[f64], reward: f64, what: &str) -> CoreResult<()> {
+    pub(crate) fn check_observation(
+        &self,
+        i: usize,
+        x: &[f64],
+        reward: f64,
+        what: &str,
+    ) -> CoreResult<()> {
         check_len(x, self.params.device_dim, what)?;
         check_finite(x, what)?;
         if !reward.is_finite() {
@@ -267,6 +273,28 @@ impl Bandit {
             out.push((m, b, t))
         });
         out
+    }
+
+    /// Calls `f(position, mean, bonus)` for each scored arm without building [`Scores`] (for policies that
+    /// compose several bandits' predictions, `qoe_model`).
+    pub(crate) fn scan_scores(
+        &self,
+        x: &[f64],
+        arms: Option<&[usize]>,
+        mut f: impl FnMut(usize, f64, f64),
+    ) -> CoreResult<()> {
+        self.check_x(x)?;
+        if arms.map_or(self.ids.len(), |a| a.len()) == 0 {
+            return Ok(());
+        }
+        let draws = self.draws(arms);
+        self.scan(x, arms, draws, Simd::Best, |pos, _, m, b, _| f(pos, m, b));
+        Ok(())
+    }
+
+    /// Arm `i`'s mean at `x` from the exact statistics (no scoring caches, no variance).
+    pub(crate) fn predict_mean(&self, i: usize, x: &[f64]) -> f64 {
+        self.stats.predict_mean(i, x)
     }
 
     /// Scores the arms at `arms` (indices from [`Bandit::resolve`]) or all arms.

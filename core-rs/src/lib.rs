@@ -14,6 +14,10 @@ pub mod linalg;
 pub mod params;
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
+mod python_qoe;
+pub mod qoe_model;
+pub mod qoe_spec;
 pub mod rng;
 pub mod simd;
 pub mod snapshot;
@@ -22,6 +26,8 @@ pub mod stats;
 pub use bandit::{Bandit, Choice, Scores};
 pub use error::{CoreError, CoreResult};
 pub use params::{Params, Policy, POLICY_TABLE};
+pub use qoe_model::{Observation, QoeChoice, QoeModel, QoeParams, QoeScores};
+pub use qoe_spec::{Prefs, QoeSpec, Shape};
 pub use stats::{ArmStats, Layout, SharedStats};
 
 #[cfg(test)]

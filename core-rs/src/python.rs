@@ -51,13 +51,13 @@ impl From<RustCoreError> for PyErr {
     }
 }
 
-fn value_error(msg: String) -> PyErr {
+pub(crate) fn value_error(msg: String) -> PyErr {
     CoreError::new_err(msg)
 }
 
 /// A 1-D vector of floats: a float64 ndarray (read in place, any strides), another numeric ndarray
 /// (converted), or a sequence of floats.
-fn vec_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<f64>> {
+pub(crate) fn vec_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<f64>> {
     if let Ok(arr) = obj.cast::<PyArray1<f64>>() {
         let ro = arr
             .try_readonly()
@@ -147,7 +147,10 @@ fn matrix_arg(obj: &Bound<'_, PyAny>, name: &str, ncols: usize) -> PyResult<(usi
 }
 
 /// A sequence of `str` (a single `str` is rejected, it is almost always a mistake).
-fn str_seq<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Vec<Bound<'py, PyString>>> {
+pub(crate) fn str_seq<'py>(
+    obj: &Bound<'py, PyAny>,
+    name: &str,
+) -> PyResult<Vec<Bound<'py, PyString>>> {
     if obj.is_instance_of::<PyString>() {
         return Err(value_error(format!(
             "{name} must be a sequence of str, not a single str"
@@ -167,12 +170,12 @@ fn str_seq<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Vec<Bound<'py, 
     it.map(|item| cast_item(item?)).collect()
 }
 
-fn strs<'a>(v: &'a [Bound<'_, PyString>]) -> PyResult<Vec<&'a str>> {
+pub(crate) fn strs<'a>(v: &'a [Bound<'_, PyString>]) -> PyResult<Vec<&'a str>> {
     v.iter().map(|s| s.to_str()).collect()
 }
 
 /// Integer argument as i64; too large / too small ints become a ValueError naming the argument.
-fn int_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<i64> {
+pub(crate) fn int_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<i64> {
     obj.extract::<i64>().map_err(|e| {
         if e.is_instance_of::<PyOverflowError>(obj.py()) {
             value_error(format!("{name} is out of range: {obj}"))
@@ -611,6 +614,7 @@ impl PyBandit {
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<PyBandit>()?;
+    m.add_class::<crate::python_qoe::PyQoeModel>()?;
     m.add_class::<Selection>()?;
     m.add_function(wrap_pyfunction!(uses_model_features, m)?)?;
     m.add("POLICIES", PyTuple::new(py, Policy::names())?)?;

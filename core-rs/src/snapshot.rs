@@ -102,6 +102,28 @@ pub struct Reader<'a> {
     pub version: u32,
 }
 
+impl<'a> Reader<'a> {
+    /// A reader of a body from [`checked_body`], after its 12-byte header (magic and version).
+    pub fn after_header(body: &'a [u8], version: u32) -> Self {
+        Reader {
+            buf: body,
+            pos: 12,
+            version,
+        }
+    }
+
+    /// Fails unless every byte was read.
+    pub fn finish(&self) -> CoreResult<()> {
+        if self.pos != self.buf.len() {
+            return Err(CoreError::snapshot(format!(
+                "snapshot has {} unexpected trailing bytes",
+                self.buf.len() - self.pos
+            )));
+        }
+        Ok(())
+    }
+}
+
 fn truncated(what: &str) -> CoreError {
     CoreError::snapshot(format!(
         "snapshot is truncated or malformed (while reading {what})"
@@ -180,19 +202,32 @@ pub fn encode(b: &Bandit) -> Vec<u8> {
         w.0.extend_from_slice(id.as_bytes());
         b.stats.encode_arm(i, &mut w);
     }
-    let crc = crc32(&w.0);
-    w.u32(crc);
-    w.0
+    w.seal()
 }
 
-/// Decodes and validates a snapshot (format version 3, or 2 / 1: see [`READABLE_VERSIONS`]).
-pub fn decode(data: &[u8]) -> CoreResult<Bandit> {
-    if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
-        return Err(CoreError::snapshot(
-            "not an edgesel snapshot (missing magic b\"EDGESELB\")",
-        ));
+impl Writer {
+    /// Appends the CRC-32 of everything written so far and returns the blob.
+    pub fn seal(mut self) -> Vec<u8> {
+        let crc = crc32(&self.0);
+        self.u32(crc);
+        self.0
     }
-    if data.len() < MAGIC.len() + 4 + 4 {
+}
+
+/// Checks a blob's magic, then its version (one of `readable`), then its CRC; returns the version and
+/// everything before the CRC (a reader starts after the 12-byte header).
+pub fn checked_body<'a>(
+    data: &'a [u8],
+    magic: &[u8; 8],
+    readable: &[u32],
+) -> CoreResult<(u32, &'a [u8])> {
+    if data.len() < magic.len() || &data[..magic.len()] != magic {
+        return Err(CoreError::snapshot(format!(
+            "not an edgesel snapshot (missing magic b\"{}\")",
+            String::from_utf8_lossy(magic)
+        )));
+    }
+    if data.len() < magic.len() + 4 + 4 {
         return Err(CoreError::snapshot(
             "snapshot is truncated (no version/checksum)",
         ));
@@ -200,9 +235,9 @@ pub fn decode(data: &[u8]) -> CoreResult<Bandit> {
     let mut vb = [0u8; 4];
     vb.copy_from_slice(&data[8..12]);
     let version = u32::from_le_bytes(vb);
-    if !READABLE_VERSIONS.contains(&version) {
+    if !readable.contains(&version) {
         return Err(CoreError::snapshot(format!(
-            "unsupported snapshot format version {version} (this build reads versions {READABLE_VERSIONS:?})"
+            "unsupported snapshot format version {version} (this build reads versions {readable:?})"
         )));
     }
     let (body, tail) = data.split_at(data.len() - 4);
@@ -216,11 +251,13 @@ pub fn decode(data: &[u8]) -> CoreResult<Bandit> {
              the blob is corrupted or truncated"
         )));
     }
-    let mut r = Reader {
-        buf: body,
-        pos: 12,
-        version,
-    };
+    Ok((version, body))
+}
+
+/// Decodes and validates a snapshot (format version 3, or 2 / 1: see [`READABLE_VERSIONS`]).
+pub fn decode(data: &[u8]) -> CoreResult<Bandit> {
+    let (version, body) = checked_body(data, MAGIC, &READABLE_VERSIONS)?;
+    let mut r = Reader::after_header(body, version);
     let code = r.u8("policy")?;
     let policy = Policy::from_code(code)
         .ok_or_else(|| CoreError::snapshot(format!("snapshot has unknown policy code {code}")))?;
@@ -269,12 +306,7 @@ pub fn decode(data: &[u8]) -> CoreResult<Bandit> {
         b.push_id(Arc::from(id));
         b.stats.decode_arm(&mut r)?;
     }
-    if r.pos != body.len() {
-        return Err(CoreError::snapshot(format!(
-            "snapshot has {} unexpected trailing bytes",
-            body.len() - r.pos
-        )));
-    }
+    r.finish()?;
     b.stats.rebuild();
     Ok(b)
 }

@@ -10,6 +10,7 @@ __all__ = [
     "POLICIES",
     "Bandit",
     "CoreError",
+    "QoeModel",
     "Selection",
     "SnapshotError",
     "UnknownArmError",
@@ -125,3 +126,79 @@ class Bandit:
     ) -> Bandit: ...
     @staticmethod
     def joint_features(x: _Vector, m: _Vector) -> NDArray[np.float64]: ...
+
+@final
+class QoeModel:
+    def __new__(
+        cls,
+        device_dim: int,
+        model_dim: int = 0,
+        spec: dict[str, Any] | None = None,
+        *,
+        alpha: float = 1.0,
+        lam: float = 1.0,
+        refactor_every: int = 1000,
+        baseline_model: str | None = None,
+        max_loss: float = 0.05,
+    ) -> QoeModel: ...
+    @property
+    def policy(self) -> str: ...
+    @property
+    def device_dim(self) -> int: ...
+    @property
+    def model_dim(self) -> int: ...
+    @property
+    def alpha(self) -> float: ...
+    @property
+    def lam(self) -> float: ...
+    @property
+    def refactor_every(self) -> int: ...
+    @property
+    def n_updates(self) -> int: ...
+    @property
+    def spec(self) -> dict[str, Any]: ...
+    def add_arm(
+        self, arm_id: str, model_features: _Vector | None = None, *, accuracy: float | None = None
+    ) -> None: ...
+    def remove_arm(self, arm_id: str) -> None: ...
+    def arm_ids(self) -> list[str]: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, key: object, /) -> bool: ...
+    def score(
+        self,
+        x: _Vector,
+        arms: Sequence[str] | None = None,
+        *,
+        latency_budget_ms: float | None = None,
+        energy_budget_mj: float | None = None,
+        weights: dict[str, float] | None = None,
+    ) -> tuple[list[str], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]: ...
+    def select(
+        self,
+        x: _Vector,
+        arms: Sequence[str] | None = None,
+        *,
+        latency_budget_ms: float | None = None,
+        energy_budget_mj: float | None = None,
+        weights: dict[str, float] | None = None,
+    ) -> tuple[str, float, float, float, bool]: ...
+    def update(
+        self,
+        arm_id: str,
+        x: _Vector,
+        reward: float,
+        *,
+        latency_ms: float | None = None,
+        energy_mj: float | None = None,
+        user_rating: float | None = None,
+        accuracy: float | None = None,
+        failed: bool = False,
+        latency_budget_ms: float | None = None,
+        energy_budget_mj: float | None = None,
+        weights: dict[str, float] | None = None,
+    ) -> None: ...
+    def target_stats(self) -> dict[str, dict[str, float]]: ...
+    def conservative_state(self) -> dict[str, Any] | None: ...
+    def to_bytes(self) -> bytes: ...
+    @staticmethod
+    def from_bytes(data: bytes | bytearray) -> QoeModel: ...

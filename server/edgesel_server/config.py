@@ -30,8 +30,9 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    kind: str = "hybrid_linucb"
-    alpha: float = 0.5
+    # qoe_model learns the measurements and applies each request's preferences (docs/core.md); the default.
+    kind: str = "qoe_model"
+    alpha: float = 1.0  # default per kind: DEFAULT_ALPHA
     lam: float = 1.0
     refactor_every: int = 1000
     seed: int = 0
@@ -42,6 +43,10 @@ class PolicyConfig:
     # weight halves every `half_life` applied feedback events, so the policy follows firmware/OS/app changes;
     # 0 = no forgetting.
     half_life: int = 0
+    # Conservative exploration (qoe_model only): explore only while the QoE obtained stays >= (1 - max_loss)
+    # x what this model would have given.
+    baseline_model: str | None = None
+    max_loss: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,11 @@ class ReportConfig:
 
     device_class: str | None = None  # a device feature's name; None: one class, "all"
     window_s: float = 3600.0
+
+
+# qoe_model's exploration is already in reward units (docs/core.md); the LinUCB family's α multiplies raw
+# standard errors of the scalar reward.
+DEFAULT_ALPHA = {"qoe_model": 1.0, "disjoint_linucb": 0.5, "hybrid_linucb": 0.5, "lin_ts": 0.5}
 
 
 @dataclass
@@ -226,14 +236,17 @@ def _space(r: _Reader) -> SpaceConfig:
     if not name or not name.isprintable() or len(name) > 128:
         raise ConfigError(f"{r.where}.name must be 1-128 printable characters")
     p = r.sub("policy")
+    kind = p.get("kind", str, PolicyConfig.kind)
     policy = PolicyConfig(
-        kind=p.get("kind", str, PolicyConfig.kind),
-        alpha=p.get("alpha", float, PolicyConfig.alpha),
+        kind=kind,
+        alpha=p.get("alpha", float, DEFAULT_ALPHA.get(kind, PolicyConfig.alpha)),
         lam=p.get("lam", float, PolicyConfig.lam),
         refactor_every=p.get("refactor_every", int, PolicyConfig.refactor_every),
         seed=p.get("seed", int, PolicyConfig.seed),
         forced_sampling=p.get("forced_sampling", float, PolicyConfig.forced_sampling),
         half_life=p.get("half_life", int, PolicyConfig.half_life),
+        baseline_model=p.get("baseline_model", str, None),
+        max_loss=p.get("max_loss", float, PolicyConfig.max_loss),
     )
     p.done()
     if policy.kind not in POLICIES:
@@ -247,6 +260,12 @@ def _space(r: _Reader) -> SpaceConfig:
             f"{p.where}.half_life must be an integer >= 0 (applied events; 0 = no forgetting), "
             f"got {policy.half_life}"
         )
+    if policy.forced_sampling > 0 and policy.kind == "qoe_model":
+        raise ConfigError(f'{p.where}.forced_sampling is not available with kind = "qoe_model" (yet)')
+    if policy.baseline_model is not None and policy.kind != "qoe_model":
+        raise ConfigError(f'{p.where}.baseline_model needs kind = "qoe_model"')
+    if not 0.0 <= policy.max_loss <= 1.0:
+        raise ConfigError(f"{p.where}.max_loss must be in [0, 1]")
     q = r.sub("qoe")
     defaults = QoeFunction()
     try:

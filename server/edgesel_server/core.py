@@ -5,9 +5,12 @@ see docs/core.md for the models, the joint feature map, the API and the snapshot
 """
 
 from edgesel_server._core import (
-    POLICIES,
+    POLICIES as BANDIT_POLICIES,
+)
+from edgesel_server._core import (
     Bandit,
     CoreError,
+    QoeModel,
     Selection,
     SnapshotError,
     UnknownArmError,
@@ -15,10 +18,16 @@ from edgesel_server._core import (
     uses_model_features,
 )
 
+# `qoe_model` (the server's default) is its own class, QoeModel (docs/core.md, "The QoE model"); the others
+# are the policies of Bandit's policy table.
+POLICIES = ("qoe_model", *BANDIT_POLICIES)
+
 __all__ = [
+    "BANDIT_POLICIES",
     "POLICIES",
     "Bandit",
     "CoreError",
+    "QoeModel",
     "Selection",
     "SnapshotError",
     "UnknownArmError",

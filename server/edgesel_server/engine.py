@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgesel_server import qoe_policy
 from edgesel_server.catalog import (
     CatalogError,
     DuplicateModelError,
@@ -33,6 +34,7 @@ from edgesel_server.errors import (
     InvalidArgument,
     InvalidModel,
     InvalidPreferences,
+    InvalidReward,
     LimitExceeded,
     ModelExists,
     StoreUnavailable,
@@ -351,7 +353,11 @@ class Engine:
             if (earlier is not None and earlier.decision.event_id in space.pending
                     and np.array_equal(earlier.decision.x, x)):  # fmt: skip
                 return earlier
-        ids = space.eligible(eligible, max_model_size_mb)
+        if installation_id:
+            # Kept with the decision (and logged with a failure), so a model that does not run on this
+            # installation is not offered to it again (failed_pairs.py).
+            prefs["installation_id"] = installation_id
+        ids = space.eligible(eligible, max_model_size_mb, installation_id)
         cls = space.device_class(features, labels)
         group = space.group_of(installation_id, ids)
         if group == HOLDOUT:
@@ -393,8 +399,12 @@ class Engine:
         reward: float | None = None,
         measurements: Mapping[str, float] | None = None,
         *,
+        failed: bool = False,
+        failure_reason: str = "",
         owner: str = "",
     ) -> FeedbackResult:
+        """`failed`: the model did not run on the device (its QoE is the space's minimum); `failure_reason`
+        one of qoe_policy.FAILURE_REASONS or ""."""
         if not event_id or len(event_id) > MAX_EVENT_ID:
             raise InvalidArgument(
                 f"event_id must be 1-{MAX_EVENT_ID} characters (as SelectResponse.event_id gave it)",
@@ -421,7 +431,23 @@ class Engine:
             raise ExpiredEventError(
                 f"the feedback window of event {event_id} closed at {d.deadline:.3f}", event_id=event_id
             )
-        value = space.reward_for(d, reward, measurements)
+        qoe_policy.check_feedback(space.qoe, measurements, failed, failure_reason)
+        if failed:
+            if reward is not None:
+                raise InvalidReward(
+                    "failed: a model that did not run has the space's minimum QoE; send no reward",
+                    field="reward",
+                )
+            value = space.qoe.reward_min
+        else:
+            value = space.reward_for(d, reward, measurements)
+        # The raw measurements (and the decision's preferences) go into the log, so replay teaches the
+        # learner exactly what the live server did.
+        payload = (
+            qoe_policy.feedback_payload(measurements, failed, failure_reason, d.prefs)
+            if measurements or failed
+            else b""
+        )
         if event_id in self.unsaved:
             await self.flush_unsaved()  # its feedback must not reach the log before the decision does
         space.pending.take(event_id)
@@ -429,7 +455,7 @@ class Engine:
         self._inflight[event_id] = fut
         try:
             try:
-                await self._append_reward(space, d, value, ev.FEEDBACK, measurements)
+                await self._append_reward(space, d, value, ev.FEEDBACK, measurements, payload, failed)
                 result = FeedbackResult(False, value)
                 space.stats.feedback += 1
             except DuplicateEvent as dup:
@@ -489,7 +515,16 @@ class Engine:
         reward: float,
         kind: str,
         measurements: Mapping[str, float] | None = None,
+        payload: bytes = b"",
+        failed: bool = False,
     ) -> int:
+        """The event's payload is one JSON object: the report's outcome (group, device class, latency,
+        failed: holdout.outcome_payload) and, when the device measured anything or failed, the learner's
+        measurement record (qoe_policy.feedback_payload, versioned) that replay teaches exactly."""
+        record = outcome_payload(d, measurements or {})
+        record["failed"] = failed
+        if payload:
+            record.update(json.loads(payload))
         e = LogEvent(
             space.name,
             kind,
@@ -497,7 +532,7 @@ class Engine:
             model_id=d.model_id,
             x=d.x,
             reward=reward,
-            payload=json.dumps(outcome_payload(d, measurements or {})).encode(),
+            payload=json.dumps(record, separators=(",", ":"), sort_keys=True).encode(),
             created=time.time(),
         )
         return await self._await(self.store.submit_event(e))

@@ -26,7 +26,7 @@ def export_decision_log(cfg: ServerConfig, space_name: str, out: Path) -> int:
     engine.load_read_only()  # the catalog (snapshot + log) gives every arm's model vector; writes nothing
     try:
         space = engine.space(space_name)
-        eps = space.bandit.forced_sampling
+        eps = space.cfg.policy.forced_sampling  # the config's setting (qoe_model: always 0)
         n = 0
         with out.open("w", encoding="utf-8") as fh:
             header = {

@@ -74,6 +74,14 @@ class QoeFunction:
             raise RewardError(f"reward {reward:g} is outside [{self.reward_min:g}, {self.reward_max:g}]")
         return reward
 
+    def check_measurement(self, name: str, value: float) -> None:
+        """Raises RewardError unless `value` is a valid `name` measurement (known, finite, in range)."""
+        if name not in MEASUREMENTS:
+            raise RewardError(f"unknown measurement {name!r}; known: {', '.join(MEASUREMENTS)}")
+        if not math.isfinite(value):
+            raise RewardError(f"measurement {name} is {value}, it must be a finite number")
+        self._score(name, value, None)
+
     def reward(
         self,
         measurements: Mapping[str, float],

@@ -157,11 +157,23 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
             raise InvalidReward("feedback carries neither a reward nor measurements", field="qoe")
         reward = request.reward if which == "reward" else None
         measurements = {}
+        failed, reason = False, ""
         if which == "measurements":
             m = request.measurements
-            measurements = {f.name: v for f, v in m.ListFields()}
+            measurements = {
+                f.name: v for f, v in m.ListFields() if f.name not in ("failed", "failure_reason")
+            }
+            failed = m.failed
+            if m.failure_reason:
+                name = types_pb2.FailureReason.Name(m.failure_reason)
+                reason = name.removeprefix("FAILURE_REASON_").lower()
         result = await self.engine.feedback(
-            request.event_id, reward, measurements, owner=self._owner(context)
+            request.event_id,
+            reward,
+            measurements,
+            failed=failed,
+            failure_reason=reason,
+            owner=self._owner(context),
         )
         status = (
             selection_pb2.FEEDBACK_STATUS_DUPLICATE

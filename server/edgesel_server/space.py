@@ -24,10 +24,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from edgesel_server import qoe_policy
 from edgesel_server.catalog import Catalog, CatalogError, Model, UnknownModelError
 from edgesel_server.config import ServerConfig, SpaceConfig
-from edgesel_server.core import Bandit, SnapshotError, uses_model_features
+from edgesel_server.core import Bandit, QoeModel, Selection, SnapshotError, uses_model_features
 from edgesel_server.errors import InvalidPreferences, InvalidState, NoEligibleModel
+from edgesel_server.failed_pairs import FailedPairs
 from edgesel_server.guardrails import Breach, Guardrails
 from edgesel_server.holdout import EXCLUDED, HOLDOUT, POLICY, UNKNOWN_CLASS, device_class, in_holdout
 from edgesel_server.lift import LiftTracker
@@ -66,6 +68,19 @@ class Choice:
     score: float
     exploratory: bool
     ranking: list[tuple[str, float, float, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class QoeDecision:
+    """qoe_model's decision, shaped like the core's Selection (id, mean, bonus, total, ...)."""
+
+    id: str
+    mean: float
+    bonus: float
+    total: float
+    propensity: float
+    exploratory: bool
+    scores: tuple | None
 
 
 EVENT_ID_TIME_HEX = 12  # the creation time in milliseconds, as the first 12 hex digits of an event id
@@ -121,6 +136,7 @@ class SpaceRuntime:
         self.lock = threading.RLock()
         self.catalog = Catalog(self.model_schema)
         self.bandit = self._new_bandit()
+        self.failed_pairs = FailedPairs()
         self.counters: dict[str, ArmCounters] = {}
         self.active: tuple[str, ...] = ()
         self.applied_seq = 0
@@ -142,10 +158,26 @@ class SpaceRuntime:
 
     @property
     def uses_model_features(self) -> bool:
-        return uses_model_features(self.cfg.policy.kind)
+        return self.learns_measurements or uses_model_features(self.cfg.policy.kind)
 
-    def _new_bandit(self) -> Bandit:
+    @property
+    def learns_measurements(self) -> bool:
+        """qoe_model: the learner models the measurements themselves (QoeModel), not the scalar reward."""
+        return self.cfg.policy.kind == "qoe_model"
+
+    def _new_bandit(self) -> Bandit | QoeModel:
         p = self.cfg.policy
+        if self.learns_measurements:
+            return QoeModel(
+                len(self.device_schema),
+                len(self.model_schema),
+                qoe_policy.core_spec(self.qoe),
+                alpha=p.alpha,
+                lam=p.lam,
+                refactor_every=p.refactor_every,
+                baseline_model=p.baseline_model,
+                max_loss=p.max_loss,
+            )
         return Bandit(
             p.kind,
             len(self.device_schema),
@@ -158,8 +190,13 @@ class SpaceRuntime:
             half_life=p.half_life,
         )
 
-    def _add_arm(self, bandit: Bandit, model_id: str) -> None:
-        if self.uses_model_features:
+    def _add_arm(self, bandit: Bandit | QoeModel, model_id: str) -> None:
+        if isinstance(bandit, QoeModel):
+            model = self.catalog.get(model_id)
+            bandit.add_arm(
+                model_id, self.catalog.vector(model_id), accuracy=qoe_policy.catalog_accuracy(model)
+            )
+        elif self.uses_model_features:
             bandit.add_arm(model_id, self.catalog.vector(model_id))
         else:
             bandit.add_arm(model_id)
@@ -184,6 +221,7 @@ class SpaceRuntime:
                 model = Model.from_dict(d["model"])
                 self.catalog.add(model)
                 self.counters[model.id] = ArmCounters(**d.get("counters", {}))
+                self.failed_pairs.restore(model.id, d.get("failed_on", ()))
             bandit = self._restore_bandit(snap.state)
             self._check_compatible(bandit)
             self.bandit = bandit
@@ -196,13 +234,31 @@ class SpaceRuntime:
                 self.guardrails.load(derived["guardrails"])
             self._refresh_active()
 
-    def _restore_bandit(self, blob: bytes) -> Bandit:
-        """A bandit from a snapshot, with the config's settings (forced sampling, half-life), which are not
-        learned state."""
+    def _restore_bandit(self, blob: bytes) -> Bandit | QoeModel:
+        """The learned state from a snapshot, with the config's settings (forced sampling, half-life), which
+        are not learned state."""
+        if self.learns_measurements:
+            return QoeModel.from_bytes(blob)
         p = self.cfg.policy
         return Bandit.from_bytes(blob, forced_sampling=p.forced_sampling, half_life=p.half_life)
 
-    def _check_compatible(self, bandit: Bandit) -> None:
+    def _choose_qoe(self, model: QoeModel, x: np.ndarray, arms: list[str] | None, prefs: dict) -> QoeDecision:
+        """qoe_model's decision under the request's own latency budget and weights: the highest optimistic
+        QoE (ties to the smallest id; deterministic, propensity 1), or the baseline while conservative mode
+        holds exploration back."""
+        request = {"latency_budget_ms": prefs.get("latency_budget_ms"), "weights": prefs.get("qoe_weights")}
+        ids, mean, bonus, total = model.score(x, arms, **request)
+        best = float(total.max())
+        ties = np.flatnonzero(total == best)
+        i = int(ties[0]) if len(ties) == 1 else min(ties, key=lambda j: ids[j])
+        if self.cfg.policy.baseline_model is not None:
+            i = ids.index(model.select(x, arms, **request)[0])
+        return QoeDecision(
+            ids[i], float(mean[i]), float(bonus[i]), float(total[i]), 1.0, bool(mean[i] < mean.max()),
+            (ids, mean, bonus, total),
+        )  # fmt: skip
+
+    def _check_compatible(self, bandit: Bandit | QoeModel) -> None:
         want = self._new_bandit()
         # Learned state must match; settings (alpha, forced_sampling, half_life) are the config's.
         keys = ("policy", "device_dim", "model_dim")
@@ -236,11 +292,17 @@ class SpaceRuntime:
                 # A holdout decision's reward is recorded and reported but never teaches the policy: the
                 # flag rides in the event, so replay and every replica skip the same events.
                 if outcome.get("group") != HOLDOUT:
-                    self.bandit.update(e.model_id, e.x, e.reward)
+                    if isinstance(self.bandit, QoeModel):
+                        qoe_policy.learn(self.bandit, e.model_id, e.x, e.reward, e.payload)
+                    else:
+                        self.bandit.update(e.model_id, e.x, e.reward)
                     c = self.counters.setdefault(e.model_id, ArmCounters())
                     c.n_updates += 1
                     c.reward_sum += e.reward
                     c.last_update = e.created
+                installation = qoe_policy.failed_installation(e.payload)
+                if installation:
+                    self.failed_pairs.add(installation, e.model_id)
                 if "group" in outcome:  # events written before the report existed carry no outcome
                     self._observe(e, outcome)
             elif e.kind == ev.LIFT_GUARDRAIL:
@@ -263,6 +325,7 @@ class SpaceRuntime:
                     artifact_uri=d.get("artifact_uri"),
                     metadata=d.get("metadata"),
                 )
+                self.failed_pairs.forget_model(e.model_id)  # a new version may run where the old did not
             elif e.kind == ev.IMPORT_MODELS:
                 self._apply_import(e)
             elif e.kind == ev.RETIRE_MODEL:
@@ -273,6 +336,7 @@ class SpaceRuntime:
                     self._add_arm(bandit, m.id)
                 self.bandit = bandit
                 self.counters = {m.id: ArmCounters() for m in self.catalog.models(include_retired=True)}
+                self.failed_pairs.clear()
             elif e.kind == ev.IMPORT:
                 bandit = self._restore_bandit(e.payload)
                 for m in self.catalog.models(include_retired=True):
@@ -364,7 +428,11 @@ class SpaceRuntime:
         with self.lock:
             catalog = [
                 # A copy: the writer thread keeps applying events after this, but the snapshot is as of `seq`.
-                {"model": m.to_dict(), "counters": asdict(self.counters.get(m.id, ArmCounters()))}
+                {
+                    "model": m.to_dict(),
+                    "counters": asdict(self.counters.get(m.id, ArmCounters())),
+                    "failed_on": self.failed_pairs.of_model(m.id),
+                }
                 for m in self.catalog.models(include_retired=True)
             ]
             derived = {"lift": self.lift.to_dict(), "guardrails": self.guardrails.to_dict()}
@@ -377,7 +445,18 @@ class SpaceRuntime:
             return snap
 
     # -- decisions ---------------------------------------------------------------------------------
-    def eligible(self, requested: Sequence[str], max_model_size_mb: float | None) -> list[str]:
+    def eligible(
+        self, requested: Sequence[str], max_model_size_mb: float | None, installation_id: str = ""
+    ) -> list[str]:
+        """The models this request may get; models known not to run on `installation_id` are left out
+        unless that would leave none."""
+        ids = self._eligible(requested, max_model_size_mb)
+        failed = self.failed_pairs.excluded(installation_id, ids)
+        if failed and len(failed) < len(ids):
+            ids = [m for m in ids if m not in failed]
+        return ids
+
+    def _eligible(self, requested: Sequence[str], max_model_size_mb: float | None) -> list[str]:
         if requested:
             seen = set()
             ids = []
@@ -528,11 +607,14 @@ class SpaceRuntime:
         """Score the eligible arms and pick one; the decision is not stored yet."""
         all_active = self._all_active(eligible)
         bandit = self.bandit
-        # The core makes the whole decision (greedy arm, forced sampling, propensity) with its own generator,
-        # which is in the snapshot: a restored space decides exactly as one that never stopped.
-        sel = bandit.select(
-            x, None if all_active and len(bandit) == len(eligible) else eligible, with_scores=include_ranking
-        )
+        arms = None if all_active and len(bandit) == len(eligible) else eligible
+        sel: QoeDecision | Selection
+        if isinstance(bandit, QoeModel):
+            sel = self._choose_qoe(bandit, x, arms, prefs)
+        else:
+            # The core makes the whole decision (greedy arm, forced sampling, propensity) with its own
+            # generator, which is in the snapshot: a restored space decides exactly as one that never stopped.
+            sel = bandit.select(x, arms, with_scores=include_ranking)
         decision = self._decision(
             x,
             sel.id,
@@ -611,17 +693,22 @@ class SpaceRuntime:
             for m in models:
                 if m.id not in self.bandit:
                     raise UnknownModelError(f"model {m.id!r} has no learned state")
-                st = self.bandit.arm_stats(m.id)
                 c = self.counters.get(m.id) or ArmCounters()
+                if isinstance(self.bandit, QoeModel):
+                    # Several targets, no single θ: the counters say how often the arm was learned from.
+                    n_updates, theta_norm = c.n_updates, 0.0
+                else:
+                    st = self.bandit.arm_stats(m.id)
+                    n_updates, theta_norm = int(st["n_updates"]), float(np.linalg.norm(st["theta"]))
                 out.append(
                     {
                         "model_id": m.id,
                         "retired": m.retired,
                         "n_selections": selections.get(m.id, 0),
-                        "n_updates": int(st["n_updates"]),
+                        "n_updates": n_updates,
                         "reward_sum": c.reward_sum,
                         "mean_reward": c.reward_sum / c.n_updates if c.n_updates else 0.0,
-                        "theta_norm": float(np.linalg.norm(st["theta"])),
+                        "theta_norm": theta_norm,
                         "last_update": c.last_update,
                     }
                 )
@@ -634,7 +721,7 @@ class SpaceRuntime:
         with self.lock:
             self.catalog.validate_new(model)
 
-    def validate_import(self, blob: bytes) -> Bandit:
+    def validate_import(self, blob: bytes) -> Bandit | QoeModel:
         try:
             bandit = self._restore_bandit(blob)
             self._check_compatible(bandit)

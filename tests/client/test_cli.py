@@ -74,7 +74,7 @@ def test_spaces_as_a_table_and_as_json(cli: Cli) -> None:
     assert header.split()[:4] == ["SPACE", "POLICY", "ACTIVE", "RETIRED"]
     assert [row.split()[:4] for row in rows] == [
         ["vision", "hybrid_linucb", "3", "0"],
-        ["second", "hybrid_linucb", "1", "0"],
+        ["second", "qoe_model", "1", "0"],  # no [space.policy]: the default
     ]
     spaces = {space["name"]: space for space in cli.json("spaces")["spaces"]}
     assert spaces["vision"]["model_feature_names"] == ["top1", "file_size_mb", "quantized"]

@@ -85,6 +85,9 @@ async def test_offline_fallback_and_queued_feedback(
         idle_server.start()
         online = await _select_when_reachable(client)
         idle_server.stop()
+        # Selections that met the starting server before it listened came from the cache too; how many
+        # depends on the machine's load, so count from here.
+        from_cache_before = client.stats().selections_from_cache
 
         cached = await client.select()
         assert (cached.from_cache, cached.model_id, cached.event_id) == (True, online.model_id, "")
@@ -100,7 +103,12 @@ async def test_offline_fallback_and_queued_feedback(
         assert delivered == 1
         stats = client.stats()
     assert servicer.delivered_event_ids() == [online.event_id]
-    assert (stats.selections_from_cache, stats.feedback_flushed, stats.feedback_pending) == (2, 1, 0)
+    assert from_cache_before >= 1  # the first select (no server yet)
+    assert (stats.selections_from_cache, stats.feedback_flushed, stats.feedback_pending) == (
+        from_cache_before + 1,
+        1,
+        0,
+    )
 
 
 async def _select_when_reachable(client: AsyncEdgeselClient) -> AsyncSelection:

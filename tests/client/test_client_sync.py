@@ -204,6 +204,9 @@ def test_offline_fallback_default_then_last_good(idle_server: LoopbackServer) ->
         online = _select_when_reachable(client, eligible=["resnet50-fp16"])
         assert online.model_id == "resnet50-fp16"
         idle_server.stop()
+        # Attempts that met the starting server before it listened were cached too (their number depends
+        # on the machine's load): count from here.
+        from_cache_before = client.stats().selections_from_cache
 
         cached = client.select(eligible=["resnet50-fp16"])
         assert cached.from_cache
@@ -214,7 +217,7 @@ def test_offline_fallback_default_then_last_good(idle_server: LoopbackServer) ->
         with pytest.raises(EdgeselError):
             client.select(eligible=["other-model"])
         stats = client.stats()
-    assert stats.selections_from_cache == 2
+    assert from_cache_before >= 1 and stats.selections_from_cache == from_cache_before + 1
     assert stats.feedback_dropped_from_cache == 1
 
 

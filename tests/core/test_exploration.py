@@ -135,9 +135,10 @@ def test_forced_sampling_is_validated() -> None:
 
 
 def test_policy_table_version_and_errors_come_from_the_core() -> None:
-    assert core.POLICIES == ("disjoint_linucb", "hybrid_linucb", "lin_ts")
-    assert [core.uses_model_features(p) for p in core.POLICIES] == [False, True, True]
-    assert [Bandit(p, D, P).uses_model_features for p in core.POLICIES] == [False, True, True]
+    assert core.BANDIT_POLICIES == ("disjoint_linucb", "hybrid_linucb", "lin_ts")
+    assert core.POLICIES == ("qoe_model", *core.BANDIT_POLICIES)  # QoeModel, then Bandit's table
+    assert [core.uses_model_features(p) for p in core.BANDIT_POLICIES] == [False, True, True]
+    assert [Bandit(p, D, P).uses_model_features for p in core.BANDIT_POLICIES] == [False, True, True]
     with pytest.raises(CoreError, match="unknown policy"):
         core.uses_model_features("nope")
     cargo = re.search(r'^version = "(.+)"$', (ROOT / "core-rs" / "Cargo.toml").read_text(), re.M)

@@ -366,3 +366,32 @@ def test_replicas_started_together_on_an_empty_redis_add_each_model_once(
     finally:
         for p in procs:
             p.kill()
+
+
+def test_qoe_model_replicas_learn_the_same_measurements_and_a_restart_replays_them(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Measurements and failures travel in the Redis log: another replica and a restarted one (from the
+    log alone) hold the same qoe_model state, bit for bit."""
+    with replicas(tmp_path, redis_server, 2, policy="qoe_model", snapshot_every=10_000) as (a, b):
+        for i in range(24):
+            d = sel(a.target).Select(
+                selection_pb2.SelectRequest(space="vision", device_features=DEVICES[i % 8]), timeout=10
+            )
+            m = (
+                types_pb2.Measurements(failed=True, failure_reason=types_pb2.FAILURE_REASON_OUT_OF_MEMORY)
+                if i % 5 == 4
+                else types_pb2.Measurements(latency_ms=4.0 + 3 * i, energy_mj=30.0 + i, user_rating=1 + i % 5)
+            )
+            r = sel(b.target).Feedback(
+                selection_pb2.FeedbackRequest(event_id=d.event_id, measurements=m), timeout=10
+            )
+            assert r.status == ACCEPTED
+        first = converge([a.target, b.target], redis_server.client())
+        assert first[0][0] == first[1][0] and first[0][2] == 24
+        restarted = start_replica(tmp_path, "replica-new")
+        try:
+            again = converge([restarted.target], redis_server.client())
+            assert again[0][0] == first[0][0]
+        finally:
+            restarted.kill()

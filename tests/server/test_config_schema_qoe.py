@@ -28,7 +28,7 @@ def minimal(**space) -> dict:
 def test_example_config_loads() -> None:
     cfg = load_config(ROOT / "examples/edgesel.toml")
     (space,) = cfg.spaces
-    assert space.policy.kind == "hybrid_linucb"
+    assert space.policy.kind == "qoe_model"
     assert len(space.models) >= 20 and len(space.device_features) == 9
     assert space.device_features[-1].name == "os"  # categorical, detected by the SDK
     assert (space.qoe.accuracy_floor, space.qoe.accuracy_ceiling) == (0.55, 0.88)

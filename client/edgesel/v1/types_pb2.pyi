@@ -1,10 +1,17 @@
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+FAILURE_REASON_LOAD_ERROR: FailureReason
+FAILURE_REASON_OTHER: FailureReason
+FAILURE_REASON_OUT_OF_MEMORY: FailureReason
+FAILURE_REASON_TIMEOUT: FailureReason
+FAILURE_REASON_UNSPECIFIED: FailureReason
+FAILURE_REASON_UNSUPPORTED_OP: FailureReason
 
 class ArmStats(_message.Message):
     __slots__ = ["last_update_time", "mean_reward", "model_id", "n_selections", "n_updates", "retired", "reward_sum", "theta_norm"]
@@ -47,16 +54,20 @@ class FeatureSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., transform: _Optional[str] = ..., default: _Optional[float] = ..., values: _Optional[_Iterable[str]] = ..., unknown: _Optional[str] = ..., default_label: _Optional[str] = ...) -> None: ...
 
 class Measurements(_message.Message):
-    __slots__ = ["accuracy", "energy_mj", "latency_ms", "user_rating"]
+    __slots__ = ["accuracy", "energy_mj", "failed", "failure_reason", "latency_ms", "user_rating"]
     ACCURACY_FIELD_NUMBER: _ClassVar[int]
     ENERGY_MJ_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     USER_RATING_FIELD_NUMBER: _ClassVar[int]
     accuracy: float
     energy_mj: float
+    failed: bool
+    failure_reason: FailureReason
     latency_ms: float
     user_rating: float
-    def __init__(self, user_rating: _Optional[float] = ..., latency_ms: _Optional[float] = ..., energy_mj: _Optional[float] = ..., accuracy: _Optional[float] = ...) -> None: ...
+    def __init__(self, user_rating: _Optional[float] = ..., latency_ms: _Optional[float] = ..., energy_mj: _Optional[float] = ..., accuracy: _Optional[float] = ..., failed: bool = ..., failure_reason: _Optional[_Union[FailureReason, str]] = ...) -> None: ...
 
 class Model(_message.Message):
     __slots__ = ["artifact_uri", "features", "labels", "metadata", "model_id", "retired", "version"]
@@ -149,3 +160,6 @@ class Space(_message.Message):
     policy_version: str
     retired_model_count: int
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., policy: _Optional[str] = ..., policy_version: _Optional[str] = ..., device_feature_names: _Optional[_Iterable[str]] = ..., model_feature_names: _Optional[_Iterable[str]] = ..., active_model_count: _Optional[int] = ..., retired_model_count: _Optional[int] = ..., device_features: _Optional[_Iterable[_Union[FeatureSpec, _Mapping]]] = ..., model_features: _Optional[_Iterable[_Union[FeatureSpec, _Mapping]]] = ...) -> None: ...
+
+class FailureReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []

@@ -132,6 +132,14 @@ impl Statistics for DisjointStats {
         )
     }
 
+    fn predict_mean(&self, i: usize, x: &[f64]) -> f64 {
+        // θ_a·x = b_a·(A_a⁻¹x) (A_a⁻¹ is symmetric)
+        let arm = &self.arms[i];
+        let mut w = vec![0.0; self.d];
+        matvec(&arm.a_inv, self.d, x, &mut w);
+        dot(&w, &arm.b)
+    }
+
     fn arm_stats(&self, i: usize) -> ArmStats {
         let arm = &self.arms[i];
         let mut theta = vec![0.0; self.d];

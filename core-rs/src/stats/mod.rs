@@ -94,6 +94,9 @@ pub trait Statistics: Sized {
         f: F,
     );
     fn arm_stats(&self, i: usize) -> ArmStats;
+    /// The mean of arm `i` at `x` from the exact statistics, without the scoring caches (no variance):
+    /// what a learner needs for a residual just before an update.
+    fn predict_mean(&self, i: usize, x: &[f64]) -> f64;
     /// `None` when the layout keeps no shared statistics.
     fn shared_stats(&self) -> Option<SharedStats>;
     /// Snapshot: the layout's shared part (written once, before the arms).
@@ -162,6 +165,9 @@ impl Stats {
     }
     pub fn arm_stats(&self, i: usize) -> ArmStats {
         dispatch!(self, s => s.arm_stats(i))
+    }
+    pub fn predict_mean(&self, i: usize, x: &[f64]) -> f64 {
+        dispatch!(self, s => s.predict_mean(i, x))
     }
     pub fn shared_stats(&self) -> Option<SharedStats> {
         dispatch!(self, s => s.shared_stats())

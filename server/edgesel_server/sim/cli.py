@@ -142,6 +142,12 @@ def _run(args: argparse.Namespace) -> int:
     )
     progress = None if args.quiet else console_progress
     live = [n for n in names if n in CORE_POLICIES] if args.live else []
+    if "qoe_model" in live:
+        # A formula scenario's QoE (logistic satisfaction, battery-dependent energy budget) is not one a
+        # server's [space.qoe] can express yet, so a live qoe_model would learn another objective.
+        live.remove("qoe_model")
+        print("edgesel-sim: --live: qoe_model runs in-process (the server cannot express this scenario's "
+              "QoE function yet)", file=sys.stderr)  # fmt: skip
     runs = run(
         stream,
         [n for n in names if n not in live],

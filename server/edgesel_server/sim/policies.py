@@ -18,13 +18,20 @@ from numpy.typing import NDArray
 from edgesel_server.core import POLICIES, Bandit, uses_model_features
 from edgesel_server.sim.scenario import Stream
 
-CORE_POLICIES = POLICIES
+CORE_POLICIES = POLICIES  # qoe_model first, then Bandit's policy table
 BASELINES = ("oracle", "common_model", "random", "epsilon_greedy")
-ALL_POLICIES = ("oracle", *CORE_POLICIES, "common_model", "epsilon_greedy", "random")
+ALL_POLICIES = (
+    "oracle",
+    *CORE_POLICIES,
+    "qoe_model_conservative",
+    "common_model",
+    "epsilon_greedy",
+    "random",
+)
 
 # Defaults chosen to be robust across scenarios (rewards in [0, 1], features ~[0, 1]), not tuned to one file:
 # see docs/simulator.md, "Policies".
-DEFAULT_ALPHA = {"hybrid_linucb": 0.5, "disjoint_linucb": 0.5, "lin_ts": 0.15}
+DEFAULT_ALPHA = {"qoe_model": 1.0, "hybrid_linucb": 0.5, "disjoint_linucb": 0.5, "lin_ts": 0.15}
 DEFAULT_LAMBDA = 1.0
 DEFAULT_EPSILON = 0.1
 
@@ -114,6 +121,97 @@ class BanditPolicy:
 
     def update(self, request: Request, arm_id: str, reward: float) -> None:
         self.bandit.update(arm_id, request.x, reward)
+
+
+class QoeModelPolicy:
+    """``qoe_model`` through the Rust core: learns what each Feedback measured (``update_feedback``: latency,
+    energy, rating, or that the model did not run) and composes each request's QoE with the scenario's QoE
+    function (``spec``) under the request's preferences (``Request.prefs``). ``accuracy`` is the catalog's
+    top-1 per arm (a fraction). Without measurements (a log replay) a reward teaches as a rating would."""
+
+    def __init__(
+        self,
+        name: str,
+        device_dim: int,
+        model_dim: int,
+        *,
+        spec: dict | None = None,
+        accuracy: dict[str, float] | None = None,
+        alpha: float | None = None,
+        lam: float = DEFAULT_LAMBDA,
+        baseline_model: str | None = None,
+        max_loss: float = 0.05,
+    ) -> None:
+        from edgesel_server.core import QoeModel
+
+        self.name = name
+        self.accuracy = accuracy or {}
+        self.baseline_model, self.max_loss = baseline_model, max_loss
+        self.model = QoeModel(
+            device_dim,
+            model_dim,
+            spec,
+            alpha=DEFAULT_ALPHA["qoe_model"] if alpha is None else alpha,
+            lam=lam,
+            baseline_model=baseline_model,
+            max_loss=max_loss,
+        )
+        self.fallbacks = 0
+
+    @staticmethod
+    def _prefs(request: Request) -> dict[str, Any]:
+        p = request.prefs or {}
+        return {
+            "latency_budget_ms": p.get("latency_budget_ms"),
+            "energy_budget_mj": p.get("energy_budget_mj"),
+            "weights": p.get("qoe_weights") or None,
+        }
+
+    def add_arm(self, arm_id: str, features: NDArray) -> None:
+        self.model.add_arm(arm_id, np.asarray(features, dtype=np.float64), accuracy=self.accuracy.get(arm_id))
+
+    def remove_arm(self, arm_id: str) -> None:
+        self.model.remove_arm(arm_id)
+
+    def select(self, request: Request) -> str:
+        arm, _, _, _, fallback = self.model.select(request.x, request.eligible, **self._prefs(request))
+        self.fallbacks += int(fallback)
+        return arm
+
+    def update(self, request: Request, arm_id: str, reward: float) -> None:
+        self.model.update(arm_id, request.x, reward, **self._prefs(request))
+
+    def update_feedback(self, request: Request, arm_id: str, feedback: Feedback) -> None:
+        m = feedback.measurements
+        self.model.update(
+            arm_id,
+            request.x,
+            feedback.reward,
+            latency_ms=m.get("latency_ms"),
+            energy_mj=m.get("energy_mj"),
+            user_rating=m.get("user_rating"),
+            accuracy=m.get("accuracy"),
+            failed=feedback.failed,
+            **self._prefs(request),
+        )
+
+
+def _qoe_model(name: str, c: PolicyContext) -> Policy:
+    """With the stream: its QoE function and catalog accuracies (and, for the conservative variant, the best
+    single model in hindsight as the baseline, the incumbent an operator would ship to everyone). Without
+    (a log replay): the server's default QoE function."""
+    st = c.stream
+    baseline = CommonModelPolicy(st).model if st is not None and name == "qoe_model_conservative" else None
+    return QoeModelPolicy(
+        name,
+        c.device_dim,
+        c.model_dim,
+        spec=st.qoe_spec() if st is not None else None,
+        accuracy=st.accuracy() if st is not None else None,
+        alpha=c.alpha,
+        lam=c.lam,
+        baseline_model=baseline,
+    )
 
 
 class RandomPolicy:
@@ -318,6 +416,8 @@ def _peer(attr: str) -> PolicyFactory:
 POLICY_FACTORIES: dict[str, PolicyFactory] = {
     "oracle": lambda n, c: OraclePolicy(_needs_stream(c, n)),
     "common_model": lambda n, c: CommonModelPolicy(_needs_stream(c, n)),
+    "qoe_model": _qoe_model,
+    "qoe_model_conservative": _qoe_model,
     "hybrid_linucb": _core,
     "disjoint_linucb": _core,
     "lin_ts": _core,

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from edgesel_server.sim.conservative import conservative_check
 from edgesel_server.sim.runner import PolicyRun
 from edgesel_server.sim.scenario import Stream
 
@@ -42,7 +43,7 @@ def policy_metrics(stream: Stream, run: PolicyRun, n_checkpoints: int = 100) -> 
                 "oracle_mean_qoe": _r(best_value[sel].mean()),
                 "top_pick": Counter(stream.arm_ids[j] for j in run.picks[sel]).most_common(1)[0][0],
             }
-    return {
+    out: dict[str, Any] = {
         "mean_qoe": _r(got.mean()),
         "mean_reported_qoe": _r(stream.reward[t_idx, run.picks].mean()),
         "cumulative_regret": _r(cum[-1], 3),
@@ -54,6 +55,9 @@ def policy_metrics(stream: Stream, run: PolicyRun, n_checkpoints: int = 100) -> 
         "top_picks": [[a, _r(n / stream.rounds)] for a, n in picks.most_common(5)],
         "per_device": per_device,
     }
+    if run.baseline_model is not None:
+        out["conservative"] = conservative_check(stream, run.picks, run.baseline_model, run.max_loss)
+    return out
 
 
 def new_model_stats(stream: Stream, runs: list[PolicyRun]) -> dict[str, Any]:

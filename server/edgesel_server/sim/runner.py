@@ -26,6 +26,9 @@ class PolicyRun:
     name: str
     picks: NDArray  # (T,) arm index per round
     runtime_s: float
+    # Conservative exploration: the guarded baseline model and the allowed loss (None when off).
+    baseline_model: str | None = None
+    max_loss: float = 0.0
 
 
 def eligible_lists(stream: Stream) -> tuple[list[list[str]], NDArray]:
@@ -80,7 +83,13 @@ def run_policy(
                 progress(
                     policy.name, t + 1, stream.rounds, qoe / (t + 1), regret, time.perf_counter() - start
                 )
-    return PolicyRun(policy.name, picks, time.perf_counter() - start)
+    return PolicyRun(
+        policy.name,
+        picks,
+        time.perf_counter() - start,
+        getattr(policy, "baseline_model", None),
+        float(getattr(policy, "max_loss", 0.0)),
+    )
 
 
 def console_progress(

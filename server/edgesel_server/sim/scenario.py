@@ -373,7 +373,7 @@ class Stream:
     prefs: NDArray | None = None  # (T, 3)
     truth: GroundTruth | None = None
     # Measured scenarios only (sim/measured.py): what each request's Feedback would carry, per arm.
-    feedback: MeasuredFeedback | None = None
+    feedback: MeasuredFeedback | FormulaFeedback | None = None
 
     @property
     def device_dim(self) -> int:
@@ -382,6 +382,35 @@ class Stream:
     @property
     def model_dim(self) -> int:
         return int(self.arm_features.shape[1])
+
+    def qoe_spec(self) -> dict:
+        """The QoE function behind the stream as a `QoeModel` spec. Measured scenarios: the space's
+        `[space.qoe]`. Formula scenarios: the ground truth's (docs/simulator.md) — logistic latency and
+        energy satisfaction, the patience limit, accuracy between floor and ceiling, and no rating term (the
+        simulated rating is noise around this very QoE)."""
+        if not isinstance(self.scenario, Scenario):
+            from edgesel_server.qoe_policy import core_spec
+
+            return core_spec(self.scenario.space.qoe)
+        q = self.scenario.qoe
+        return {
+            "weights": {"user_rating": 0.0, "latency_ms": 1.0, "energy_mj": 1.0, "accuracy": 1.0},
+            "latency_budget_ms": q.latency_half_ms,
+            "latency_shape": "logistic",
+            "latency_steepness": q.latency_steepness,
+            "energy_budget_mj": q.energy_half_mj,
+            "energy_shape": "logistic",
+            "energy_steepness": 1.0,
+            "latency_limit_ms": q.latency_limit_ms,
+            "accuracy_floor": q.accuracy_floor / 100.0,
+            "accuracy_ceiling": q.accuracy_ceiling / 100.0,
+            "reward_min": 0.0,
+            "reward_max": 1.0,
+        }
+
+    def accuracy(self) -> dict[str, float]:
+        """Top-1 of every arm as a fraction (catalog knowledge)."""
+        return {m.arm_id: float(m.top1) / 100.0 for m in self.scenario.all_models()}
 
     def best_expected(self) -> tuple[NDArray, NDArray]:
         """Per round: the oracle's arm index and its expected QoE (over eligible arms)."""
@@ -473,6 +502,8 @@ def build_stream(
     fits = truth.fits(dev, load) & ~drift_fails
     expected = np.where(drift_fails, 0.0, expected)  # a failing model crashes, like one that does not fit
     reward = np.where(drift_fails, 0.0, reward)
+    latency_ms = truth.request_latency(dev, thermal, load) * jitter * factor  # what the device measures
+    energy_mj = latency_ms * truth.power_w[dev]
 
     static = np.array([device_static_features(d) for d in scenario.devices])
     contexts = np.ascontiguousarray(
@@ -510,4 +541,45 @@ def build_stream(
         fits=fits,
         change_rounds=change_rounds,
         truth=truth,
+        feedback=FormulaFeedback(
+            latency_ms,
+            energy_mj,
+            ~fits,
+            prefs,
+            np.where(
+                truth.battery_powered[dev], scenario.qoe.energy_half_mj * (0.25 + 0.75 * battery), math.inf
+            ),
+        ),
     )
+
+
+@dataclass
+class FormulaFeedback:
+    """What a Feedback carries in a formula scenario, for policies that learn measurements (qoe_model): the
+    measured (jittered) latency and energy, or that the model did not fit; and what the device states with
+    each request (its user's weights, and the energy budget its battery level implies for the ground
+    truth's energy satisfaction; none on mains power)."""
+
+    latency_ms: NDArray  # (T, K)
+    energy_mj: NDArray  # (T, K)
+    failed: NDArray  # (T, K) bool
+    weights: NDArray  # (T, 3) accuracy, latency, energy
+    energy_budget_mj: NDArray  # (T,) inf on mains power
+
+    def prefix(self, rounds: int) -> FormulaFeedback:
+        return FormulaFeedback(
+            self.latency_ms[:rounds], self.energy_mj[:rounds], self.failed[:rounds], self.weights[:rounds],
+            self.energy_budget_mj[:rounds],
+        )  # fmt: skip
+
+    def preferences(self, t: int) -> dict[str, Any]:
+        w = self.weights[t]
+        return {
+            "energy_budget_mj": float(self.energy_budget_mj[t]),
+            "qoe_weights": {"accuracy": float(w[0]), "latency_ms": float(w[1]), "energy_mj": float(w[2])},
+        }
+
+    def measurements(self, t: int, j: int) -> dict[str, float]:
+        if self.failed[t, j]:
+            return {}
+        return {"latency_ms": float(self.latency_ms[t, j]), "energy_mj": float(self.energy_mj[t, j])}

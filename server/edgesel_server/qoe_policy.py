@@ -1,0 +1,121 @@
+"""What the `qoe_model` policy needs from the server: the space's QoE function as the core's spec, each
+catalog model's known accuracy, and the feedback record that carries the raw measurements into the log.
+
+A feedback log event's payload (empty in logs written before measurements were logged) is JSON:
+
+    {"v": 1, "measurements": {"latency_ms": 41.2, ...}, "failed": false, "failure_reason": "",
+     "prefs": {"latency_budget_ms": 50.0, "qoe_weights": {...}, "installation_id": "..."}}
+
+so replaying the log teaches the per-target models exactly what the live server taught them. An event with
+an empty payload (an old log, a default reward) teaches the scalar reward alone (docs/core.md). A failed
+run's installation id keeps the model away from that installation (failed_pairs.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from edgesel_server.catalog import Model
+from edgesel_server.core import QoeModel
+from edgesel_server.qoe import QoeFunction, RewardError
+
+FEEDBACK_RECORD_VERSION = 1
+FAILURE_REASONS = ("load_error", "out_of_memory", "unsupported_op", "timeout", "other")
+
+
+def core_spec(qoe: QoeFunction) -> dict:
+    """The server's QoE function (linear latency/energy scores against budgets) as a `QoeModel` spec."""
+    return {
+        "weights": {
+            k: float(qoe.weights.get(k, 0.0)) for k in ("user_rating", "latency_ms", "energy_mj", "accuracy")
+        },
+        "rating_min": qoe.rating_min,
+        "rating_max": qoe.rating_max,
+        "latency_budget_ms": qoe.latency_budget_ms,
+        "latency_shape": "linear",
+        "energy_budget_mj": qoe.energy_budget_mj,
+        "energy_shape": "linear",
+        "accuracy_floor": qoe.accuracy_floor,
+        "accuracy_ceiling": qoe.accuracy_ceiling,
+        "reward_min": qoe.reward_min,
+        "reward_max": qoe.reward_max,
+    }
+
+
+def catalog_accuracy(model: Model) -> float | None:
+    """A model's known accuracy as a fraction: its `accuracy` feature, else `top1` (percent) / 100."""
+    f = model.features
+    if "accuracy" in f and 0.0 <= f["accuracy"] <= 1.0:
+        return float(f["accuracy"])
+    if "top1" in f and 0.0 <= f["top1"] <= 100.0:
+        return float(f["top1"]) / 100.0
+    return None
+
+
+def check_feedback(
+    qoe: QoeFunction, measurements: Mapping[str, float], failed: bool, failure_reason: str
+) -> None:
+    """Rejects what the QoE function or the learner could not take (named by field), before anything is
+    logged: every measurement is checked even when a scalar reward is given."""
+    if failure_reason and failure_reason not in FAILURE_REASONS:
+        raise RewardError(
+            f"failure_reason {failure_reason!r} is unknown; known: {', '.join(FAILURE_REASONS)}"
+        )
+    if failure_reason and not failed:
+        raise RewardError("failure_reason is set but failed is not", field="measurements.failure_reason")
+    if failed and measurements:
+        raise RewardError(
+            f"failed: a model that did not run cannot report {', '.join(sorted(measurements))}",
+            field=f"measurements.{sorted(measurements)[0]}",
+        )
+    for name, value in measurements.items():
+        qoe.check_measurement(name, value)
+
+
+def feedback_payload(
+    measurements: Mapping[str, float], failed: bool, failure_reason: str, prefs: Mapping
+) -> bytes:
+    record = {
+        "v": FEEDBACK_RECORD_VERSION,
+        "measurements": dict(measurements),
+        "failed": failed,
+        "failure_reason": failure_reason,
+        "prefs": dict(prefs),
+    }
+    return json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
+
+
+def learn(model: QoeModel, arm_id: str, x, reward: float, payload: bytes) -> None:
+    """Applies one feedback log event to the per-target models (see the module docstring)."""
+    record = json.loads(payload) if payload else {}
+    if "v" not in record:  # a scalar reward (the payload, if any, holds only the report's outcome)
+        model.update(arm_id, x, reward)
+        return
+    if record.get("v") != FEEDBACK_RECORD_VERSION:
+        raise ValueError(f"feedback record version {record.get('v')!r} is not supported")
+    m = record.get("measurements", {})
+    prefs = record.get("prefs", {})
+    weights = prefs.get("qoe_weights") or None
+    model.update(
+        arm_id,
+        x,
+        reward,
+        latency_ms=m.get("latency_ms"),
+        energy_mj=m.get("energy_mj"),
+        user_rating=m.get("user_rating"),
+        accuracy=m.get("accuracy"),
+        failed=bool(record.get("failed", False)),
+        latency_budget_ms=prefs.get("latency_budget_ms"),
+        weights=weights,
+    )
+
+
+def failed_installation(payload: bytes) -> str:
+    """The installation a failed run was reported from ("" when the event is no failure or has none)."""
+    if not payload:
+        return ""
+    record = json.loads(payload)
+    if not record.get("failed"):
+        return ""
+    return str(record.get("prefs", {}).get("installation_id", ""))
