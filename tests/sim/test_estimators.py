@@ -9,13 +9,12 @@ import json
 
 import numpy as np
 import pytest
-import tomllib
 
 from edgesel_server.sim.cli import main
 from edgesel_server.sim.estimators import RidgeRewardModel, event_terms
 from edgesel_server.sim.policies import EpsilonGreedyPolicy, Request, make_learning_policy
 from edgesel_server.sim.replay import Decision, read_log, replay, replay_file, write_random_log
-from edgesel_server.sim.scenario import build_stream, parse_scenario
+from edgesel_server.sim.scenario import build_stream
 
 
 def obp_reference(action_dist, action, pscore, reward, estimated_rewards):
@@ -89,22 +88,6 @@ def test_ridge_reward_model_against_numpy_lstsq():
         want = np.mean(r) + theta @ np.concatenate(([1.0], probe))
         assert model.predict(probe, [arm])[0] == pytest.approx(want, rel=1e-9)
     assert model.predict(rng.random(3), ["never-logged"])[0] == pytest.approx(np.mean(r))
-
-
-@pytest.fixture(scope="module")
-def stationary(tiny_path):
-    with open(tiny_path, "rb") as fh:
-        data = tomllib.load(fh)
-    data["catalog"].pop("changes")
-    return parse_scenario(data)
-
-
-@pytest.fixture(scope="module")
-def logged(stationary, tmp_path_factory):
-    stream = build_stream(stationary, rounds=12_000)
-    path = tmp_path_factory.mktemp("log") / "log.jsonl"
-    write_random_log(stream, path)
-    return stream, path
 
 
 def test_dm_and_dr_of_a_fixed_policy_match_its_true_value(logged):
@@ -202,12 +185,12 @@ def test_cli_writes_full_precision_and_per_event_results(logged, tmp_path, capsy
     lines = [json.loads(line) for line in per_event.read_text().splitlines()]
     for name in ("random", "fixed:efficientnet_b0"):
         mine = [e for e in lines if e["policy"] == name]
-        assert len(mine) == est[name]["events"] == 12_000
+        assert len(mine) == est[name]["events"] == 24_000
         # the file's terms reproduce the report exactly: nothing was rounded on the way
         assert np.mean([e["dr"] for e in mine]) == pytest.approx(est[name]["dr_value"], rel=1e-15)
         assert set(est[name]["ci95"]) == {"ips", "snips", "dm", "dr"}
     assert main([*argv[:4], "fixed:nonexistent", "--skip-unoffered"]) == 0
-    assert json.loads(capsys.readouterr().out)["fixed:nonexistent"]["skipped_unoffered"] == 12_000
+    assert json.loads(capsys.readouterr().out)["fixed:nonexistent"]["skipped_unoffered"] == 24_000
 
 
 def test_read_log_still_accepts_its_own_output():

@@ -7,30 +7,12 @@ import json
 
 import numpy as np
 import pytest
-import tomllib
 
 from edgesel_server.sim.cli import main
 from edgesel_server.sim.policies import make_learning_policy
-from edgesel_server.sim.replay import LogError, read_log, replay, replay_file, write_random_log
+from edgesel_server.sim.replay import LogError, read_log, replay, replay_file
 from edgesel_server.sim.runner import run
-from edgesel_server.sim.scenario import build_stream, parse_scenario
-
-
-@pytest.fixture(scope="module")
-def stationary(tiny_path):
-    """tiny.toml without its catalog change: replay time and online time then see the same catalog."""
-    with open(tiny_path, "rb") as fh:
-        data = tomllib.load(fh)
-    data["catalog"].pop("changes")
-    return parse_scenario(data)
-
-
-@pytest.fixture(scope="module")
-def logged(stationary, tmp_path_factory):
-    stream = build_stream(stationary, rounds=24_000)
-    path = tmp_path_factory.mktemp("log") / "log.jsonl"
-    write_random_log(stream, path)
-    return stream, path
+from edgesel_server.sim.scenario import build_stream
 
 
 def test_log_format(logged):
