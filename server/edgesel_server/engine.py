@@ -521,8 +521,7 @@ class Engine:
         """The event's payload is one JSON object: the report's outcome (group, device class, latency,
         failed: holdout.outcome_payload) and, when the device measured anything or failed, the learner's
         measurement record (qoe_policy.feedback_payload, versioned) that replay teaches exactly."""
-        record = outcome_payload(d, measurements or {})
-        record["failed"] = failed
+        record = outcome_payload(d, measurements or {}, failed)
         if payload:
             record.update(json.loads(payload))
         e = LogEvent(

@@ -51,14 +51,14 @@ def device_class(feature: str | None, features: Mapping[str, float], labels: Map
     return str(round(value))
 
 
-def outcome_payload(d: Decision, measurements: Mapping[str, float]) -> dict[str, Any]:
+def outcome_payload(d: Decision, measurements: Mapping[str, float], failed: bool = False) -> dict[str, Any]:
     """What a reward event carries for the report and the guardrails (its `payload`, as JSON): the
-    decision's group and device class, so that applying the log needs nothing but the log, and the measured
-    latency. `failed` is False until Feedback can say that the model did not run."""
+    decision's group and device class, so that applying the log needs nothing but the log, the measured
+    latency, and whether the device said the model did not run."""
     latency = measurements.get("latency_ms")
     return {
         "group": d.group,
         "device_class": d.device_class,
         "latency_ms": float(latency) if latency is not None and math.isfinite(latency) else None,
-        "failed": False,
+        "failed": failed,
     }
