@@ -15,9 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgesel_server.sim.report import build_report
-from edgesel_server.sim.runner import run
-from edgesel_server.sim.scenario import build_stream, load_scenario
+from edgesel_tools.sim.report import build_report
+from edgesel_tools.sim.runner import run
+from edgesel_tools.sim.scenario import build_stream, load_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "examples" / "scenarios"
 

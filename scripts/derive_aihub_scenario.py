@@ -1,4 +1,4 @@
-"""Derive the real-measurement scenario data (``server/edgesel_server/data/aihub_*.csv``) from the public
+"""Derive the real-measurement scenario data (``tools/edgesel_tools/data/aihub_*.csv``) from the public
 Qualcomm AI Hub model zoo (the ``qai-hub-models`` wheel on PyPI, BSD-3-Clause).
 
 The wheel ships, per model, ``qai_hub_models/models/<m>/perf.yaml`` (on-device profiling jobs: latency per
@@ -6,7 +6,7 @@ device, precision and runtime; only jobs that passed are published), ``numerics.
 measured on device, per precision and runtime) and ``manifest.yaml`` (use case, parameters, size, input
 resolution), plus ``qai_hub_models/devices_and_chipsets.yaml`` (form factor, OS, chipset, HTP version, fp16).
 This script reads those files straight out of the pinned wheel and writes three small CSV files with the
-provenance of every number. Rules (also in server/edgesel_server/data/README.md):
+provenance of every number. Rules (also in tools/edgesel_tools/data/README.md):
 
 - variants: every (model, precision) of an ImageNet image classifier whose on-device top-1 was measured with
   the chosen runtime (RUNTIME below) on the numerics device;

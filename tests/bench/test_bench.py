@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_bench_writes_the_promised_report(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     config = str(ROOT / "examples/edgesel.toml")
-    cmd = [sys.executable, "-m", "edgesel_server.bench.cli", "--config", config, "--duration", "1.5",
+    cmd = [sys.executable, "-m", "edgesel_tools.bench.cli", "--config", config, "--duration", "1.5",
            "--concurrency", "4", "--json", str(out), "--catalog-sizes", "8,40"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

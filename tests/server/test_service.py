@@ -452,7 +452,7 @@ def test_forced_sampling_logs_exact_propensities_for_offline_replay(tmp_path: Pa
     assert all(math.isclose(d["propensity"], 1 / 3) for d in decisions)
     assert sum(d["reward"] is None for d in decisions) == 100
     assert [d["arm"] for d in decisions] == picks
-    from edgesel_server.sim.replay import replay_file
+    from edgesel_tools.sim.replay import replay_file
 
     est = replay_file(str(out), "random")
     assert est.uniform_logging

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from edgesel_server.sim.replay import write_random_log
-from edgesel_server.sim.scenario import build_stream, parse_scenario
+from edgesel_tools.sim.replay import write_random_log
+from edgesel_tools.sim.scenario import build_stream, parse_scenario
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO / "examples" / "scenarios"

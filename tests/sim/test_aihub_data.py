@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edgesel_server.sim.measured import load_measurements
+from edgesel_tools.sim.measured import load_measurements
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = Path(__file__).parent / "fixtures" / "aihub"

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from edgesel_server import toml as tomllib
-from edgesel_server.sim.cli import main
-from edgesel_server.sim.drift import Drift, recovery
-from edgesel_server.sim.policies import BanditPolicy, make_policy
-from edgesel_server.sim.scenario import ScenarioError, build_stream, load_scenario, parse_scenario
+from edgesel_tools.sim.cli import main
+from edgesel_tools.sim.drift import Drift, recovery
+from edgesel_tools.sim.policies import BanditPolicy, make_policy
+from edgesel_tools.sim.scenario import ScenarioError, build_stream, load_scenario, parse_scenario
 
 REPO = Path(__file__).resolve().parents[2]
 DRIFT = REPO / "examples" / "scenarios" / "drift.toml"

@@ -10,11 +10,11 @@ import json
 import numpy as np
 import pytest
 
-from edgesel_server.sim.cli import main
-from edgesel_server.sim.estimators import RidgeRewardModel, event_terms
-from edgesel_server.sim.policies import EpsilonGreedyPolicy, Request, make_learning_policy
-from edgesel_server.sim.replay import Decision, read_log, replay, replay_file, write_random_log
-from edgesel_server.sim.scenario import build_stream
+from edgesel_tools.sim.cli import main
+from edgesel_tools.sim.estimators import RidgeRewardModel, event_terms
+from edgesel_tools.sim.policies import EpsilonGreedyPolicy, Request, make_learning_policy
+from edgesel_tools.sim.replay import Decision, read_log, replay, replay_file, write_random_log
+from edgesel_tools.sim.scenario import build_stream
 
 
 def obp_reference(action_dist, action, pscore, reward, estimated_rewards):

@@ -7,10 +7,10 @@ import collections
 import numpy as np
 import pytest
 
-from edgesel_server.sim.catalog import model_features, model_zoo, resolve_model
-from edgesel_server.sim.devices import device_static_features, device_table, resolve_device
-from edgesel_server.sim.ground_truth import PATH_ACCEL, PATH_CPU, GroundTruth, QoEParams
-from edgesel_server.sim.scenario import build_stream, load_scenario
+from edgesel_tools.sim.catalog import model_features, model_zoo, resolve_model
+from edgesel_tools.sim.devices import device_static_features, device_table, resolve_device
+from edgesel_tools.sim.ground_truth import PATH_ACCEL, PATH_CPU, GroundTruth, QoEParams
+from edgesel_tools.sim.scenario import build_stream, load_scenario
 
 ALL_DEVICES = list(device_table().values())
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from edgesel_server import demo
-from edgesel_server.sim.live import run_live
-from edgesel_server.sim.policies import make_policy
-from edgesel_server.sim.runner import run_policy
-from edgesel_server.sim.scenario import build_stream, load_scenario
+from edgesel_tools.sim.live import run_live
+from edgesel_tools.sim.policies import make_policy
+from edgesel_tools.sim.runner import run_policy
+from edgesel_tools.sim.scenario import build_stream, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,7 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:
 
 
 def test_sim_cli_live_matches_in_process(tmp_path: Path) -> None:
-    from edgesel_server.sim.cli import main as sim_main
+    from edgesel_tools.sim.cli import main as sim_main
 
     scenario = str(ROOT / "examples/scenarios/tiny.toml")
     common = ["--scenario", scenario, "--rounds", "500", "--quiet", "--no-plot",

@@ -12,9 +12,9 @@ import pytest
 
 from edgesel_server.config import load_config
 from edgesel_server.schema import FeatureSchema
-from edgesel_server.sim.cli import main
-from edgesel_server.sim.measured import PREFERENCE_TERMS, MeasuredScenario, load_measurements
-from edgesel_server.sim.scenario import ScenarioError, build_stream, load_scenario
+from edgesel_tools.sim.cli import main
+from edgesel_tools.sim.measured import PREFERENCE_TERMS, MeasuredScenario, load_measurements
+from edgesel_tools.sim.scenario import ScenarioError, build_stream, load_scenario
 
 from .conftest import REPO, SCENARIOS
 

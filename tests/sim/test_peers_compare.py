@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from edgesel_server.sim import policies as pol
-from edgesel_server.sim.cli import main
-from edgesel_server.sim.compare import compare
-from edgesel_server.sim.policies import Feedback, Request
-from edgesel_server.sim.report import build_report
-from edgesel_server.sim.runner import run
-from edgesel_server.sim.scenario import build_stream, load_scenario
+from edgesel_tools.sim import policies as pol
+from edgesel_tools.sim.cli import main
+from edgesel_tools.sim.compare import compare
+from edgesel_tools.sim.policies import Feedback, Request
+from edgesel_tools.sim.report import build_report
+from edgesel_tools.sim.runner import run
+from edgesel_tools.sim.scenario import build_stream, load_scenario
 
 from .conftest import SCENARIOS
 
@@ -49,7 +49,7 @@ def test_each_peer_learns_where_learning_is_quick(tiny_path, name):
 def test_mabwiser_updated_every_decision_makes_the_cores_disjoint_linucb_picks(tiny_path, monkeypatch):
     """Two independent implementations of disjoint LinUCB (same α, λ, tie rule) agree pick for pick: a check
     of the adapter and of the core at once. (In comparisons MABWiser learns in batches, see sim/peers.py.)"""
-    from edgesel_server.sim import peers
+    from edgesel_tools.sim import peers
 
     monkeypatch.setattr(peers, "MABWISER_BATCH", 1)
     st = build_stream(load_scenario(tiny_path), 300)

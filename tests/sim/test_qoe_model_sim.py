@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgesel_server.sim.conservative import conservative_check
-from edgesel_server.sim.policies import QoeModelPolicy, make_policy
-from edgesel_server.sim.runner import run, run_policy
-from edgesel_server.sim.scenario import build_stream, load_scenario
+from edgesel_tools.sim.conservative import conservative_check
+from edgesel_tools.sim.policies import QoeModelPolicy, make_policy
+from edgesel_tools.sim.runner import run, run_policy
+from edgesel_tools.sim.scenario import build_stream, load_scenario
 
 
 def test_qoe_model_learns_the_measurements_and_beats_one_model_for_everyone(tiny_path):

@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from edgesel_server.sim.cli import main
-from edgesel_server.sim.policies import make_learning_policy
-from edgesel_server.sim.replay import LogError, read_log, replay, replay_file
-from edgesel_server.sim.runner import run
-from edgesel_server.sim.scenario import build_stream
+from edgesel_tools.sim.cli import main
+from edgesel_tools.sim.policies import make_learning_policy
+from edgesel_tools.sim.replay import LogError, read_log, replay, replay_file
+from edgesel_tools.sim.runner import run
+from edgesel_tools.sim.scenario import build_stream
 
 
 def test_log_format(logged):

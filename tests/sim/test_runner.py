@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from edgesel_server.sim.cli import main
-from edgesel_server.sim.policies import ALL_POLICIES, Request
-from edgesel_server.sim.report import build_report
-from edgesel_server.sim.runner import run
-from edgesel_server.sim.scenario import build_stream, load_scenario
+from edgesel_tools.sim.cli import main
+from edgesel_tools.sim.policies import ALL_POLICIES, Request
+from edgesel_tools.sim.report import build_report
+from edgesel_tools.sim.runner import run
+from edgesel_tools.sim.scenario import build_stream, load_scenario
 
 
 def _strip_runtime(report):

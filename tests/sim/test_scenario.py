@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import tomllib
 
-from edgesel_server.sim.scenario import ScenarioError, load_scenario, parse_scenario
+from edgesel_tools.sim.scenario import ScenarioError, load_scenario, parse_scenario
 
 
 def test_shipped_scenarios_load(fleet_path, tiny_path):

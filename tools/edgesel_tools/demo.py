@@ -1,6 +1,6 @@
 """The demo: a real edgesel server on the embedded store, driven by a simulated fleet through the SDK.
 
-    python -m edgesel_server.demo [--rounds N] [--out DIR]
+    python -m edgesel_tools.demo [--rounds N] [--out DIR]
 
 It builds the shipped example scenario's stream of device arrivals (heterogeneous phones and boards, real
 models from the ImageNet zoo, a new model appearing mid-run), starts `edgesel-server`, and has every simulated
@@ -16,10 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-from edgesel_server.sim.live import run_live
-from edgesel_server.sim.report import build_report, plot_regret, write_report
-from edgesel_server.sim.runner import console_progress, run
-from edgesel_server.sim.scenario import build_stream, load_scenario
+from edgesel_tools.sim.live import run_live
+from edgesel_tools.sim.report import build_report, plot_regret, write_report
+from edgesel_tools.sim.runner import console_progress, run
+from edgesel_tools.sim.scenario import build_stream, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SCENARIO = ROOT / "examples/scenarios/fleet.toml"

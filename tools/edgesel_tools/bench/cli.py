@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from edgesel_server.bench.fleet import BenchFleet
-from edgesel_server.bench.load import PhaseResult, PhaseSpec, run_phase
 from edgesel_server.config import load_config
 from edgesel_server.process import server_command, start_listening, stop
 from edgesel_server.schema import FeatureSchema, FeatureSpec
+from edgesel_tools.bench.fleet import BenchFleet
+from edgesel_tools.bench.load import PhaseResult, PhaseSpec, run_phase
 
 
 def _rss_mb(pid: int | None) -> float | None:
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             if phase == "floor":
                 floor, ftarget = start_listening(
-                    [sys.executable, "-m", "edgesel_server.bench.floor", "--listen", "127.0.0.1:0"]
+                    [sys.executable, "-m", "edgesel_tools.bench.floor", "--listen", "127.0.0.1:0"]
                 )
                 procs.append(floor)
                 spec.targets = [ftarget]
@@ -279,7 +279,7 @@ def set_catalog_size(target: str, space_cfg: Any, k: int) -> None:
         active = [m.model_id for m in listed]
         for mid in active[k:]:
             stub.RetireModel(catalog_pb2.RetireModelRequest(space=space_cfg.name, model_id=mid))
-        zoo = importlib.resources.files("edgesel_server.data").joinpath("imagenet_model_zoo.csv")
+        zoo = importlib.resources.files("edgesel_tools.data").joinpath("imagenet_model_zoo.csv")
         with zoo.open() as fh:
             rows = list(csv.DictReader(fh))
         schema = FeatureSchema(space_cfg.model_features, kind="model")

@@ -4,7 +4,7 @@ It takes a SelectRequest and answers a canned SelectResponse of the same shape a
 model with its features and metadata, scores, a deadline, an event id), so request parsing and response
 serialization cost what they cost for Select, and what Select takes beyond the floor is edgesel's own work
 (validation, scoring, the durable decision record).
-Run as `python -m edgesel_server.bench.floor --listen 127.0.0.1:0`.
+Run as `python -m edgesel_tools.bench.floor --listen 127.0.0.1:0`.
 """
 
 from __future__ import annotations

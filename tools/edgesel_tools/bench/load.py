@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 
 from edgesel.v1 import selection_pb2
-from edgesel_server.bench.floor import METHOD as FLOOR_METHOD
+from edgesel_tools.bench.floor import METHOD as FLOOR_METHOD
 
 
 @dataclass

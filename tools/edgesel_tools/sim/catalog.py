@@ -30,7 +30,7 @@ class ModelSpec:
 
 
 def _read_csv(name: str) -> list[dict[str, str]]:
-    with resources.files("edgesel_server.data").joinpath(name).open("r", encoding="utf-8") as fh:
+    with resources.files("edgesel_tools.data").joinpath(name).open("r", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
 
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgesel_server.sim.policies import (
+from edgesel_tools.sim.policies import (
     ALL_POLICIES,
     CORE_POLICIES,
     DEFAULT_ALPHA,
@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
         "first eligible arm)",
     )
     _common(rp)
-    from edgesel_server.sim.compare import COMPARE_POLICIES
+    from edgesel_tools.sim.compare import COMPARE_POLICIES
 
     cp = sub.add_parser("compare", help="policies x seeds x horizons on one scenario: mean +- sd tables")
     cp.add_argument("--scenario", required=True)
@@ -119,9 +119,9 @@ def _policy_names(arg: str) -> list[str] | str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edgesel_server.sim.report import build_report, plot_regret, write_report
-    from edgesel_server.sim.runner import console_progress, run
-    from edgesel_server.sim.scenario import Scenario, build_stream, load_scenario
+    from edgesel_tools.sim.report import build_report, plot_regret, write_report
+    from edgesel_tools.sim.runner import console_progress, run
+    from edgesel_tools.sim.scenario import Scenario, build_stream, load_scenario
 
     names = _policy_names(args.policies)
     if isinstance(names, str):
@@ -158,7 +158,7 @@ def _run(args: argparse.Namespace) -> int:
         half_life=args.half_life,
     )
     for name in live:
-        from edgesel_server.sim.live import run_live
+        from edgesel_tools.sim.live import run_live
 
         alpha = DEFAULT_ALPHA.get(name, 0.5) if args.alpha is None else args.alpha
         lam = DEFAULT_LAMBDA if args.lam is None else args.lam
@@ -196,8 +196,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _log(args: argparse.Namespace) -> int:
-    from edgesel_server.sim.replay import write_random_log
-    from edgesel_server.sim.scenario import Scenario, build_stream, load_scenario
+    from edgesel_tools.sim.replay import write_random_log
+    from edgesel_tools.sim.scenario import Scenario, build_stream, load_scenario
 
     scenario = load_scenario(args.scenario)
     if not isinstance(scenario, Scenario):
@@ -211,7 +211,7 @@ def _log(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from edgesel_server.sim.replay import replay_file, write_per_event
+    from edgesel_tools.sim.replay import replay_file, write_per_event
 
     results = {}
     per_event_lines = 0
@@ -251,9 +251,9 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from edgesel_server.sim.compare import compare, markdown, plot_comparison, write_comparison
-    from edgesel_server.sim.runner import console_progress
-    from edgesel_server.sim.scenario import load_scenario
+    from edgesel_tools.sim.compare import compare, markdown, plot_comparison, write_comparison
+    from edgesel_tools.sim.runner import console_progress
+    from edgesel_tools.sim.scenario import load_scenario
 
     names = _policy_names(args.policies)
     if isinstance(names, str):
@@ -291,8 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] not in SUBCOMMANDS + ("-h", "--help"):
         argv = ["run", *argv]
     args = _parser().parse_args(argv)
-    from edgesel_server.sim.replay import LogError
-    from edgesel_server.sim.scenario import ScenarioError
+    from edgesel_tools.sim.replay import LogError
+    from edgesel_tools.sim.scenario import ScenarioError
 
     try:
         return {"run": _run, "log": _log, "replay": _replay, "compare": _compare}[args.command](args)

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgesel_server.sim.policies import CommonModelPolicy
-from edgesel_server.sim.report import build_report
-from edgesel_server.sim.runner import PolicyRun, ProgressFn, run, run_policy
-from edgesel_server.sim.scenario import Scenario, build_stream
+from edgesel_tools.sim.policies import CommonModelPolicy
+from edgesel_tools.sim.report import build_report
+from edgesel_tools.sim.runner import PolicyRun, ProgressFn, run, run_policy
+from edgesel_tools.sim.scenario import Scenario, build_stream
 
 # The default line-up: today's core policies, the baselines, and the peers a user might pick instead. A new
 # policy registered in policies.POLICY_FACTORIES joins a comparison by its name (--policies or this tuple).

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from edgesel_server.sim.policies import common_model_ranking
-from edgesel_server.sim.scenario import Stream
+from edgesel_tools.sim.policies import common_model_ranking
+from edgesel_tools.sim.scenario import Stream
 
 CHECK_EVERY = 500
 

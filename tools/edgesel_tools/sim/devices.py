@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
-from edgesel_server.sim.catalog import _read_csv
+from edgesel_tools.sim.catalog import _read_csv
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from edgesel_server.sim.catalog import ModelSpec
-from edgesel_server.sim.devices import DeviceSpec
+from edgesel_tools.sim.catalog import ModelSpec
+from edgesel_tools.sim.devices import DeviceSpec
 
 PATH_CPU, PATH_ACCEL, PATH_GPU = 0, 1, 2
 PATH_NAMES = ("cpu", "accelerator", "gpu")

@@ -19,11 +19,11 @@ from numpy.typing import NDArray
 from edgesel.v1 import catalog_pb2, catalog_pb2_grpc, types_pb2
 from edgesel_client import EdgeselClient, RetryPolicy
 from edgesel_server.process import server_command, start_listening, stop
-from edgesel_server.sim.catalog import MODEL_FEATURE_NAMES
-from edgesel_server.sim.devices import DEVICE_FEATURE_NAMES
-from edgesel_server.sim.policies import Request
-from edgesel_server.sim.runner import PolicyRun, ProgressFn, run_policy
-from edgesel_server.sim.scenario import Stream
+from edgesel_tools.sim.catalog import MODEL_FEATURE_NAMES
+from edgesel_tools.sim.devices import DEVICE_FEATURE_NAMES
+from edgesel_tools.sim.policies import Request
+from edgesel_tools.sim.runner import PolicyRun, ProgressFn, run_policy
+from edgesel_tools.sim.scenario import Stream
 
 SPACE = "sim"
 # Normalized features stay well inside this band; the bound only guards against garbage.

@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 from edgesel_server.config import ConfigError, SpaceConfig, load_config
 from edgesel_server.qoe import QoeFunction
 from edgesel_server.schema import FeatureError, FeatureSchema
-from edgesel_server.sim.scenario import CatalogChange, ScenarioError, Stream, all_models, catalog_over_time
+from edgesel_tools.sim.scenario import CatalogChange, ScenarioError, Stream, all_models, catalog_over_time
 
 # QoE terms a simulated user weighs (the Dirichlet below is over these, in this order). There is no energy
 # in the AI Hub data, so no energy is reported and the space's QoE function renormalizes over what is.
@@ -116,16 +116,16 @@ class MeasurementTable:
 
 def _rows(name: str) -> list[dict[str, str]]:
     try:
-        fh = resources.files("edgesel_server.data").joinpath(name).open("r", encoding="utf-8")
+        fh = resources.files("edgesel_tools.data").joinpath(name).open("r", encoding="utf-8")
     except FileNotFoundError:
-        raise KeyError(f"no data file {name!r} in edgesel_server/data") from None
+        raise KeyError(f"no data file {name!r} in edgesel_tools/data") from None
     with fh:
         return list(csv.DictReader(fh))
 
 
 @cache
 def load_measurements(name: str) -> MeasurementTable:
-    """The data set ``name`` from edgesel_server/data (``<name>_devices.csv`` etc.)."""
+    """The data set ``name`` from edgesel_tools/data (``<name>_devices.csv`` etc.)."""
     devices = tuple(
         MeasuredDevice(
             name=r["device"],
@@ -214,7 +214,7 @@ def _err(name: str, problem: str) -> ScenarioError:
 
 def parse_measured(data: dict[str, Any], source: str = "", base_dir: Path = Path(".")) -> MeasuredScenario:
     """A ``kind = "measured"`` scenario table (format in docs/simulator.md, "Measured scenarios")."""
-    from edgesel_server.sim.scenario import (
+    from edgesel_tools.sim.scenario import (
         _check_keys,
         _num,
         _pair,

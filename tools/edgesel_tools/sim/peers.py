@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from edgesel_server.sim.policies import DEFAULT_ALPHA, Request
+from edgesel_tools.sim.policies import DEFAULT_ALPHA, Request
 
 if TYPE_CHECKING:
-    from edgesel_server.sim.policies import PolicyContext
+    from edgesel_tools.sim.policies import PolicyContext
 
 MABWISER_BATCH = 10
 

@@ -1,7 +1,7 @@
 """Policies the runner can drive: anything with ``add_arm / remove_arm / select / update``.
 
 The core policies wrap ``edgesel_server.core.Bandit`` in-process; a live-server adapter (Select/Feedback over
-the SDK) can implement the same four methods later and be passed to :func:`edgesel_server.sim.runner.run`.
+the SDK) can implement the same four methods later and be passed to :func:`edgesel_tools.sim.runner.run`.
 The oracle and common-model baselines read the stream's ground truth, which only a simulator has.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edgesel_server.core import POLICIES, Bandit, uses_model_features
-from edgesel_server.sim.scenario import Stream
+from edgesel_tools.sim.scenario import Stream
 
 CORE_POLICIES = POLICIES  # qoe_model first, then Bandit's policy table
 BASELINES = ("oracle", "common_model", "random", "epsilon_greedy")
@@ -401,7 +401,7 @@ def _needs_stream(c: PolicyContext, name: str) -> Stream:
 
 def _peer(attr: str) -> PolicyFactory:
     def make(name: str, c: PolicyContext) -> Policy:
-        from edgesel_server.sim import peers  # optional packages, imported only when asked for
+        from edgesel_tools.sim import peers  # optional packages, imported only when asked for
 
         factory: PolicyFactory = getattr(peers, attr)
         return factory(name, c)

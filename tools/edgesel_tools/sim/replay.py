@@ -25,9 +25,9 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from edgesel_server.sim.estimators import RidgeRewardModel, event_terms
-from edgesel_server.sim.policies import Policy, RandomPolicy, Request, make_learning_policy
-from edgesel_server.sim.scenario import Stream
+from edgesel_tools.sim.estimators import RidgeRewardModel, event_terms
+from edgesel_tools.sim.policies import Policy, RandomPolicy, Request, make_learning_policy
+from edgesel_tools.sim.scenario import Stream
 
 LOG_FORMAT = "edgesel-decision-log"
 LOG_VERSION = 1
@@ -59,9 +59,9 @@ class ArmChange:
 
 def write_random_log(stream: Stream, out: str | Path | TextIO, seed: int | None = None) -> int:
     """Log a uniformly random policy (propensity 1/|eligible|) on ``stream``; returns the decision count."""
-    from edgesel_server.sim.catalog import MODEL_FEATURE_NAMES
-    from edgesel_server.sim.devices import DEVICE_FEATURE_NAMES
-    from edgesel_server.sim.runner import eligible_lists
+    from edgesel_tools.sim.catalog import MODEL_FEATURE_NAMES
+    from edgesel_tools.sim.devices import DEVICE_FEATURE_NAMES
+    from edgesel_tools.sim.runner import eligible_lists
 
     fh: Any = open(out, "w", encoding="utf-8") if isinstance(out, (str, Path)) else out
     try:

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from edgesel_server.sim.conservative import conservative_check
-from edgesel_server.sim.runner import PolicyRun
-from edgesel_server.sim.scenario import Stream
+from edgesel_tools.sim.conservative import conservative_check
+from edgesel_tools.sim.runner import PolicyRun
+from edgesel_tools.sim.scenario import Stream
 
 PICKUP_WINDOW = 20  # consecutive requests for which the new model is optimal
 PICKUP_SHARE = 0.5
@@ -132,7 +132,7 @@ def build_report(
             m["regret_vs_common_model"] = _r(m["cumulative_regret"] / common["cumulative_regret"])
     drifts = getattr(sc, "drifts", ())
     if drifts:
-        from edgesel_server.sim.drift import affected_rows, recovery
+        from edgesel_tools.sim.drift import affected_rows, recovery
 
         names, kinds = stream.device_names, [getattr(d, "kind", "") for d in sc.devices]
         t_idx = np.arange(stream.rounds)
@@ -142,7 +142,7 @@ def build_report(
                    for d in drifts]  # fmt: skip
             policies[run.name]["drift_recovery"] = rec
             policies[run.name]["rounds_to_recover"] = rec[0]["rounds_to_recover"]
-    from edgesel_server.sim.policies import common_model_ranking
+    from edgesel_tools.sim.policies import common_model_ranking
 
     return {
         "scenario": sc.name,

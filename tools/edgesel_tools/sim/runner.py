@@ -2,7 +2,7 @@
 
 Each policy sees the same requests, eligible sets and per-(round, model) rewards; only its picks differ.
 The loop is one ``select`` + one ``update`` per round, so a policy can be anything implementing
-:class:`edgesel_server.sim.policies.Policy` (an in-process Bandit today, a live-server adapter later).
+:class:`edgesel_tools.sim.policies.Policy` (an in-process Bandit today, a live-server adapter later).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from edgesel_server.sim.policies import Feedback, Policy, Request, make_policy
-from edgesel_server.sim.scenario import Stream
+from edgesel_tools.sim.policies import Feedback, Policy, Request, make_policy
+from edgesel_tools.sim.scenario import Stream
 
 ProgressFn = Callable[[str, int, int, float, float, float], None]
 

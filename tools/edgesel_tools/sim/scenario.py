@@ -18,14 +18,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edgesel_server import toml as tomllib
-from edgesel_server.sim.catalog import ModelSpec, model_features, resolve_model
-from edgesel_server.sim.devices import DeviceSpec, device_static_features, resolve_device
-from edgesel_server.sim.drift import Drift, drift_masks, parse_drifts
-from edgesel_server.sim.ground_truth import GroundTruth, QoEParams
-from edgesel_server.sim.users import StateModel, UserModel, draw_states, draw_users
+from edgesel_tools.sim.catalog import ModelSpec, model_features, resolve_model
+from edgesel_tools.sim.devices import DeviceSpec, device_static_features, resolve_device
+from edgesel_tools.sim.drift import Drift, drift_masks, parse_drifts
+from edgesel_tools.sim.ground_truth import GroundTruth, QoEParams
+from edgesel_tools.sim.users import StateModel, UserModel, draw_states, draw_users
 
 if TYPE_CHECKING:
-    from edgesel_server.sim.measured import MeasuredFeedback, MeasuredScenario
+    from edgesel_tools.sim.measured import MeasuredFeedback, MeasuredScenario
 
 ELIGIBILITY_MODES = ("all", "ram_filter")
 
@@ -334,7 +334,7 @@ def load_scenario(path: str | Path) -> Scenario | MeasuredScenario:
         raise ScenarioError(f"scenario {str(p)!r} is not valid TOML: {e}") from None
     try:
         if data.get("kind", "formula") == "measured":
-            from edgesel_server.sim.measured import parse_measured
+            from edgesel_tools.sim.measured import parse_measured
 
             return parse_measured(data, source=str(p), base_dir=p.parent)
         return parse_scenario(data, source=str(p))
@@ -462,7 +462,7 @@ def build_stream(
     scenario: Scenario | MeasuredScenario, rounds: int | None = None, seed: int | None = None
 ) -> Stream:
     if not isinstance(scenario, Scenario):
-        from edgesel_server.sim.measured import build_measured_stream
+        from edgesel_tools.sim.measured import build_measured_stream
 
         return build_measured_stream(scenario, rounds, seed)
     rounds = scenario.rounds if rounds is None else rounds
