@@ -24,7 +24,7 @@ echo "== cargo fmt / clippy / test"
 echo "== ruff / mypy / stubtest / generated protobuf code / generated sync client"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/python -m mypy server/edgesel_server client/edgesel_client
+.venv/bin/python -m mypy  # the server, the client and the tools ([tool.mypy] files)
 .venv/bin/python -m mypy.stubtest edgesel_server._core
 .venv/bin/python scripts/gen_protos.py --check
 .venv/bin/python scripts/unasync.py --check

@@ -8,6 +8,8 @@ with EdgeselClient("edgesel.example:443", space="image-classification", token=".
     selection.feedback(latency_ms=42.0, user_rating=4)
 """
 
+import importlib.metadata
+
 from edgesel_client.aio import AsyncEdgeselClient
 from edgesel_client.client import EdgeselClient
 from edgesel_client.device import (
@@ -31,7 +33,12 @@ from edgesel_client.selection import (
     Selection,
 )
 
-__version__ = "0.1.0"
+# The one version of every edgesel distribution is core-rs/Cargo.toml's (client/pyproject.toml reads it).
+try:
+    __version__ = importlib.metadata.version("edgesel-client")
+except importlib.metadata.PackageNotFoundError:
+    # Copied into an app or frozen without its metadata: the SDK still works, without a version.
+    __version__ = "0+unknown"
 
 __all__ = [
     "DEVICE_FEATURE_NAMES",

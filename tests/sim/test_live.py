@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesel_server import demo
+from edgesel_tools import demo
 from edgesel_tools.sim.live import run_live
 from edgesel_tools.sim.policies import make_policy
 from edgesel_tools.sim.runner import run_policy
