@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     lg.add_argument("--rounds", type=int, default=None)
     lg.add_argument("--seed", type=int, default=None)
     rp = sub.add_parser(
-        "replay", help="estimate policies offline from a decision log (replay, IPS, SNIPS, DM, DR + 95% CIs)"
+        "replay", help="estimate policies offline from a decision log (replay, IPS, SNIPS, DM, DR + 95%% CIs)"
     )
     rp.add_argument("--log", required=True, help="JSONL decision log")
     rp.add_argument(
