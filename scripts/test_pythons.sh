@@ -3,7 +3,9 @@
 #   - the SDK on the oldest CPython it supports (3.8) with the FLOOR versions of grpcio and protobuf (the ones
 #     stamped into the generated code, client/edgesel/__init__.py), tests/client against a real server;
 #   - the SDK on the newest CPython present with the newest grpcio/protobuf, the same tests;
-#   - the server wheel on CPython 3.10 (its floor): install, start, one Select + Feedback, graceful stop.
+#   - the server wheel on CPython 3.10 (its floor): install (neither matplotlib nor the tools come with it),
+#     `edgesel-server --help`, start, one Select + Feedback, graceful stop; then the tools (./tools) installed
+#     into the same venv: edgesel-sim / edgesel-bench / edgesel-demo --help and a short simulator run.
 # Interpreters come from pyenv (PYENV_ROOT, default /root/.pyenv). A job whose interpreter is missing is
 # reported as NOT RUN, never as passed. Called by scripts/test.sh after setup (needs .venv and the built core).
 set -euo pipefail
@@ -90,9 +92,20 @@ if [ -n "$py310" ]; then
     SUMMARY+=("server-3.10: FAILED")
     status=1
   fi
+  # The tools from source as an operator would install them next to the server wheel (a real wheel build by
+  # hatchling, not editable): their dependency edgesel-server is the wheel above, matplotlib comes from PyPI.
+  if "$VENVS/server-3.10/bin/python" -m pip install "${PIP_FLAGS[@]}" ./tools \
+    && "$VENVS/server-3.10/bin/python" scripts/server_smoke.py --tools; then
+    echo passed > "$ROOT/out/junit/tools-3.10.result"
+    SUMMARY+=("tools-3.10 (next to the server wheel): passed")
+  else
+    echo failed > "$ROOT/out/junit/tools-3.10.result"
+    SUMMARY+=("tools-3.10: FAILED")
+    status=1
+  fi
 else
-  echo "!! server on CPython 3.10: NOT RUN (no $PYENV_VERSIONS/3.10.*) -- NOT counted as passed"
-  SUMMARY+=("server-3.10: NOT RUN (no CPython 3.10 under $PYENV_VERSIONS)")
+  echo "!! server wheel and tools on CPython 3.10: NOT RUN (no $PYENV_VERSIONS/3.10.*) -- NOT counted as passed"
+  SUMMARY+=("server-3.10, tools-3.10: NOT RUN (no CPython 3.10 under $PYENV_VERSIONS)")
 fi
 
 echo "== Python versions:"
