@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m edgesel_tools.demo "$@"
+exec .venv/bin/edgesel-demo "$@"  # edgesel-tools (tools/edgesel_tools/demo.py)
