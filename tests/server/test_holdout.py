@@ -4,6 +4,7 @@ Feedbacks sent, across a kill -9 and restart. Real edgesel-server processes on l
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import sqlite3
@@ -334,3 +335,27 @@ def test_databases_and_snapshots_from_before_the_holdout_still_load(tmp_path: Pa
     snap = store.latest_snapshot("fleet")
     assert snap is not None and snap.derived == {} and snap.state == b"state"
     store.close()
+
+
+def test_export_log_names_each_decisions_group_and_device_class(
+    server: ServerProcess, config: Path, tmp_path: Path
+) -> None:
+    fleet = Fleet(server.target)
+    held, policy = split(ids(60, seed=11))
+    want = {}
+    for i in policy[:10]:
+        want[fleet.select(i, "snapdragon").event_id] = ("policy", "snapdragon")
+    for i in held[:5]:
+        want[fleet.select(i, "exynos").event_id] = ("holdout", "exynos")
+    r = fleet.select(held[0], "exynos", eligible_model_ids=["fast", "slow"])
+    want[r.event_id] = ("excluded", "exynos")
+    assert server.terminate() == 0
+    from edgesel_server.cli import main as server_main
+
+    out = tmp_path / "log.jsonl"
+    args = ["--config", str(config), "--data-dir", str(tmp_path / "data"), "--export-log", str(out)]
+    assert server_main([*args, "--space", "fleet"]) == 0
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    got = {d["event_id"]: (d["group"], d["device_class"]) for d in lines if d["type"] == "decision"}
+    assert got == want
+    assert {g for g, _ in got.values()} == {"policy", "holdout", "excluded"}
