@@ -118,6 +118,11 @@ def normalize_weights(weights: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
+def _qoe_request(prefs: Mapping) -> dict:
+    """qoe_model's per-request arguments from a decision's preferences."""
+    return {"latency_budget_ms": prefs.get("latency_budget_ms"), "weights": prefs.get("qoe_weights")}
+
+
 def _ranking(scores: tuple) -> list[tuple[str, float, float, float]]:
     """Every scored arm, best total first (ties by id)."""
     ids, mean, bonus, total = scores
@@ -246,7 +251,7 @@ class SpaceRuntime:
         """qoe_model's decision under the request's own latency budget and weights: the highest optimistic
         QoE (ties to the smallest id; deterministic, propensity 1), or the baseline while conservative mode
         holds exploration back."""
-        request = {"latency_budget_ms": prefs.get("latency_budget_ms"), "weights": prefs.get("qoe_weights")}
+        request = _qoe_request(prefs)
         ids, mean, bonus, total = model.score(x, arms, **request)
         best = float(total.max())
         ties = np.flatnonzero(total == best)
@@ -541,7 +546,9 @@ class SpaceRuntime:
         assert self.cfg.holdout is not None
         model_id = self.cfg.holdout.model
         all_active = self._all_active(eligible)
-        ids, mean, bonus, total = self.bandit.score(x, eligible)
+        # qoe_model scores under the request's own budget and weights, as it does for the policy's decisions.
+        request = _qoe_request(prefs) if isinstance(self.bandit, QoeModel) else {}
+        ids, mean, bonus, total = self.bandit.score(x, eligible, **request)
         j = ids.index(model_id)
         decision = self._decision(
             x,

@@ -359,3 +359,35 @@ def test_export_log_names_each_decisions_group_and_device_class(
     got = {d["event_id"]: (d["group"], d["device_class"]) for d in lines if d["type"] == "decision"}
     assert got == want
     assert {g for g, _ in got.values()} == {"policy", "holdout", "excluded"}
+
+
+def test_a_qoe_model_holdout_decision_is_scored_under_the_requests_budget_and_weights(tmp_path: Path) -> None:
+    """The incumbent's recorded expected QoE (and the ranking) of a holdout decision is qoe_model's under the
+    request's own Preferences, as a policy decision's is: it used to be scored with the space's defaults."""
+    config = tmp_path / "edgesel.toml"
+    text = CONFIG.format(share=SHARE).replace(
+        'kind = "disjoint_linucb"\nalpha = 0.3\nforced_sampling = 0.5', 'kind = "qoe_model"'
+    )
+    config.write_text(text)
+    server = ServerProcess(config, tmp_path / "data").start()
+    try:
+        fleet = Fleet(server.target)
+        held, policy = split(ids(100, seed=3))
+        for k, i in enumerate(policy[:30]):  # something learned: latencies differ by model
+            r = fleet.select(i, "snapdragon")
+            latency = {"incumbent": 30.0, "fast": 5.0, "slow": 90.0}[r.model.model_id]
+            fleet.feedback(r.event_id, 4.0, latency + k)
+        seen = set()
+        for budget, weights in ((2.0, {"latency_ms": 1.0}), (500.0, {"latency_ms": 0.1, "user_rating": 1.0})):
+            prefs = types_pb2.Preferences(latency_budget_ms=budget, qoe_weights=weights)
+            h = fleet.select(held[0], "snapdragon", preferences=prefs, include_ranking=True)
+            p = fleet.select(policy[40], "snapdragon", preferences=prefs, include_ranking=True)
+            assert h.model.model_id == "incumbent"
+            want = {m.model_id: (m.expected_qoe, m.exploration_bonus) for m in p.ranking}
+            got = {m.model_id: (m.expected_qoe, m.exploration_bonus) for m in h.ranking}
+            assert got == want
+            assert math.isclose(h.expected_qoe, want["incumbent"][0], rel_tol=1e-12)
+            seen.add(round(h.expected_qoe, 9))
+        assert len(seen) == 2  # the two requests' preferences give the incumbent different QoE
+    finally:
+        server.kill()
