@@ -23,7 +23,7 @@ import grpc
 from numpy.typing import NDArray
 
 from edgesel.v1 import catalog_pb2, catalog_pb2_grpc, selection_pb2, selection_pb2_grpc, types_pb2
-from edgesel_server.process import server_command, start_listening, stop
+from edgesel_server.sim.live import LiveServer
 from edgesel_server.sim.measured import MeasuredFeedback, MeasuredScenario
 from edgesel_server.sim.policies import Feedback, Request
 from edgesel_server.sim.runner import PolicyRun, ProgressFn, run_policy
@@ -196,9 +196,9 @@ class MeasuredLivePolicy:
         self._channel.close()
 
 
-class MeasuredLiveServer:
-    """A real `edgesel-server` serving a measured scenario's space on a free loopback port (a context
-    manager)."""
+class MeasuredLiveServer(LiveServer):
+    """A real `edgesel-server` serving a measured scenario's space on a free loopback port (a context manager;
+    starting and stopping are sim/live.py's)."""
 
     def __init__(self, sc: MeasuredScenario, workdir: Path, **config: object) -> None:
         self.workdir = Path(workdir)
@@ -208,15 +208,6 @@ class MeasuredLiveServer:
         self.data_dir = self.workdir / "data"
         self.proc: subprocess.Popen | None = None
         self.target = ""
-
-    def __enter__(self) -> MeasuredLiveServer:
-        with (self.workdir / "server.log").open("w") as log:
-            self.proc, self.target = start_listening(server_command(self.config, self.data_dir), stderr=log)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            stop(self.proc, timeout=60)
 
 
 def run_measured_live(
