@@ -31,7 +31,15 @@ from edgesel_server.core import Bandit, QoeModel, Selection, SnapshotError, uses
 from edgesel_server.errors import InvalidPreferences, InvalidState, NoEligibleModel
 from edgesel_server.failed_pairs import FailedPairs
 from edgesel_server.guardrails import Breach, Guardrails
-from edgesel_server.holdout import EXCLUDED, HOLDOUT, POLICY, UNKNOWN_CLASS, device_class, in_holdout
+from edgesel_server.holdout import (
+    EXCLUDED,
+    HOLDOUT,
+    POLICY,
+    UNKNOWN_CLASS,
+    device_class,
+    in_holdout,
+    variance_bucket,
+)
 from edgesel_server.lift import LiftTracker
 from edgesel_server.pending import PendingDecisions, SpaceStats
 from edgesel_server.qoe import MEASUREMENTS
@@ -359,7 +367,12 @@ class SpaceRuntime:
         latency = outcome.get("latency_ms")
         failed = bool(outcome.get("failed", False))
         if group in (POLICY, HOLDOUT):
-            self.lift.add(group, cls, qoe=e.reward, latency_ms=latency, failed=failed, at=e.created)
+            bucket = outcome.get("bucket")
+            if bucket is None:  # an event from before the variance buckets: its decision is its own device
+                bucket = variance_bucket(self.name, e.event_id or str(e.seq))
+            self.lift.add(
+                group, cls, qoe=e.reward, latency_ms=latency, failed=failed, at=e.created, bucket=int(bucket)
+            )
         breach = self.guardrails.observe(
             model_id=e.model_id,
             device_class=cls,

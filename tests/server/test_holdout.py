@@ -4,6 +4,7 @@ Feedbacks sent, across a kill -9 and restart. Real edgesel-server processes on l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -240,9 +241,25 @@ def _check_group(got: catalog_pb2.GroupOutcomes, rewards: list[float], latencies
     assert got.p95_latency_ms == pytest.approx(_nearest_rank(latencies, 0.95), rel=0.01)
 
 
-def _check_lift(got: catalog_pb2.ClassReport, policy: list[float], holdout: list[float]) -> None:
+def _clustered_variance_of_mean(rewards: list[float], installs: list[str]) -> float:
+    """K/(K−1) Σ_b (S_b − n_b ȳ)² / n² over the devices' variance buckets (lift.py), by hand."""
+    mean = statistics.fmean(rewards)
+    resid: dict[int, float] = {}
+    for r, i in zip(rewards, installs, strict=True):
+        b = int.from_bytes(hashlib.sha256(f"fleet\0variance\0{i}".encode()).digest()[:8], "big") % 64
+        resid[b] = resid.get(b, 0.0) + r - mean
+    k = len(resid)
+    return k / (k - 1) * sum(v * v for v in resid.values()) / len(rewards) ** 2
+
+
+def _check_lift(
+    got: catalog_pb2.ClassReport, policy: list[float], holdout: list[float], installs: dict[str, list[str]]
+) -> None:
     diff = statistics.fmean(policy) - statistics.fmean(holdout)
-    se = math.sqrt(statistics.variance(policy) / len(policy) + statistics.variance(holdout) / len(holdout))
+    se = math.sqrt(
+        _clustered_variance_of_mean(policy, installs["policy"])
+        + _clustered_variance_of_mean(holdout, installs["holdout"])
+    )
     assert got.HasField("lift")
     assert got.lift.absolute == pytest.approx(diff, rel=1e-9, abs=1e-12)
     assert got.lift.absolute_ci95_low == pytest.approx(diff - 1.959963984540054 * se, rel=1e-9)
@@ -263,6 +280,7 @@ def test_report_equals_a_hand_computation_and_survives_kill_9(
     held, policy = split(ids(120, seed=11))
     rng = random.Random(3)
     sent: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+    installs: dict[tuple[str, str], list[str]] = {}
     for k, i in enumerate(held + policy):
         soc = ("snapdragon", "exynos")[k % 2]
         r = fleet.select(i, soc)
@@ -273,6 +291,7 @@ def test_report_equals_a_hand_computation_and_survives_kill_9(
         rewards, lats = sent.setdefault((group, soc), ([], []))
         rewards.append(reward)
         lats.append(latency)
+        installs.setdefault((group, soc), []).append(i)
 
     def check(rep: catalog_pb2.GetSpaceReportResponse) -> None:
         assert rep.holdout_model == "incumbent" and rep.holdout_share == SHARE
@@ -282,7 +301,8 @@ def test_report_equals_a_hand_computation_and_survives_kill_9(
             for soc, c in classes.items():
                 _check_group(c.policy, *sent[("policy", soc)])
                 _check_group(c.holdout, *sent[("holdout", soc)])
-                _check_lift(c, sent[("policy", soc)][0], sent[("holdout", soc)][0])
+                by_group = {g: installs[(g, soc)] for g in ("policy", "holdout")}
+                _check_lift(c, sent[("policy", soc)][0], sent[("holdout", soc)][0], by_group)
             pooled = {g: ([], []) for g in ("policy", "holdout")}  # type: dict[str, tuple[list, list]]
             for (g, _), (rw, lt) in sent.items():
                 pooled[g][0].extend(rw)
@@ -290,7 +310,8 @@ def test_report_equals_a_hand_computation_and_survives_kill_9(
             assert period.pooled.device_class == "POOLED"
             _check_group(period.pooled.policy, *pooled["policy"])
             _check_group(period.pooled.holdout, *pooled["holdout"])
-            _check_lift(period.pooled, pooled["policy"][0], pooled["holdout"][0])
+            every = {g: [i for (h, _), ins in installs.items() if h == g for i in ins] for g in pooled}
+            _check_lift(period.pooled, pooled["policy"][0], pooled["holdout"][0], every)
 
     first = fleet.report()
     check(first)

@@ -4,10 +4,10 @@ One seed: a measured scenario runs end to end through a real server with a holdo
 (sim/live_measured.py); at the end the report's pooled since-start lift and 95 % CI are read with
 GetSpaceReport, and each decision's group with the server's own decision log (`--export-log`).
 
-The estimand. The report's lift is mean(QoE | policy) − mean(QoE | holdout) over the Feedback it applied, with
-Welch's interval (lift.py), and QoE there is the reward the server computed from each Feedback's
-measurements. Its ground truth is the same difference of means with each realized reward replaced by its
-expectation under the scenario's true QoE model:
+Two estimands. The report's lift is mean(QoE | policy) − mean(QoE | holdout) over the Feedback it applied
+(lift.py), and QoE there is the reward the server computed from each Feedback's measurements. The `true lift`
+is the same difference of means with each realized reward replaced by its expectation under the scenario's
+true QoE model:
 
     true lift = mean_{t ∈ P} μ(t, a_t) − mean_{t ∈ H} μ(t, a_t)
 
@@ -20,9 +20,16 @@ latency factor and rating bias are fixed properties of the device and its user, 
 The stream's `expected` (the regret reference) is not μ: it is the QoE at the instance's *nominal* latency,
 without the jitter's convexity (E[max(0, 1 − L·J/2B)] ≠ max(0, 1 − L/2B)) and without the rating, so a lift
 computed from it differs from the report's estimand by a bias; it is printed beside (`nominal lift`) and
-not used for coverage. A third column, `fleet lift`, replaces the holdout side by the incumbent's μ over
-every request of the run (policy and holdout devices alike): the lift for the whole fleet, which the report
-also estimates but whose holdout side is a sample of ~share of the devices.
+not used for coverage.
+
+The true lift is conditional on which devices happened to land in the holdout. The `fleet lift` is what an
+operator asks ("did the fleet get better QoE than it would have with the incumbent?"): its holdout side is the
+incumbent's μ over every request of the run (policy and holdout devices alike). Since the holdout is drawn by
+device and a device's requests are strongly correlated (same user, budget, unit), the holdout's composition
+varies from seed to seed by far more than request noise: an interval that treats requests as independent
+(Welch over requests, the report before it clustered by device) covers the true lift but not the fleet lift.
+The `cluster` columns are the exact per-installation cluster-robust interval (CR1), as a reference for the
+report's bucketed one.
 """
 
 from __future__ import annotations
@@ -191,6 +198,8 @@ def check_seed(
 ) -> LiftCheck:
     """One live run and its comparison; raises RuntimeError when the report and the run disagree on which
     decisions it covers (counts or mean realized QoE per group)."""
+    if (workdir / "data").exists():
+        raise ScenarioError(f"{workdir / 'data'} exists: each seed's server needs a fresh data directory")
     start = time.perf_counter()
     stream = build_stream(sc, rounds, seed)
     qoe = sc.space.qoe
