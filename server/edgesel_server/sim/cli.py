@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgesel_server.sim.policies import (
     ALL_POLICIES,
@@ -25,6 +26,10 @@ from edgesel_server.sim.policies import (
     POLICY_FACTORIES,
     policy_seed,
 )
+
+if TYPE_CHECKING:
+    from edgesel_server.sim.runner import PolicyRun, ProgressFn
+    from edgesel_server.sim.scenario import Stream
 
 SUBCOMMANDS = ("run", "log", "replay", "compare", "live-lift")
 
@@ -221,7 +226,9 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_measured_live(args: argparse.Namespace, stream, name: str, progress):  # type: ignore[no-untyped-def]
+def _run_measured_live(
+    args: argparse.Namespace, stream: Stream, name: str, progress: ProgressFn | None
+) -> PolicyRun:
     """One core policy through a server serving the measured scenario's own space (sim/live_measured.py)."""
     from edgesel_server.sim.live_measured import run_measured_live
 

@@ -150,8 +150,8 @@ class LiftCheck:
     nominal_lift: float  # from the stream's `expected` (nominal latency, no rating): not the estimand
     fleet_lift: float  # policy side as true_lift, holdout side the incumbent's μ over every request
     fleet_covered: bool
-    # The same difference of means with a cluster-robust (by installation) interval, which the report does
-    # not compute: requests of one device share its user and latency, and the holdout is drawn by device.
+    # The same difference of means with the exact per-installation cluster-robust interval (the report's
+    # clusters are 64 buckets of installations): a reference for the report's.
     cluster_ci_low: float
     cluster_ci_high: float
     fleet_cluster_covered: bool
