@@ -56,6 +56,9 @@ def export_decision_log(cfg: ServerConfig, space_name: str, out: Path) -> int:
                     "arm": d.model_id,
                     "propensity": propensity,
                     "reward": reward,
+                    # the report's group (holdout.py: policy, holdout, or excluded) and device class
+                    "group": d.group,
+                    "device_class": d.device_class,
                 }
                 fh.write(json.dumps(line) + "\n")
                 n += 1

@@ -5,11 +5,18 @@ Everything here is a pure function of the observations fed in, in the order fed 
 replaying the log equals the one the server kept live, and replicas that apply the same log agree. The state
 is plain numbers (`to_dict` / `from_dict`) so it rides in the space's snapshot.
 
-Lift = mean QoE(policy) − mean QoE(holdout). Its interval is Welch's: ±z·sqrt(s²_p/n_p + s²_h/n_h) with z the
-normal quantile (1.96 for 95 %): the groups are independent (a device is in one group for good) and the
-sample sizes of a live fleet make the normal approximation of the t distribution exact to the digits shown;
-with fewer than `MIN_N` observations in a group no interval is given. The relative lift (lift / mean of the
-holdout) uses the delta method.
+Lift = mean QoE(policy) − mean QoE(holdout), with the interval ±z·sqrt(V_p + V_h), z the normal quantile (1.96
+for 95 %). The groups are independent (a device is in one group for good), but the requests of one device are
+not: the same user, the same unit, the same budget. Since the holdout is drawn by device, the uncertainty of
+the lift is the devices', so each group's variance of the mean V is clustered by device: devices are hashed
+into `BUCKETS` groups (holdout.variance_bucket; every request of a device lands in the same bucket) and
+V = K/(K−1) · Σ_b (S_b − n_b·ȳ)² / n² over the K non-empty buckets (the cluster-robust CR1 sandwich with
+buckets as clusters; buckets are unions of devices, so they are independent). With one observation per
+bucket this is Welch's s²/n. Treating requests as independent instead (Welch over requests) gives intervals
+about half as wide as the fleet-level lift's spread on the AI Hub scenario (docs/holdout.md). A cell with
+observations added without a bucket (state from before buckets, direct use of this module) or with a single
+bucket falls back to Welch's s²/n. With fewer than `MIN_N` observations in a group no interval is given.
+The relative lift (lift / mean of the holdout) uses the delta method with the same V.
 
 Latency quantiles come from a log-bucketed histogram (relative accuracy 1 %, the DDSketch mapping: bucket
 i holds values in (γ^(i−1), γ^i] with γ = 1.01/0.99), which is bounded in memory, mergeable across
@@ -27,6 +34,7 @@ from typing import Any
 GROUPS = ("policy", "holdout")
 Z95 = 1.959963984540054  # standard normal 97.5 % quantile
 MIN_N = 2
+BUCKETS = 64  # device hash groups of the variance: 63 degrees of freedom at most (t quantile 2.00 vs 1.96)
 RELATIVE_ACCURACY = 0.01
 _GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 _LOG_GAMMA = math.log(_GAMMA)
@@ -76,14 +84,20 @@ class Outcomes:
     qoe_sumsq: float = 0.0
     failures: int = 0
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    # device bucket -> [n, qoe sum] (the clustered variance); only observations added with a bucket
+    buckets: dict[int, list[float]] = field(default_factory=dict)
 
-    def add(self, qoe: float, latency_ms: float | None, failed: bool) -> None:
+    def add(self, qoe: float, latency_ms: float | None, failed: bool, bucket: int | None = None) -> None:
         self.n += 1
         self.qoe_sum += qoe
         self.qoe_sumsq += qoe * qoe
         self.failures += int(failed)
         if latency_ms is not None and not failed:
             self.latency.add(latency_ms)
+        if bucket is not None:
+            cell = self.buckets.setdefault(bucket, [0, 0.0])
+            cell[0] += 1
+            cell[1] += qoe
 
     def merge(self, other: Outcomes) -> None:
         self.n += other.n
@@ -91,6 +105,10 @@ class Outcomes:
         self.qoe_sumsq += other.qoe_sumsq
         self.failures += other.failures
         self.latency.merge(other.latency)
+        for b, (n, s) in other.buckets.items():
+            cell = self.buckets.setdefault(b, [0, 0.0])
+            cell[0] += n
+            cell[1] += s
 
     @property
     def mean(self) -> float | None:
@@ -102,6 +120,21 @@ class Outcomes:
         if self.n < 2:
             return None
         return max(0.0, (self.qoe_sumsq - self.qoe_sum * self.qoe_sum / self.n) / (self.n - 1))
+
+    @property
+    def variance_of_mean(self) -> float | None:
+        """V: clustered by device bucket when every observation has one and there are ≥ 2 buckets, else
+        s²/n."""
+        var = self.variance
+        if var is None:
+            return None
+        k = len(self.buckets)
+        if k < 2 or sum(int(n) for n, _ in self.buckets.values()) != self.n:
+            return var / self.n
+        mean = self.qoe_sum / self.n
+        # in bucket order, not insertion order: a report rebuilt from a snapshot sums exactly as the live one
+        ssq = sum((s - n * mean) ** 2 for _, (n, s) in sorted(self.buckets.items()))
+        return k / (k - 1) * ssq / (self.n * self.n)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -119,6 +152,7 @@ class Outcomes:
             "qoe_sumsq": self.qoe_sumsq,
             "failures": self.failures,
             "latency": {str(b): c for b, c in sorted(self.latency.counts.items())},
+            "buckets": {str(b): [int(n), s] for b, (n, s) in sorted(self.buckets.items())},
         }
 
     @staticmethod
@@ -130,6 +164,7 @@ class Outcomes:
             float(d["qoe_sumsq"]),
             int(d["failures"]),
             LatencyHistogram(counts, sum(counts.values())),
+            {int(b): [int(n), float(s)] for b, (n, s) in d.get("buckets", {}).items()},
         )
 
 
@@ -142,19 +177,20 @@ class Lift:
 
 
 def lift(policy: Outcomes, holdout: Outcomes, z: float = Z95) -> Lift | None:
-    """Welch interval of mean(policy) − mean(holdout); None when either group has fewer than MIN_N."""
+    """Interval of mean(policy) − mean(holdout) (variances of the means clustered by device bucket, see the
+    module docstring); None when either group has fewer than MIN_N."""
     if policy.n < MIN_N or holdout.n < MIN_N:
         return None
     mp, mh = policy.mean, holdout.mean
-    vp, vh = policy.variance, holdout.variance
+    vp, vh = policy.variance_of_mean, holdout.variance_of_mean
     assert mp is not None and mh is not None and vp is not None and vh is not None
     diff = mp - mh
-    se = math.sqrt(vp / policy.n + vh / holdout.n)
+    se = math.sqrt(vp + vh)
     rel = rel_ci = None
     if mh != 0.0:
-        # delta method for (mp / mh) − 1: var ≈ vp/(n_p mh²) + mp² vh/(n_h mh⁴)
+        # delta method for (mp / mh) − 1: var ≈ V_p/mh² + mp² V_h/mh⁴
         rel = mp / mh - 1.0
-        rel_se = math.sqrt(vp / (policy.n * mh * mh) + mp * mp * vh / (holdout.n * mh**4))
+        rel_se = math.sqrt(vp / (mh * mh) + mp * mp * vh / mh**4)
         rel_ci = (rel - z * rel_se, rel + z * rel_se)
     return Lift(diff, (diff - z * se, diff + z * se), rel, rel_ci)
 
@@ -185,13 +221,17 @@ class LiftTracker:
         latency_ms: float | None,
         failed: bool,
         at: float,
+        bucket: int | None = None,
     ) -> None:
+        """`bucket`: the device's variance bucket (holdout.variance_bucket), in [0, BUCKETS)."""
         if group not in GROUPS:
             raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
+        if bucket is not None and not 0 <= bucket < BUCKETS:
+            raise ValueError(f"bucket must be in [0, {BUCKETS}), got {bucket}")
         cell = (group, device_class)
-        self.total.setdefault(cell, Outcomes()).add(qoe, latency_ms, failed)
+        self.total.setdefault(cell, Outcomes()).add(qoe, latency_ms, failed, bucket)
         slot = math.floor(at / self.slot_s)
-        self.recent.setdefault(slot, {}).setdefault(cell, Outcomes()).add(qoe, latency_ms, failed)
+        self.recent.setdefault(slot, {}).setdefault(cell, Outcomes()).add(qoe, latency_ms, failed, bucket)
         self._trim(slot)
 
     def _trim(self, newest: int) -> None:

@@ -31,7 +31,15 @@ from edgesel_server.core import Bandit, QoeModel, Selection, SnapshotError, uses
 from edgesel_server.errors import InvalidPreferences, InvalidState, NoEligibleModel
 from edgesel_server.failed_pairs import FailedPairs
 from edgesel_server.guardrails import Breach, Guardrails
-from edgesel_server.holdout import EXCLUDED, HOLDOUT, POLICY, UNKNOWN_CLASS, device_class, in_holdout
+from edgesel_server.holdout import (
+    EXCLUDED,
+    HOLDOUT,
+    POLICY,
+    UNKNOWN_CLASS,
+    device_class,
+    in_holdout,
+    variance_bucket,
+)
 from edgesel_server.lift import LiftTracker
 from edgesel_server.pending import PendingDecisions, SpaceStats
 from edgesel_server.qoe import MEASUREMENTS
@@ -116,6 +124,11 @@ def normalize_weights(weights: Mapping[str, float]) -> dict[str, float]:
             raise InvalidPreferences(f"qoe weight {k!r} = {v} must be finite and >= 0", field="qoe_weights")
         out[name] = float(v)
     return out
+
+
+def _qoe_request(prefs: Mapping) -> dict:
+    """qoe_model's per-request arguments from a decision's preferences."""
+    return {"latency_budget_ms": prefs.get("latency_budget_ms"), "weights": prefs.get("qoe_weights")}
 
 
 def _ranking(scores: tuple) -> list[tuple[str, float, float, float]]:
@@ -246,7 +259,7 @@ class SpaceRuntime:
         """qoe_model's decision under the request's own latency budget and weights: the highest optimistic
         QoE (ties to the smallest id; deterministic, propensity 1), or the baseline while conservative mode
         holds exploration back."""
-        request = {"latency_budget_ms": prefs.get("latency_budget_ms"), "weights": prefs.get("qoe_weights")}
+        request = _qoe_request(prefs)
         ids, mean, bonus, total = model.score(x, arms, **request)
         best = float(total.max())
         ties = np.flatnonzero(total == best)
@@ -354,7 +367,12 @@ class SpaceRuntime:
         latency = outcome.get("latency_ms")
         failed = bool(outcome.get("failed", False))
         if group in (POLICY, HOLDOUT):
-            self.lift.add(group, cls, qoe=e.reward, latency_ms=latency, failed=failed, at=e.created)
+            bucket = outcome.get("bucket")
+            if bucket is None:  # an event from before the variance buckets: its decision is its own device
+                bucket = variance_bucket(self.name, e.event_id or str(e.seq))
+            self.lift.add(
+                group, cls, qoe=e.reward, latency_ms=latency, failed=failed, at=e.created, bucket=int(bucket)
+            )
         breach = self.guardrails.observe(
             model_id=e.model_id,
             device_class=cls,
@@ -541,7 +559,9 @@ class SpaceRuntime:
         assert self.cfg.holdout is not None
         model_id = self.cfg.holdout.model
         all_active = self._all_active(eligible)
-        ids, mean, bonus, total = self.bandit.score(x, eligible)
+        # qoe_model scores under the request's own budget and weights, as it does for the policy's decisions.
+        request = _qoe_request(prefs) if isinstance(self.bandit, QoeModel) else {}
+        ids, mean, bonus, total = self.bandit.score(x, eligible, **request)
         j = ids.index(model_id)
         decision = self._decision(
             x,

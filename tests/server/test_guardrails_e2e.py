@@ -2,8 +2,8 @@
 mid-run is withdrawn there within the window, still offered elsewhere, the withdrawal survives a kill -9 and
 restart, and LiftGuardrail restores it. Real edgesel-server processes on loopback.
 
-Until Feedback can say that a model failed, the breach is the p95 latency ratio; the failure-rate guardrail
-is the same code path (guardrails.py, tests/server/test_guardrails.py)."""
+The same for the failure-rate guardrail, fed by real `Measurements.failed` Feedback: a model that starts
+failing on one device class mid-run is withdrawn there within the window, and stays so after a kill -9."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from edgesel.v1 import catalog_pb2
+from edgesel.v1 import catalog_pb2, selection_pb2, types_pb2
 from edgesel_server.holdout import in_holdout
 from tests.hardening.support import json_logs
 from tests.hardening.test_observability import scrape
@@ -124,5 +124,81 @@ def test_a_model_slow_on_one_class_is_withdrawn_there_survives_restart_and_is_li
     server = ServerProcess(config, tmp_path / "data").start()
     try:
         assert withdrawn(Fleet(server.target)) == set()
+    finally:
+        server.kill()
+
+
+FAILURE_LIMIT = 0.3
+FAIL_GUARDED = CONFIG.format(share=SHARE).replace(
+    "[space.qoe]",
+    f"[space.guardrails]\nmax_failure_rate = {FAILURE_LIMIT}\nwindow = {WINDOW}\n"
+    f"min_observations = {MIN_OBS}\n\n[space.qoe]",
+)
+
+
+def report_failed(fleet: Fleet, event_id: str) -> float:
+    """Feedback with Measurements.failed = true (the model did not run); returns the reward it was given."""
+    m = types_pb2.Measurements(failed=True, failure_reason=types_pb2.FAILURE_REASON_UNSUPPORTED_OP)
+    r = fleet.sel.Feedback(selection_pb2.FeedbackRequest(event_id=event_id, measurements=m), timeout=10)
+    assert r.status == selection_pb2.FEEDBACK_STATUS_ACCEPTED
+    return float(r.reward)
+
+
+def test_a_model_failing_on_one_class_is_withdrawn_there_within_the_window_and_survives_restart(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "edgesel.toml"
+    config.write_text(FAIL_GUARDED)
+    policy = [i for i in ids(400, seed=9) if not in_holdout("fleet", i, SHARE)]
+    # A device that reported a failure is not offered that model again (failed_pairs.py), so every request
+    # after the change comes from an installation that has not used `slow` yet.
+    fresh = iter(policy[2 * MIN_OBS :])
+    server = ServerProcess(config, tmp_path / "data").start()
+    try:
+        fleet = Fleet(server.target)
+        for k in range(MIN_OBS):  # `slow` runs on both classes at first
+            for soc, inst in zip(SOCS, (policy[k], policy[MIN_OBS + k]), strict=True):
+                r = fleet.select(inst, soc, eligible_model_ids=["slow"])
+                fleet.feedback(r.event_id, 4.0, 11.0)
+        assert withdrawn(fleet) == set()
+        # Mid-run, `slow` stops running on snapdragon (say a driver update); exynos devices still run it.
+        sent_after_change = 0
+        while ("slow", "snapdragon") not in withdrawn(fleet):
+            assert sent_after_change < WINDOW, "not withdrawn within the window"
+            r = fleet.select(next(fresh), "snapdragon", eligible_model_ids=["slow"])
+            assert report_failed(fleet, r.event_id) == 0.0  # the space's minimum reward
+            r = fleet.select(next(fresh), "exynos", eligible_model_ids=["slow"])
+            fleet.feedback(r.event_id, 4.0, 11.0)
+            sent_after_change += 1
+        # f failures after MIN_OBS successes: withdrawn at the first f with f / (MIN_OBS + f) > the limit
+        first = next(f for f in range(1, WINDOW) if f / (MIN_OBS + f) > FAILURE_LIMIT)
+        assert sent_after_change == first
+        rep = fleet.report()
+        (w,) = rep.withdrawn
+        assert (w.model_id, w.device_class, w.guardrail) == ("slow", "snapdragon", "failure_rate")
+        assert w.limit == FAILURE_LIMIT and w.value == pytest.approx(first / (MIN_OBS + first))
+        assert rep.withdrawals_total == 1
+        cells = {c.device_class: c for c in rep.since_start.classes}
+        assert cells["snapdragon"].policy.failure_rate == pytest.approx(first / (MIN_OBS + first))
+        assert cells["exynos"].policy.failure_rate == 0.0
+        assert not offered_slow(fleet, next(fresh), "snapdragon")
+        assert offered_slow(fleet, next(fresh), "exynos")
+        logs = [e for e in json_logs(server) if e.get("msg", e.get("message", "")).startswith("guardrail")]
+        assert any(
+            e.get("guardrail") == "failure_rate" and e.get("device_class") == "snapdragon" for e in logs
+        ), logs
+    finally:
+        server.kill()
+    # kill -9: the withdrawal (and its history) is rebuilt from snapshot + log.
+    server = ServerProcess(config, tmp_path / "data").start()
+    try:
+        fleet = Fleet(server.target)
+        rep = fleet.report()
+        assert [(w.model_id, w.device_class, w.guardrail) for w in rep.withdrawn] == [
+            ("slow", "snapdragon", "failure_rate")
+        ]
+        assert rep.withdrawals_total == 1
+        assert not offered_slow(fleet, next(fresh), "snapdragon")
+        assert offered_slow(fleet, next(fresh), "exynos")
     finally:
         server.kill()

@@ -4,6 +4,8 @@ Feedbacks sent, across a kill -9 and restart. Real edgesel-server processes on l
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 import sqlite3
@@ -239,9 +241,25 @@ def _check_group(got: catalog_pb2.GroupOutcomes, rewards: list[float], latencies
     assert got.p95_latency_ms == pytest.approx(_nearest_rank(latencies, 0.95), rel=0.01)
 
 
-def _check_lift(got: catalog_pb2.ClassReport, policy: list[float], holdout: list[float]) -> None:
+def _clustered_variance_of_mean(rewards: list[float], installs: list[str]) -> float:
+    """K/(K−1) Σ_b (S_b − n_b ȳ)² / n² over the devices' variance buckets (lift.py), by hand."""
+    mean = statistics.fmean(rewards)
+    resid: dict[int, float] = {}
+    for r, i in zip(rewards, installs, strict=True):
+        b = int.from_bytes(hashlib.sha256(f"fleet\0variance\0{i}".encode()).digest()[:8], "big") % 64
+        resid[b] = resid.get(b, 0.0) + r - mean
+    k = len(resid)
+    return k / (k - 1) * sum(v * v for v in resid.values()) / len(rewards) ** 2
+
+
+def _check_lift(
+    got: catalog_pb2.ClassReport, policy: list[float], holdout: list[float], installs: dict[str, list[str]]
+) -> None:
     diff = statistics.fmean(policy) - statistics.fmean(holdout)
-    se = math.sqrt(statistics.variance(policy) / len(policy) + statistics.variance(holdout) / len(holdout))
+    se = math.sqrt(
+        _clustered_variance_of_mean(policy, installs["policy"])
+        + _clustered_variance_of_mean(holdout, installs["holdout"])
+    )
     assert got.HasField("lift")
     assert got.lift.absolute == pytest.approx(diff, rel=1e-9, abs=1e-12)
     assert got.lift.absolute_ci95_low == pytest.approx(diff - 1.959963984540054 * se, rel=1e-9)
@@ -262,6 +280,7 @@ def test_report_equals_a_hand_computation_and_survives_kill_9(
     held, policy = split(ids(120, seed=11))
     rng = random.Random(3)
     sent: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+    installs: dict[tuple[str, str], list[str]] = {}
     for k, i in enumerate(held + policy):
         soc = ("snapdragon", "exynos")[k % 2]
         r = fleet.select(i, soc)
@@ -272,6 +291,7 @@ def test_report_equals_a_hand_computation_and_survives_kill_9(
         rewards, lats = sent.setdefault((group, soc), ([], []))
         rewards.append(reward)
         lats.append(latency)
+        installs.setdefault((group, soc), []).append(i)
 
     def check(rep: catalog_pb2.GetSpaceReportResponse) -> None:
         assert rep.holdout_model == "incumbent" and rep.holdout_share == SHARE
@@ -281,7 +301,8 @@ def test_report_equals_a_hand_computation_and_survives_kill_9(
             for soc, c in classes.items():
                 _check_group(c.policy, *sent[("policy", soc)])
                 _check_group(c.holdout, *sent[("holdout", soc)])
-                _check_lift(c, sent[("policy", soc)][0], sent[("holdout", soc)][0])
+                by_group = {g: installs[(g, soc)] for g in ("policy", "holdout")}
+                _check_lift(c, sent[("policy", soc)][0], sent[("holdout", soc)][0], by_group)
             pooled = {g: ([], []) for g in ("policy", "holdout")}  # type: dict[str, tuple[list, list]]
             for (g, _), (rw, lt) in sent.items():
                 pooled[g][0].extend(rw)
@@ -289,7 +310,8 @@ def test_report_equals_a_hand_computation_and_survives_kill_9(
             assert period.pooled.device_class == "POOLED"
             _check_group(period.pooled.policy, *pooled["policy"])
             _check_group(period.pooled.holdout, *pooled["holdout"])
-            _check_lift(period.pooled, pooled["policy"][0], pooled["holdout"][0])
+            every = {g: [i for (h, _), ins in installs.items() if h == g for i in ins] for g in pooled}
+            _check_lift(period.pooled, pooled["policy"][0], pooled["holdout"][0], every)
 
     first = fleet.report()
     check(first)
@@ -334,3 +356,59 @@ def test_databases_and_snapshots_from_before_the_holdout_still_load(tmp_path: Pa
     snap = store.latest_snapshot("fleet")
     assert snap is not None and snap.derived == {} and snap.state == b"state"
     store.close()
+
+
+def test_export_log_names_each_decisions_group_and_device_class(
+    server: ServerProcess, config: Path, tmp_path: Path
+) -> None:
+    fleet = Fleet(server.target)
+    held, policy = split(ids(60, seed=11))
+    want = {}
+    for i in policy[:10]:
+        want[fleet.select(i, "snapdragon").event_id] = ("policy", "snapdragon")
+    for i in held[:5]:
+        want[fleet.select(i, "exynos").event_id] = ("holdout", "exynos")
+    r = fleet.select(held[0], "exynos", eligible_model_ids=["fast", "slow"])
+    want[r.event_id] = ("excluded", "exynos")
+    assert server.terminate() == 0
+    from edgesel_server.cli import main as server_main
+
+    out = tmp_path / "log.jsonl"
+    args = ["--config", str(config), "--data-dir", str(tmp_path / "data"), "--export-log", str(out)]
+    assert server_main([*args, "--space", "fleet"]) == 0
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    got = {d["event_id"]: (d["group"], d["device_class"]) for d in lines if d["type"] == "decision"}
+    assert got == want
+    assert {g for g, _ in got.values()} == {"policy", "holdout", "excluded"}
+
+
+def test_a_qoe_model_holdout_decision_is_scored_under_the_requests_budget_and_weights(tmp_path: Path) -> None:
+    """The incumbent's recorded expected QoE (and the ranking) of a holdout decision is qoe_model's under the
+    request's own Preferences, as a policy decision's is: it used to be scored with the space's defaults."""
+    config = tmp_path / "edgesel.toml"
+    text = CONFIG.format(share=SHARE).replace(
+        'kind = "disjoint_linucb"\nalpha = 0.3\nforced_sampling = 0.5', 'kind = "qoe_model"'
+    )
+    config.write_text(text)
+    server = ServerProcess(config, tmp_path / "data").start()
+    try:
+        fleet = Fleet(server.target)
+        held, policy = split(ids(100, seed=3))
+        for k, i in enumerate(policy[:30]):  # something learned: latencies differ by model
+            r = fleet.select(i, "snapdragon")
+            latency = {"incumbent": 30.0, "fast": 5.0, "slow": 90.0}[r.model.model_id]
+            fleet.feedback(r.event_id, 4.0, latency + k)
+        seen = set()
+        for budget, weights in ((2.0, {"latency_ms": 1.0}), (500.0, {"latency_ms": 0.1, "user_rating": 1.0})):
+            prefs = types_pb2.Preferences(latency_budget_ms=budget, qoe_weights=weights)
+            h = fleet.select(held[0], "snapdragon", preferences=prefs, include_ranking=True)
+            p = fleet.select(policy[40], "snapdragon", preferences=prefs, include_ranking=True)
+            assert h.model.model_id == "incumbent"
+            want = {m.model_id: (m.expected_qoe, m.exploration_bonus) for m in p.ranking}
+            got = {m.model_id: (m.expected_qoe, m.exploration_bonus) for m in h.ranking}
+            assert got == want
+            assert math.isclose(h.expected_qoe, want["incumbent"][0], rel_tol=1e-12)
+            seen.add(round(h.expected_qoe, 9))
+        assert len(seen) == 2  # the two requests' preferences give the incumbent different QoE
+    finally:
+        server.kill()

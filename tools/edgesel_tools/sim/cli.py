@@ -4,6 +4,7 @@ edgesel-sim --scenario FILE [--policies a,b,...] [--rounds N] [--out DIR] [--see
 edgesel-sim log --scenario FILE --out LOG.jsonl [--rounds N] [--seed S]
 edgesel-sim replay --log LOG.jsonl --policy NAME[,NAME...]
 edgesel-sim compare --scenario FILE [--policies a,b,...] [--rounds 8000,20000] [--seeds 5] [--out DIR]
+edgesel-sim live-lift --scenario FILE [--seeds 20] [--rounds N] [--policy qoe_model] [--holdout-model ARM]
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgesel_tools.sim.policies import (
     ALL_POLICIES,
@@ -25,7 +27,11 @@ from edgesel_tools.sim.policies import (
     policy_seed,
 )
 
-SUBCOMMANDS = ("run", "log", "replay", "compare")
+if TYPE_CHECKING:
+    from edgesel_tools.sim.runner import PolicyRun, ProgressFn
+    from edgesel_tools.sim.scenario import Stream
+
+SUBCOMMANDS = ("run", "log", "replay", "compare", "live-lift")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -61,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
         help="run the core policies end to end: each through its own edgesel-server process (started on a\n"
         "free loopback port) and the client SDK, instead of in-process; baselines stay in-process",
     )
+    r.add_argument(
+        "--holdout-model",
+        default=None,
+        help="--live on a measured scenario: hold out --holdout-share of the devices on this model and\n"
+        "print the server's GetSpaceReport lift",
+    )
+    r.add_argument("--holdout-share", type=float, default=0.1, help="with --holdout-model (default 0.1)")
     _common(r)
     lg = sub.add_parser("log", help="write a decision log of a uniformly random logging policy")
     lg.add_argument("--scenario", required=True)
@@ -101,6 +114,21 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--quiet", action="store_true", help="no progress line")
     cp.add_argument("--no-plot", action="store_true", help="skip compare.png")
     _common(cp)
+    ll = sub.add_parser(
+        "live-lift",
+        help="measured scenario through a real server with a holdout, per seed: the report's lift and CI vs\n"
+        "the simulator's true lift (sim/lift_check.py)",
+    )
+    ll.add_argument("--scenario", required=True, help='a kind = "measured" scenario')
+    ll.add_argument("--seeds", type=int, default=20, help="number of seeds (default 20)")
+    ll.add_argument("--seed", type=int, default=None, help="first seed (default: the scenario's)")
+    ll.add_argument("--rounds", type=int, default=None, help="override the scenario's rounds")
+    ll.add_argument("--policy", default="qoe_model", help="the space's policy (default qoe_model)")
+    ll.add_argument(
+        "--holdout-model", default=None, help="the incumbent (default: the best that runs everywhere)"
+    )
+    ll.add_argument("--holdout-share", type=float, default=0.1, help="holdout share (default 0.1)")
+    ll.add_argument("--out", default="sim-live-lift", help="output directory (lift.json, a server per seed)")
     return p
 
 
@@ -129,8 +157,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.rounds is not None and args.rounds < 1:
         return _fail("--rounds must be >= 1")
     scenario = load_scenario(args.scenario)
-    if args.live and not isinstance(scenario, Scenario):
-        return _fail("--live: measured scenarios are not supported yet; serve their space_config instead")
+    measured_live = args.live and not isinstance(scenario, Scenario)
+    if args.holdout_model is not None and not (measured_live and 0 < args.holdout_share < 1):
+        return _fail("--holdout-model needs --live, a measured scenario and 0 < --holdout-share < 1")
     start = time.perf_counter()
     stream = build_stream(scenario, args.rounds, args.seed)
     print(
@@ -142,7 +171,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     progress = None if args.quiet else console_progress
     live = [n for n in names if n in CORE_POLICIES] if args.live else []
-    if "qoe_model" in live:
+    if "qoe_model" in live and not measured_live:
         # A formula scenario's QoE (logistic satisfaction, battery-dependent energy budget) is not one a
         # server's [space.qoe] can express yet, so a live qoe_model would learn another objective.
         live.remove("qoe_model")
@@ -157,7 +186,9 @@ def _run(args: argparse.Namespace) -> int:
         progress=progress,
         half_life=args.half_life,
     )
-    for name in live:
+    for name in live if measured_live else []:
+        runs.append(_run_measured_live(args, stream, name, progress))
+    for name in [] if measured_live else live:
         from edgesel_tools.sim.live import run_live
 
         alpha = DEFAULT_ALPHA.get(name, 0.5) if args.alpha is None else args.alpha
@@ -193,6 +224,27 @@ def _run(args: argparse.Namespace) -> int:
         print(f"new model {arm} (round {e['added_at_round']}): rounds to pickup {picks}")
     print(f"wrote {path} in {time.perf_counter() - start:.1f}s")
     return 0
+
+
+def _run_measured_live(
+    args: argparse.Namespace, stream: Stream, name: str, progress: ProgressFn | None
+) -> PolicyRun:
+    """One core policy through a server serving the measured scenario's own space (sim/live_measured.py)."""
+    from edgesel_tools.sim.live_measured import run_measured_live
+
+    result, report, _ = run_measured_live(stream, Path(args.out) / f"server-{name}", policy=name,
+                                          alpha=args.alpha, seed=policy_seed(stream.seed, name),
+                                          holdout_model=args.holdout_model, holdout_share=args.holdout_share,
+                                          progress=progress)  # fmt: skip
+    result.name = name  # same key as an in-process run, so reports compare like for like
+    pooled = report.since_start.pooled
+    if pooled.HasField("lift"):
+        lf = pooled.lift
+        print(f"{name}@server GetSpaceReport: policy n={pooled.policy.n} mean QoE "
+              f"{pooled.policy.mean_qoe:.4f}, holdout n={pooled.holdout.n} mean QoE "
+              f"{pooled.holdout.mean_qoe:.4f}, lift {lf.absolute:+.4f} "
+              f"(95% CI {lf.absolute_ci95_low:+.4f} .. {lf.absolute_ci95_high:+.4f})")  # fmt: skip
+    return result
 
 
 def _log(args: argparse.Namespace) -> int:
@@ -286,6 +338,33 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _live_lift(args: argparse.Namespace) -> int:
+    from edgesel_tools.sim.lift_check import as_json, check_seed, default_incumbent, format_row, format_table
+    from edgesel_tools.sim.measured import MeasuredScenario
+    from edgesel_tools.sim.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    if not isinstance(scenario, MeasuredScenario):
+        return _fail('live-lift needs a measured scenario (kind = "measured")')
+    if args.seeds < 1 or not 0 < args.holdout_share < 1 or (args.rounds is not None and args.rounds < 1):
+        return _fail("live-lift needs --seeds >= 1, 0 < --holdout-share < 1 and --rounds >= 1")
+    incumbent = args.holdout_model or default_incumbent(scenario)
+    first = scenario.seed if args.seed is None else args.seed
+    out = Path(args.out)
+    print(f"edgesel-sim: live-lift on {scenario.name!r}: policy {args.policy}, holdout {incumbent} "
+          f"share {args.holdout_share}", file=sys.stderr)  # fmt: skip
+    checks = []
+    for seed in range(first, first + args.seeds):
+        c = check_seed(scenario, seed, out / f"seed-{seed}", rounds=args.rounds, policy=args.policy,
+                       holdout_model=incumbent, holdout_share=args.holdout_share)  # fmt: skip
+        checks.append(c)
+        print(format_row(c), file=sys.stderr)
+    print(format_table(checks))
+    (out / "lift.json").write_text(json.dumps(as_json(checks), indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out / 'lift.json'}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in SUBCOMMANDS + ("-h", "--help"):
@@ -295,7 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from edgesel_tools.sim.scenario import ScenarioError
 
     try:
-        return {"run": _run, "log": _log, "replay": _replay, "compare": _compare}[args.command](args)
+        commands = {"run": _run, "log": _log, "replay": _replay, "compare": _compare, "live-lift": _live_lift}
+        return commands[args.command](args)
     except (ScenarioError, LogError, OSError) as e:
         return _fail(str(e))
     except ValueError as e:  # bad policy name / hyper-parameter from the core

@@ -331,11 +331,18 @@ class MeasuredFeedback:
     failed: NDArray  # (T, K) bool: the model does not run on this device
     latency_budget_ms: NDArray  # (T,) the request's Preferences.latency_budget_ms
     qoe_weights: NDArray  # (T, 3) the request's Preferences.qoe_weights over PREFERENCE_TERMS
+    # Hidden state the ground truth of a live run needs (sim/lift_check.py): which device instance sent each
+    # request (its installation id), each instance's own latency per arm (NaN: does not run) and rating bias.
+    instance: NDArray | None = None  # (T,) int
+    instance_latency_ms: NDArray | None = None  # (fleet, K)
+    instance_rating_bias: NDArray | None = None  # (fleet,)
 
     def prefix(self, rounds: int) -> MeasuredFeedback:
         return MeasuredFeedback(
             self.latency_ms[:rounds], self.accuracy, self.user_rating[:rounds], self.failed[:rounds],
             self.latency_budget_ms[:rounds], self.qoe_weights[:rounds],
+            None if self.instance is None else self.instance[:rounds], self.instance_latency_ms,
+            self.instance_rating_bias,
         )  # fmt: skip
 
     def preferences(self, t: int) -> dict[str, Any]:
@@ -415,6 +422,9 @@ def build_measured_stream(sc: MeasuredScenario, rounds: int | None = None, seed:
         failed=failed,
         latency_budget_ms=inst_budget[inst],
         qoe_weights=inst_weights[inst],
+        instance=inst,
+        instance_latency_ms=np.where(runs[inst_device], nominal, np.nan),
+        instance_rating_bias=inst_bias,
     )
 
     # Expected QoE (oracle and regret reference): the QoE function at the instance's nominal latency, without
