@@ -129,10 +129,12 @@ class Engine:
             # Decisions still open, and those whose window closed while this process was down, however long
             # ago (as long as the store keeps them): the latter get the missing-feedback rule on the first
             # sweep.
+            overdue = 0
             for d in self.store.open_decisions(space.name, now - self.cfg.decision_retention_s):
                 if d.deadline > now:
                     space.pending.add(d)
                 else:
+                    overdue += 1
                     space.stats.expired += 1
                     space.pending.retry_default_later(d)
             log.info(
@@ -143,6 +145,7 @@ class Engine:
                     "replayed": replayed,
                     "models_added": len(missing),
                     "pending": len(space.pending),
+                    "overdue": overdue,  # window closed while down: the missing-feedback rule comes next
                     "seq": space.applied_seq,
                 },
             )

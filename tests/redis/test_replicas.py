@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -220,10 +222,18 @@ def test_default_reward_is_applied_once_by_several_replicas(
         n = 20
         for i in range(n):
             s.Select(selection_pb2.SelectRequest(space="vision", device_features=DEVICES[i % 8]), timeout=5)
-        # Restarted, B reloads every open decision from Redis, A's included: both will expire them.
-        b.kill()
-        procs[1] = b = start_replica(tmp_path, "replica1", port=b.port)
-        assert any('"space":"vision"' in line and f'"pending":{n}' in line for line in b.stderr_lines)
+        # Restarted, B reloads every open decision from Redis, A's included: both will expire them. A is
+        # stopped (SIGSTOP) meanwhile so it cannot claim any before B has loaded them, however slowly B
+        # restarts on a busy machine; B counts each as pending or, if its window closed already, overdue.
+        assert a.proc is not None
+        a.proc.send_signal(signal.SIGSTOP)
+        try:
+            b.kill()
+            procs[1] = b = start_replica(tmp_path, "replica1", port=b.port)
+        finally:
+            a.proc.send_signal(signal.SIGCONT)
+        ready = [json.loads(line) for line in b.stderr_lines if '"space ready"' in line]
+        assert [(r["pending"] + r["overdue"]) for r in ready if r.get("space") == "vision"] == [n]
         deadline = time.monotonic() + 15
         while len(feedback_claims(r, "default_reward")) < n or export(a.target)[2] < n:
             assert time.monotonic() < deadline, "default rewards were not applied"
