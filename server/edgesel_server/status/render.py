@@ -101,7 +101,7 @@ def _charts(st: SpaceStatus, colors: dict[str, str]) -> str:
     bonus = [svg.Series("mean bonus", [(_mid(s), s.mean_bonus) for s in h.closed], svg.color(4))]
     explored = [
         svg.Series(
-            "exploratory share",
+            "exploratory",
             [(_mid(s), s.exploratory / s.decisions if s.decisions else None) for s in h.closed],
             svg.color(6),
         )
@@ -128,7 +128,7 @@ def _charts(st: SpaceStatus, colors: dict[str, str]) -> str:
             svg.line_chart(
                 explored,
                 kind="explored",
-                title="Share of exploratory decisions per sample",
+                title="Exploratory share of decisions per sample",
                 y_label="share",
                 span=span,
                 width=520,
