@@ -210,3 +210,24 @@ def test_an_exposed_metrics_port_without_tokens_warns(capsys: pytest.CaptureFixt
     warn_if_exposed("10.0.0.7:9464", MetricsConfig())
     err = capsys.readouterr().err
     assert "WARNING" in err and "status page" not in err
+
+
+def test_after_kill_9_the_tables_are_back_and_the_charts_start_empty(tmp_path: Path) -> None:
+    config = status_config(tmp_path)
+    proc = ServerProcess(config, tmp_path / "data").start()
+    try:
+        sent = drive(proc.target, n=60)
+        before = get(f"http://{metrics_listen(proc)}/status")[1]
+    finally:
+        proc.kill()
+    assert shares(before) == sent.policy_picks
+    proc = ServerProcess(config, tmp_path / "data").start()
+    try:
+        code, after, _ = get(f"http://{metrics_listen(proc)}/status")
+    finally:
+        proc.kill()
+    assert code == 200
+    for durable in ("catalog", "lift", "lift-window", "guardrails"):
+        assert table(after, durable) == table(before, durable), durable
+    assert shares(after) == Counter() and "no decisions yet" in after
+    assert table(after, "failures") == [["none"]] and table(before, "failures") != [["none"]]
