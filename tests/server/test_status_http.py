@@ -231,3 +231,19 @@ def test_after_kill_9_the_tables_are_back_and_the_charts_start_empty(tmp_path: P
         assert table(after, durable) == table(before, durable), durable
     assert shares(after) == Counter() and "no decisions yet" in after
     assert table(after, "failures") == [["none"]] and table(before, "failures") != [["none"]]
+
+
+def test_the_link_of_a_space_with_any_name_opens_its_page(tmp_path: Path) -> None:
+    name = "flotte/ü 1&2"
+    config = status_config(tmp_path)
+    config.write_text(config.read_text().replace('name = "fleet"', f'name = "{name}"'))
+    proc = ServerProcess(config, tmp_path / "data").start()
+    try:
+        listen = metrics_listen(proc)
+        code, html, _ = get(f"http://{listen}/status")
+        links = [unescape(h) for h in re.findall(r'<nav><a href="([^"]+)"', html)]
+        assert code == 200 and links == ["/status/flotte%2F%C3%BC%201%262"]
+        code, one, _ = get(f"http://{listen}{links[0]}")
+        assert code == 200 and f'data-space="{name.replace("&", "&amp;")}"' in one
+    finally:
+        proc.kill()

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -124,7 +123,9 @@ class MetricsPortApp:
     def _status(self, path: str, start_response: StartResponse) -> Iterable[bytes]:
         assert self.engine is not None
         names = list(self.engine.spaces)
-        wanted = unquote(path[len("/status/") :]) if path.startswith("/status/") else ""
+        # PATH_INFO is percent-decoded already, as Latin-1 (PEP 3333): back to the UTF-8 the link encoded.
+        raw = path[len("/status/") :] if path.startswith("/status/") else ""
+        wanted = raw.encode("latin-1", "replace").decode("utf-8", "replace")
         if wanted and wanted not in self.engine.spaces:
             return _text(start_response, "404 Not Found", "no such space")
         try:
