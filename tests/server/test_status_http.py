@@ -70,6 +70,10 @@ def test_the_page_shows_what_the_server_did(served: tuple[ServerProcess, str]) -
     failures = table(html, "failures")
     assert len(failures) == sent.failures
     assert {(r[1], r[2], r[4]) for r in failures} == {("slow", "exynos", "out_of_memory")}
+    # Five failures in a row on exynos withdrew `slow` there (durable, from the log).
+    events = table(html, "guardrails")
+    assert [(r[0], r[1], r[2], r[3]) for r in events] == [("withdrawn", "slow", "exynos", "failure_rate")]
+    assert catalog["slow"][2] == "exynos" and catalog["fast"][2] == "–"
     assert html.count('class="series" data-series="policy"') >= 1  # a QoE line from the closed samples
     # One space per page as well; an unknown one is a 404.
     code, one, _ = get(f"http://{listen}/status/fleet")
