@@ -5,10 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use for real: redis-server (multi-replica tests), openssl (throwaway TLS certs).
+# Debian packages the tests use for real: redis-server (multi-replica tests), openssl (throwaway TLS certs),
+# chromium and a font for its text (the status page loaded and screenshotted in a headless browser).
 missing=""
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium fonts-liberation"
 if [ -n "$missing" ]; then
   echo "== installing Debian packages:$missing"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -19,6 +19,8 @@ from edgesel_server.metrics import Metrics
 from edgesel_server.rpc_guard import RpcGuard
 from edgesel_server.security import TokenRegistry, server_credentials, warn_if_exposed
 from edgesel_server.servicers import CatalogServicer, SelectionServicer
+from edgesel_server.status import app as status_app
+from edgesel_server.status.history import SpaceHistory, sample_forever
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +64,25 @@ class EdgeselServer:
         self.port = 0
         self._background: asyncio.Task | None = None
         self.metrics: Metrics | None = None
+        self.metrics_port: status_app.MetricsPort | None = None
+        self._sampler: asyncio.Task | None = None
         self.guard: RpcGuard | None = None
 
     async def start(self) -> int:
         # Read tokens and certificates before the (possibly long) state rebuild, so a typo fails fast.
         tokens = TokenRegistry.from_config(self.cfg.auth) if self.cfg.auth else None
         credentials = server_credentials(self.cfg.tls) if self.cfg.tls else None
+        metrics_tokens = status_app.load_tokens(self.cfg.metrics) if self.cfg.metrics_listen else None
         if self.cfg.metrics_listen:
             self.metrics = Metrics(self.engine)
             self.engine.store.commit_observer = self.metrics.observe_commit
         await asyncio.to_thread(self.engine.start)
+        status_on = bool(self.cfg.metrics_listen) and self.cfg.metrics.status != "off"
+        if status_on:
+            # After the rebuild: the history is what this process saw live, not the replayed log.
+            mc = self.cfg.metrics
+            for space in self.engine.spaces.values():
+                space.history = SpaceHistory(mc.sample_s, mc.samples)
         opts = [
             ("grpc.max_receive_message_length", self.cfg.max_message_bytes),
             ("grpc.max_send_message_length", max(self.cfg.max_message_bytes, 64 << 20)),
@@ -102,7 +113,16 @@ class EdgeselServer:
         self.server = server
         warn_if_exposed(self.cfg)
         if self.metrics is not None and self.cfg.metrics_listen:
-            self.metrics.serve(self.cfg.metrics_listen)
+            access = status_app.Access(self.cfg.metrics.status, metrics_tokens)
+            page_of = self.engine if status_on else None
+            port_app = status_app.MetricsPortApp(self.metrics.registry, page_of, access)
+            self.metrics_port = status_app.MetricsPort(self.cfg.metrics_listen, port_app)
+            status_app.warn_if_exposed(self.cfg.metrics_listen, self.cfg.metrics)
+        if status_on:
+            histories = {n: s.history for n, s in self.engine.spaces.items() if s.history is not None}
+            self._sampler = asyncio.create_task(
+                sample_forever(histories, self.cfg.metrics.sample_s), name="edgesel-status-history"
+            )
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._background = asyncio.create_task(self.engine.run_background(), name="edgesel-background")
@@ -115,15 +135,16 @@ class EdgeselServer:
             await self.guard.drain(min(grace, SHUTDOWN_DRAIN_S))
         if self.server is not None:
             await self.server.stop(grace)
-        if self._background is not None:
-            self._background.cancel()
-            try:
-                await self._background
-            except asyncio.CancelledError:
-                pass
+        for task in (self._background, self._sampler):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
         await self.engine.close()
-        if self.metrics is not None:
-            self.metrics.close()
+        if self.metrics_port is not None:
+            self.metrics_port.close()
 
 
 async def serve(cfg: ServerConfig) -> int:

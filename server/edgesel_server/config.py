@@ -21,6 +21,7 @@ from edgesel_server.schema import AnyFeatureSpec, CategoricalSpec, FeatureSchema
 
 MISSING_FEEDBACK_ACTIONS = ("drop", "default")
 DURABILITY_MODES = ("fsync", "process")
+STATUS_MODES = ("loopback", "on", "off")
 FEATURE_KINDS = ("numeric", "categorical")
 
 
@@ -111,6 +112,25 @@ class AuthConfig:
     bind_feedback_to_token: bool = False
 
 
+@dataclass(frozen=True)
+class MetricsConfig:
+    """`[server.metrics]` beyond `listen`: who may read the metrics port and its status page (docs/status.md).
+
+    `status`: "loopback" (default) serves /status only to clients connecting from a loopback address, "on" to
+    anyone who can reach the port, "off" never. With tokens, every path of the port needs one of them."""
+
+    status: str = "loopback"
+    tokens_file: Path | None = None
+    tokens_env: str | None = None
+    # The status page's in-memory history: one sample every `sample_s` seconds, the newest `samples` kept.
+    sample_s: float = 10.0
+    samples: int = 360
+
+    @property
+    def has_tokens(self) -> bool:
+        return bool(self.tokens_file or self.tokens_env)
+
+
 @dataclass
 class ServerConfig:
     listen: str = "127.0.0.1:50051"
@@ -133,6 +153,7 @@ class ServerConfig:
     tls: TlsConfig | None = None
     auth: AuthConfig | None = None
     metrics_listen: str | None = None  # `[server.metrics] listen`; no metrics endpoint when None
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     spaces: list[SpaceConfig] = field(default_factory=list)
 
 
@@ -403,6 +424,25 @@ def _auth(r: _Reader, base_dir: Path) -> AuthConfig:
     return auth
 
 
+def _metrics(r: _Reader, base_dir: Path) -> MetricsConfig:
+    d = MetricsConfig()
+    m = MetricsConfig(
+        status=r.get("status", str, d.status),
+        tokens_file=_path(r, "tokens_file", base_dir),
+        tokens_env=r.get("tokens_env", str, None),
+        sample_s=r.get("status_sample_s", float, d.sample_s),
+        samples=r.get("status_samples", int, d.samples),
+    )
+    r.done()
+    if m.status not in STATUS_MODES:
+        raise ConfigError(f"{r.where}.status must be one of {', '.join(STATUS_MODES)}, got {m.status!r}")
+    if not m.sample_s > 0:
+        raise ConfigError(f"{r.where}.status_sample_s must be > 0, got {m.sample_s}")
+    if not 1 <= m.samples <= 100_000:
+        raise ConfigError(f"{r.where}.status_samples must be in [1, 100000], got {m.samples}")
+    return m
+
+
 def _host_port(value: str, where: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
@@ -435,7 +475,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path = Path(".")) -> Serv
     if "metrics" in s.table:
         m = s.sub("metrics")
         cfg.metrics_listen = _host_port(m.get("listen", str), f"{m.where}.listen")
-        m.done()
+        cfg.metrics = _metrics(m, base_dir)
     s.done()
     if cfg.rate_limit_per_s < 0 or cfg.rate_burst < 0:
         raise ConfigError("server.rate_limit_per_s and server.rate_burst must be >= 0")

@@ -382,6 +382,8 @@ class Engine:
         await self._persist_decision(d)
         space.stats.decisions += 1
         space.stats.exploratory += int(choice.exploratory)
+        if space.history is not None:
+            space.history.on_decision(cls, d.model_id, d.bonus, choice.exploratory, group)
         evicted = space.pending.add(d)
         if evicted:
             log.warning("pending decisions evicted by max_pending_decisions", extra={"count": len(evicted)})

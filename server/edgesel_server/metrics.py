@@ -1,4 +1,5 @@
-"""Prometheus metrics on their own registry and HTTP port (`[server.metrics] listen`).
+"""Prometheus metrics on their own registry, served on the metrics port (`[server.metrics] listen`,
+status/app.py).
 
 RPC counts and latencies are observed by the RPC guard; store commit latency by a hook the store calls;
 per-space figures are read from each space's counters at scrape time, so the hot path pays nothing for them.
@@ -6,21 +7,17 @@ per-space figures are read from each space's counters at scrape time, so the hot
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from edgesel_server.engine import Engine
-
-log = logging.getLogger(__name__)
 
 RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 COMMIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -152,7 +149,6 @@ class Metrics:
         )
         ProcessCollector(registry=self.registry)
         self.registry.register(_SpaceCollector(engine))
-        self._http: WSGIServer | None = None
 
     def observe_rpc(self, service: str, method: str, code: str, seconds: float) -> None:
         self.rpc_handled.labels(service, method, code).inc()
@@ -161,18 +157,3 @@ class Metrics:
     def observe_commit(self, seconds: float, ok: bool) -> None:
         """Called by the store's writer thread after every commit attempt."""
         self.commit_seconds.labels("ok" if ok else "failed").observe(seconds)
-
-    def serve(self, listen: str) -> str:
-        """Start the /metrics HTTP endpoint; returns the address it listens on (port 0 picks one)."""
-        host, _, port = listen.rpartition(":")
-        server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
-        self._http = server
-        bound = f"{host}:{server.server_port}"
-        log.info("metrics listening", extra={"metrics_listen": bound})
-        return bound
-
-    def close(self) -> None:
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
-            self._http = None

@@ -44,6 +44,7 @@ from edgesel_server.lift import LiftTracker
 from edgesel_server.pending import PendingDecisions, SpaceStats
 from edgesel_server.qoe import MEASUREMENTS
 from edgesel_server.schema import CategoricalSpec, FeatureSchema
+from edgesel_server.status.history import SpaceHistory
 from edgesel_server.store import base as ev
 from edgesel_server.store.base import Decision, LogEvent, Snapshot
 
@@ -168,6 +169,8 @@ class SpaceRuntime:
         self.guardrails = Guardrails(cfg.guardrails)
         # class -> models withdrawn there; replaced (never mutated) by `apply`: Select reads it lock-free
         self.withdrawn: Mapping[str, frozenset[str]] = {}
+        # The status page's in-memory history (status/history.py); None unless the page is served.
+        self.history: SpaceHistory | None = None
 
     @property
     def uses_model_features(self) -> bool:
@@ -373,6 +376,9 @@ class SpaceRuntime:
             self.lift.add(
                 group, cls, qoe=e.reward, latency_ms=latency, failed=failed, at=e.created, bucket=int(bucket)
             )
+            if self.history is not None:
+                reason = str(outcome.get("failure_reason", ""))
+                self.history.on_outcome(group, cls, e.model_id, e.reward, failed, reason, e.created)
         breach = self.guardrails.observe(
             model_id=e.model_id,
             device_class=cls,
