@@ -114,7 +114,7 @@ class ClientState:
         failed: bool = False,
         failure_reason: str | None = None,
     ) -> selection_pb2.FeedbackRequest:
-        return build_feedback_request(
+        request = build_feedback_request(
             event_id,
             reward,
             user_rating=user_rating,
@@ -124,6 +124,10 @@ class ClientState:
             failed=failed,
             failure_reason=failure_reason,
         )
+        # One id per report, kept by its retries and the queue: where the space aggregates several Feedbacks
+        # per decision, the server counts each report once (and two equal ratings twice).
+        request.request_id = uuid.uuid4().hex
+        return request
 
     def queue_feedback(self, request: selection_pb2.FeedbackRequest, deadline: datetime | None) -> None:
         self.feedback_queue.put(PendingFeedback(request=request, deadline=deadline))

@@ -174,6 +174,7 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
             failed=failed,
             failure_reason=reason,
             owner=self._owner(context),
+            request_id=request.request_id,
         )
         status = (
             selection_pb2.FEEDBACK_STATUS_DUPLICATE

@@ -22,6 +22,7 @@ snapshot_every = {snapshot_every}
 durability = "{durability}"
 max_message_bytes = 65536
 max_eligible = 500
+decision_retention_s = {retention}
 
 [[space]]
 name = "vision"
@@ -29,6 +30,7 @@ description = "image classification on phones and boards"
 reward_window_s = {window}
 on_missing_feedback = "{on_missing}"
 default_reward = 0.25
+reward_aggregation = "{aggregation}"
 
 [space.policy]
 kind = "{policy}"
@@ -108,6 +110,8 @@ def write_config(
     store: str = "sqlite",
     durability: str = "fsync",
     half_life: int = 0,
+    aggregation: str = "first",
+    retention: float = 7 * 24 * 3600.0,
 ) -> Path:
     path = directory / "edgesel.toml"
     path.write_text(
@@ -119,6 +123,8 @@ def write_config(
             store=store,
             durability=durability,
             half_life=half_life,
+            aggregation=aggregation,
+            retention=retention,
         )
     )
     return path

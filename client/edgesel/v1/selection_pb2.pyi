@@ -12,14 +12,16 @@ FEEDBACK_STATUS_DUPLICATE: FeedbackStatus
 FEEDBACK_STATUS_UNSPECIFIED: FeedbackStatus
 
 class FeedbackRequest(_message.Message):
-    __slots__ = ["event_id", "measurements", "reward"]
+    __slots__ = ["event_id", "measurements", "request_id", "reward"]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     MEASUREMENTS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     REWARD_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     measurements: _types_pb2.Measurements
+    request_id: str
     reward: float
-    def __init__(self, event_id: _Optional[str] = ..., reward: _Optional[float] = ..., measurements: _Optional[_Union[_types_pb2.Measurements, _Mapping]] = ...) -> None: ...
+    def __init__(self, event_id: _Optional[str] = ..., reward: _Optional[float] = ..., measurements: _Optional[_Union[_types_pb2.Measurements, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class FeedbackResponse(_message.Message):
     __slots__ = ["reward", "status"]

@@ -89,6 +89,10 @@ class SelectionServiceServicer(object):
     def Feedback(self, request, context):
         """Reports the QoE of a decision. Safe to retry: the server applies each event_id at most once, and a
         retry of an applied one gets DUPLICATE with the reward that was applied.
+        In a space with reward_aggregation "mean", "last" or "min" (docs/rewards.md) a decision takes several
+        Feedbacks until its feedback_deadline: each new one (request_id) is ACCEPTED, i.e. recorded durably,
+        and the aggregate of all of them is learned once, when the window closes; a retry (same request_id,
+        or without one the same content) is DUPLICATE with the reward of the Feedback it repeats.
         status               reason                 retry
         NOT_FOUND            EVENT_UNKNOWN          no   (never issued, or older than decision retention)
         FAILED_PRECONDITION  EVENT_EXPIRED          no   (after feedback_deadline; the missing-feedback
@@ -97,6 +101,8 @@ class SelectionServiceServicer(object):
         INVALID_ARGUMENT     INVALID_ARGUMENT       no   (event_id empty or longer than 64)
         INVALID_ARGUMENT     INVALID_REWARD         no   (no qoe, reward outside the space's range, NaN,
         bad measurement)
+        INVALID_ARGUMENT     LIMIT_EXCEEDED         no   (request_id longer than 128; an aggregating decision
+        has 1000 Feedbacks already)
         UNAVAILABLE          STORE_UNAVAILABLE      yes  (nothing was acknowledged; the retry is exact)
         UNAVAILABLE          EVENT_NOT_YET_STORED   yes  (several replicas: an id too young to have reached
         the shared store from the replica that answered it)
