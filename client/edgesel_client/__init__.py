@@ -23,6 +23,8 @@ from edgesel_client.offline import ClientStats, FeedbackQueue
 from edgesel_client.preferences import Preferences
 from edgesel_client.retry import RetryPolicy
 from edgesel_client.selection import (
+    ActivationOutcome,
+    ActivationReceipt,
     AsyncSelection,
     BaseSelection,
     FeedbackOutcome,
@@ -36,6 +38,8 @@ __version__ = "0.1.0"
 __all__ = [
     "DEVICE_FEATURE_NAMES",
     "DEVICE_LABEL_NAMES",
+    "ActivationOutcome",
+    "ActivationReceipt",
     "AsyncEdgeselClient",
     "AsyncSelection",
     "BaseSelection",

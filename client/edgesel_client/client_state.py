@@ -75,6 +75,7 @@ class ClientState:
         include_ranking: bool,
         request_id: str | None,
         device_labels: Mapping[str, str] | None = None,
+        defer_activation: bool = False,
     ) -> selection_pb2.SelectRequest:
         features = (
             detect_device_features(self.device_overrides) if device_features is None else device_features
@@ -89,6 +90,7 @@ class ClientState:
             include_ranking=include_ranking,
             device_labels=labels,
             installation_id=self.installation_id,
+            defer_activation=defer_activation,
         )
 
     def remember(self, space: str, eligible: Sequence[str] | None, selection: BaseSelection) -> None:

@@ -7,6 +7,7 @@ the exceptions below onto status codes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -29,6 +30,7 @@ from edgesel_server.catalog import (
 )
 from edgesel_server.config import ServerConfig
 from edgesel_server.errors import (
+    ActivationExpired,
     DecisionNotYetStored,
     ExpiredEvent,
     FeedbackForbidden,
@@ -39,6 +41,8 @@ from edgesel_server.errors import (
     LimitExceeded,
     ModelExists,
     NotActivated,
+    NotDeferred,
+    OtherInstallation,
     StoreUnavailable,
     UnknownEvent,
     UnknownSpace,
@@ -98,6 +102,12 @@ def _content_key(
 class FeedbackResult:
     duplicate: bool
     reward: float
+
+
+@dataclass
+class ActivateResult:
+    decision: Decision  # as activated: `deadline` is the end of its feedback window
+    already_activated: bool
 
 
 class Engine:
@@ -384,10 +394,12 @@ class Engine:
         request_id: str = "",
         caller: str = "",
         installation_id: str = "",
+        defer_activation: bool = False,
     ) -> Choice:
         """`owner` binds the decision's feedback to a token (or ""); `caller`, `installation_id` and
         `request_id` make a retried Select idempotent (only with an installation id: without one, two
-        devices counting their request ids alike would share decisions)."""
+        devices counting their request ids alike would share decisions). `defer_activation`: the decision
+        counts, and its window opens, only at `activate` (it may be activated for decision_retention_s)."""
         space = self.space(space_name)
         if len(request_id) > MAX_REQUEST_ID:
             raise LimitExceeded(f"request_id is longer than {MAX_REQUEST_ID} characters", field="request_id")
@@ -429,6 +441,7 @@ class Engine:
             # lost reply) gets the decision it already made while that decision still waits for feedback.
             earlier = self._recent_selects.get(key)
             if (earlier is not None and earlier.decision.event_id in space.pending
+                    and earlier.decision.deferred == defer_activation
                     and np.array_equal(earlier.decision.x, x)):  # fmt: skip
                 return earlier
         if installation_id:
@@ -454,21 +467,87 @@ class Engine:
                 device_class=cls,
             )
         d = choice.decision
+        if defer_activation:
+            d.deferred = True
+            d.deadline = d.created + self.cfg.decision_retention_s  # the last moment to activate it
         await self._persist_decision(d)
         space.stats.decisions += 1
         space.stats.exploratory += int(choice.exploratory)
-        evicted = space.pending.add(d)
+        if d.deferred:
+            space.stats.deferred += 1
+            space.pending.add_deferred(d)
+        else:
+            self._close_evicted(space, space.pending.add(d))
+        if idempotent:
+            self._recent_selects[key] = choice
+            if len(self._recent_selects) > RECENT_SELECTS_KEPT:
+                self._recent_selects.popitem(last=False)
+        return choice
+
+    def _close_evicted(self, space: SpaceRuntime, evicted: list[Decision]) -> None:
         if evicted:
             log.warning("pending decisions evicted by max_pending_decisions", extra={"count": len(evicted)})
             space.stats.expired += len(evicted)
             task = asyncio.create_task(self._close_missing(space, evicted))
             self._side_tasks.add(task)
             task.add_done_callback(self._side_tasks.discard)
-        if idempotent:
-            self._recent_selects[key] = choice
-            if len(self._recent_selects) > RECENT_SELECTS_KEPT:
-                self._recent_selects.popitem(last=False)
-        return choice
+
+    # -- activation --------------------------------------------------------------------------------
+    async def activate(self, event_id: str, *, installation_id: str = "", owner: str = "") -> ActivateResult:
+        """A deferred decision is in use now: count it and open its feedback window, durably (SQLite
+        commit, Redis script) before the answer. A repeated Activate answers the first one's window."""
+        if not event_id or len(event_id) > MAX_EVENT_ID:
+            raise InvalidArgument(
+                f"event_id must be 1-{MAX_EVENT_ID} characters (as SelectResponse.event_id gave it)",
+                field="event_id",
+            )
+        if installation_id:
+            check_installation_id(installation_id)
+        d, space = self._find_pending(event_id)
+        if d is None or d.awaiting_activation:
+            if event_id in self.unsaved:
+                await self.flush_unsaved()  # the activation must not reach the store before the decision
+            # Another replica may have activated it (or made it): the store knows.
+            d = await asyncio.to_thread(self.store.get_decision, event_id) or d
+            if d is None:
+                self._unknown_event(event_id)
+            assert d is not None
+            space = self.space(d.space)
+        assert space is not None
+        self._check_owner(d, owner)
+        made_for = d.prefs.get("installation_id", "")
+        if installation_id and made_for and installation_id != made_for:
+            raise OtherInstallation(
+                f"event {event_id} was selected for another installation", event_id=event_id
+            )
+        if not d.deferred:
+            raise NotDeferred(
+                f"event {event_id} was not selected with defer_activation: it counts since its Select",
+                event_id=event_id,
+            )
+        if d.activated:
+            self._track_activated(space, d, newest=False)
+            return ActivateResult(d, already_activated=True)
+        now = time.time()
+        if now > d.deadline:
+            raise ActivationExpired(
+                f"event {event_id} could be activated until {d.deadline:.3f}", event_id=event_id
+            )
+        act = await self._await(self.store.submit_activation(d, now, now + space.cfg.reward_window_s))
+        activated = dataclasses.replace(d, activated=act.activated, deadline=act.deadline)
+        self._track_activated(space, activated, newest=act.fresh)
+        if act.fresh:
+            space.stats.activated += 1
+        return ActivateResult(activated, already_activated=not act.fresh)
+
+    def _track_activated(self, space: SpaceRuntime, d: Decision, *, newest: bool) -> None:
+        """Hold an activated decision as pending here, so that this replica closes its window (if another
+        replica holds it too, the close's claim keeps one of them; both compute it from the same store)."""
+        if d.deadline > time.time():
+            self._close_evicted(space, space.pending.activated(d, newest=newest))
+        elif d.event_id in space.pending:
+            space.pending.take(d.event_id)  # its window passed meanwhile: closed on the next sweep
+            space.pending.retry_default_later(d)
 
     # -- feedback ----------------------------------------------------------------------------------
     async def feedback(
@@ -494,7 +573,8 @@ class Engine:
             raise LimitExceeded(f"request_id is longer than {MAX_REQUEST_ID} characters", field="request_id")
         measurements = measurements or {}
         d, space = self._find_pending(event_id)
-        if d is not None and d.awaiting_activation:
+        waiting = d is not None and d.awaiting_activation
+        if waiting:
             d = None  # another replica may have activated it: the store knows
         closure = None
         if d is None:
@@ -507,6 +587,8 @@ class Engine:
                 self._unknown_event(event_id)
             assert d is not None
             space = self.space(d.space)
+            if waiting and d.activated:  # activated on another replica: close its window here too
+                self._track_activated(space, d, newest=False)
             closure = await asyncio.to_thread(self.store.closure, event_id)
             if closure is not None and space.cfg.reward_aggregation == "first":
                 return self._closed(space, event_id, closure)

@@ -138,3 +138,45 @@ def check_closes(r, a: ServerProcess, b: ServerProcess, plan, items, acked, star
         assert closed[eid] == ("feedback", AGGREGATE[aggregation]([x for _, x in got])), eid
     (state_a, version_a, total_a), (state_b, version_b, total_b) = converge([a.target, b.target], r)
     assert state_a == state_b and version_a == version_b and total_a == total_b == DECISIONS
+
+
+def test_activate_on_one_replica_feedback_on_the_other_and_a_kill9(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Select(defer_activation) on a, Activate on b, Feedback on a: a's copy of the decision is stale
+    (awaiting activation) and it asks Redis. b, which holds the activated decision, is killed -9; both
+    replicas close the window from Redis's observations, once, and end identical. The decision never
+    activated gets neither a default reward nor a selection count."""
+    r = redis_server.client()
+    with replicas(tmp_path, redis_server, 2, window=4.0, aggregation="mean", on_missing="default") as (a, b):
+        req = selection_pb2.SelectRequest(
+            space="vision", device_features={"ram_gb": 2.0}, defer_activation=True
+        )
+        used, unused = sel(a.target).Select(req).event_id, sel(a.target).Select(req).event_id
+        with pytest.raises(grpc.RpcError) as info:
+            sel(b.target).Feedback(selection_pb2.FeedbackRequest(event_id=used, reward=0.5, request_id="x"))
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        act = sel(b.target).Activate(selection_pb2.ActivateRequest(event_id=used), timeout=10)
+        assert not act.already_activated
+        assert (
+            sel(a.target).Activate(selection_pb2.ActivateRequest(event_id=used), timeout=10).already_activated
+        )
+        assert sum(int(v) for v in r.hgetall("edgesel:sel:vision").values()) == 1  # counted once, at Activate
+        for i, (replica, x) in enumerate(((a, 0.2), (b, 0.6), (a, 0.7))):
+            res = sel(replica.target).Feedback(
+                selection_pb2.FeedbackRequest(event_id=used, reward=x, request_id=f"q{i}"), timeout=10
+            )
+            assert res.status == ACCEPTED
+        port = b.port
+        b.kill()
+        b2 = ServerProcess(b.config, b.data_dir, port=port).start()
+        try:
+            deadline = time.monotonic() + 30
+            while used not in closes(r) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert closes(r) == {used: ("feedback", statistics.fmean([0.2, 0.6, 0.7]))}
+            (state_a, version_a, _), (state_b, version_b, _) = converge([a.target, b2.target], r)
+            assert state_a == state_b and version_a == version_b
+            assert unused not in closes(r)
+        finally:
+            b2.kill()

@@ -214,7 +214,10 @@ def test_default_reward_is_applied_once_by_several_replicas(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     r = redis_server.client()
-    with replicas(tmp_path, redis_server, 2, window=3.0, on_missing="default") as procs:
+    # The window is long enough for B's restart to finish inside it even on a loaded machine (with 3 s, B
+    # sometimes loaded the decisions as expired already, and the `pending` count below was short).
+    window = 8.0
+    with replicas(tmp_path, redis_server, 2, window=window, on_missing="default") as procs:
         a, b = procs
         s = sel(a.target)
         n = 20
@@ -224,7 +227,7 @@ def test_default_reward_is_applied_once_by_several_replicas(
         b.kill()
         procs[1] = b = start_replica(tmp_path, "replica1", port=b.port)
         assert any('"space":"vision"' in line and f'"pending":{n}' in line for line in b.stderr_lines)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + window + 15
         while len(feedback_claims(r, "default_reward")) < n or export(a.target)[2] < n:
             assert time.monotonic() < deadline, "default rewards were not applied"
             time.sleep(0.1)
