@@ -98,6 +98,14 @@ def _content_key(
     return "sha256:" + hashlib.sha256(json.dumps(content).encode()).hexdigest()[:32]
 
 
+def check_event_id(event_id: str) -> None:
+    if not event_id or len(event_id) > MAX_EVENT_ID:
+        raise InvalidArgument(
+            f"event_id must be 1-{MAX_EVENT_ID} characters (as SelectResponse.event_id gave it)",
+            field="event_id",
+        )
+
+
 @dataclass
 class FeedbackResult:
     duplicate: bool
@@ -496,11 +504,7 @@ class Engine:
     async def activate(self, event_id: str, *, installation_id: str = "", owner: str = "") -> ActivateResult:
         """A deferred decision is in use now: count it and open its feedback window, durably (SQLite
         commit, Redis script) before the answer. A repeated Activate answers the first one's window."""
-        if not event_id or len(event_id) > MAX_EVENT_ID:
-            raise InvalidArgument(
-                f"event_id must be 1-{MAX_EVENT_ID} characters (as SelectResponse.event_id gave it)",
-                field="event_id",
-            )
+        check_event_id(event_id)
         if installation_id:
             check_installation_id(installation_id)
         d, space = self._find_pending(event_id)
@@ -564,11 +568,7 @@ class Engine:
         """`failed`: the model did not run on the device (its QoE is the space's minimum); `failure_reason`
         one of qoe_policy.FAILURE_REASONS or "". `request_id` identifies this Feedback in a space that
         aggregates rewards (a retry with the same one is DUPLICATE); elsewhere the event id does."""
-        if not event_id or len(event_id) > MAX_EVENT_ID:
-            raise InvalidArgument(
-                f"event_id must be 1-{MAX_EVENT_ID} characters (as SelectResponse.event_id gave it)",
-                field="event_id",
-            )
+        check_event_id(event_id)
         if len(request_id) > MAX_REQUEST_ID:
             raise LimitExceeded(f"request_id is longer than {MAX_REQUEST_ID} characters", field="request_id")
         measurements = measurements or {}

@@ -21,11 +21,13 @@ from edgesel_client.errors import EdgeselError
 from edgesel_server.engine import Engine
 from edgesel_server.errors import (
     ActivationExpired,
+    ExpiredEvent,
     NotActivated,
     NotDeferred,
     OtherInstallation,
     UnknownEvent,
 )
+from edgesel_server.store import base as ev
 from tests.server.serverproc import ServerProcess, write_config
 from tests.server.test_reward_aggregation import PHONE, make_engine, reward_events
 
@@ -127,7 +129,13 @@ def test_deferred_and_activated_decisions_survive_a_restart(tmp_path: Path) -> N
             space = engine.spaces["vision"]
             await engine._expire(space, act.decision.deadline)
             learned = {e.event_id: e.reward for e in reward_events(engine)}
-            assert learned == {active: statistics.fmean([0.3, 0.9])}  # `waiting` has no Feedback (drop)
+            assert learned == {active: statistics.fmean([0.3, 0.9])}
+            # `waiting` got no Feedback and the space drops such windows: a close that teaches nothing, after
+            # which a Feedback is too late.
+            closes = {e.event_id: e.kind for e in engine.store.events_after("vision", 0) if e.event_id}
+            assert closes == {active: ev.FEEDBACK, waiting: ev.NO_FEEDBACK}
+            with pytest.raises(ExpiredEvent):
+                await engine.feedback(waiting, 0.5, request_id="late")
         finally:
             await engine.close()
 

@@ -222,3 +222,50 @@ def test_the_sqlite_store_fences_observations_and_the_close(tmp_path: Path) -> N
         check_activation(store, "vision")
     finally:
         store.close()
+
+
+def test_holdout_and_report_see_one_aggregated_outcome_per_decision(tmp_path: Path) -> None:
+    """A held-out decision's close is reported (its aggregated QoE and latency) but teaches nothing; a policy
+    decision's close teaches once. The report counts decisions, not Feedbacks."""
+    from edgesel_server.config import parse_config
+    from edgesel_server.holdout import in_holdout
+    from edgesel_server.toml import loads as toml_loads
+    from tests.server.test_holdout import CONFIG, ids
+
+    text = CONFIG.format(share=0.5).replace(
+        'name = "fleet"\n', 'name = "fleet"\nreward_aggregation = "mean"\n'
+    )
+    cfg = parse_config(toml_loads(text), base_dir=tmp_path)
+    held = next(i for i in ids(50, seed=3) if in_holdout("fleet", i, 0.5))
+    outside = next(i for i in ids(50, seed=3) if not in_holdout("fleet", i, 0.5))
+    runs = [{"user_rating": 4.0, "latency_ms": 30.0}, {"latency_ms": 60.0}, {"user_rating": 2.0}]
+
+    async def scenario() -> None:
+        engine = Engine(cfg)
+        engine.start()
+        try:
+            space = engine.spaces["fleet"]
+            qoe: dict[str, list[float]] = {}
+            for inst in (held, outside):
+                d = (
+                    await engine.select(
+                        "fleet", {"ram_gb": 4.0}, labels={"soc": "exynos"}, installation_id=inst
+                    )
+                ).decision
+                qoe[d.group] = [
+                    (await engine.feedback(d.event_id, None, m, request_id=f"m{k}")).reward
+                    for k, m in enumerate(runs)
+                ]
+            assert space.bandit.n_updates == 0
+            await engine._expire(space, time.time() + space.cfg.reward_window_s + 1)
+            assert space.bandit.n_updates == 1  # the policy decision only, once
+            rep = engine.report("fleet")["since_start"]["classes"]["exynos"]
+            for group in ("policy", "holdout"):
+                assert rep[group]["n"] == 1
+                assert rep[group]["mean_qoe"] == pytest.approx(statistics.fmean(qoe[group]), rel=1e-12)
+                # the mean of 30 and 60, as the report's quantile sketch keeps it (to 1 %, lift.py)
+                assert rep[group]["p50_latency_ms"] == pytest.approx(45.0, rel=0.01)
+        finally:
+            await engine.close()
+
+    asyncio.run(scenario())
