@@ -269,3 +269,27 @@ def test_holdout_and_report_see_one_aggregated_outcome_per_decision(tmp_path: Pa
             await engine.close()
 
     asyncio.run(scenario())
+
+
+def test_without_request_id_identical_content_counts_once(tmp_path: Path) -> None:
+    """Clients older than FeedbackRequest.request_id: a Feedback is identified by its content."""
+
+    async def scenario() -> None:
+        engine = make_engine(tmp_path, "mean")
+        try:
+            eid = (await engine.select("vision", PHONE)).decision.event_id
+            assert not (await engine.feedback(eid, 0.4)).duplicate
+            assert not (await engine.feedback(eid, 0.8)).duplicate
+            again = await engine.feedback(eid, 0.4)
+            assert again.duplicate and again.reward == 0.4
+            measured = await engine.feedback(eid, None, {"latency_ms": 20.0})
+            assert not measured.duplicate
+            assert (await engine.feedback(eid, None, {"latency_ms": 20.0})).duplicate
+            space = engine.spaces["vision"]
+            await engine._expire(space, time.time() + space.cfg.reward_window_s + 1)
+            (e,) = reward_events(engine)
+            assert e.reward == statistics.fmean([0.4, 0.8, measured.reward])
+        finally:
+            await engine.close()
+
+    asyncio.run(scenario())
