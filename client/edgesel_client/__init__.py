@@ -25,6 +25,8 @@ from edgesel_client.offline import ClientStats, FeedbackQueue
 from edgesel_client.preferences import Preferences
 from edgesel_client.retry import RetryPolicy
 from edgesel_client.selection import (
+    ActivationOutcome,
+    ActivationReceipt,
     AsyncSelection,
     BaseSelection,
     FeedbackOutcome,
@@ -43,6 +45,8 @@ except importlib.metadata.PackageNotFoundError:
 __all__ = [
     "DEVICE_FEATURE_NAMES",
     "DEVICE_LABEL_NAMES",
+    "ActivationOutcome",
+    "ActivationReceipt",
     "AsyncEdgeselClient",
     "AsyncSelection",
     "BaseSelection",

@@ -19,7 +19,7 @@ from edgesel.v1 import selection_pb2, selection_pb2_grpc, types_pb2
 from edgesel_client.channel import PemSource, channel_credentials, merge_options, wants_tls
 from edgesel_client.client_state import REQUEUE_CODES, ClientState
 from edgesel_client.errors import EdgeselError
-from edgesel_client.messages import feedback_receipt, selection_fields
+from edgesel_client.messages import activation_receipt, feedback_receipt, selection_fields
 from edgesel_client.offline import ClientStats, FeedbackQueue
 from edgesel_client.preferences import Preferences
 from edgesel_client.retry import (
@@ -28,7 +28,13 @@ from edgesel_client.retry import (
     RetryPolicy,
     call_with_retry,
 )
-from edgesel_client.selection import FeedbackOutcome, FeedbackReceipt, Selection
+from edgesel_client.selection import (
+    ActivationOutcome,
+    ActivationReceipt,
+    FeedbackOutcome,
+    FeedbackReceipt,
+    Selection,
+)
 
 
 class EdgeselClient:
@@ -121,14 +127,16 @@ class EdgeselClient:
         include_ranking: bool = False,
         request_id: str | None = None,
         device_labels: Mapping[str, str] | None = None,
+        defer_activation: bool = False,
     ) -> Selection:
         """Pick a model for this device.
 
         ``device_features=None`` detects them (see edgesel_client.device) merged with ``device_overrides``;
         ``device_labels`` are the categorical features (strings), and ``None`` detects them likewise
         (``detect_device_labels``) merged with ``label_overrides``; ``eligible`` restricts the choice to
-        these model ids. Raises EdgeselError if the server refuses, or is unreachable and there is no offline
-        fallback.
+        these model ids. ``defer_activation=True``: the decision counts only once ``activate`` says the model
+        is in use (downloaded and loaded); Feedback before that is refused (NOT_ACTIVATED). Raises
+        EdgeselError if the server refuses, or is unreachable and there is no offline fallback.
         """
         state = self._state
         resolved_space = state.resolve_space(space)
@@ -140,6 +148,7 @@ class EdgeselClient:
             include_ranking=include_ranking,
             request_id=request_id,
             device_labels=device_labels,
+            defer_activation=defer_activation,
         )
         stub = self._stub
         try:
@@ -159,6 +168,25 @@ class EdgeselClient:
         state.remember(resolved_space, eligible, selection)
         self._flush_if_pending()
         return selection
+
+    def activate(self, event_id: str) -> ActivationReceipt:
+        """Tell the server that the model of the deferred decision ``event_id`` (from
+        ``select(defer_activation=True)``) is in use now: the decision counts from here and its feedback
+        window opens (``feedback_deadline``).
+        Safe to retry (ALREADY_ACTIVATED); DROPPED for a cached selection (``event_id == ""``). Raises
+        EdgeselError when the server refuses (unknown event, not deferred, past its activation deadline) or
+        stays unreachable."""
+        if not event_id:
+            return ActivationReceipt(outcome=ActivationOutcome.DROPPED)
+        state = self._state
+        request = selection_pb2.ActivateRequest(event_id=event_id, installation_id=state.installation_id)
+        stub = self._stub
+        response: selection_pb2.ActivateResponse = call_with_retry(
+            lambda: stub.Activate(request, timeout=state.timeout, metadata=state.metadata),
+            state.retry,
+            FEEDBACK_RETRYABLE_CODES,
+        )
+        return activation_receipt(response)
 
     def feedback(
         self,

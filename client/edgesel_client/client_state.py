@@ -75,6 +75,7 @@ class ClientState:
         include_ranking: bool,
         request_id: str | None,
         device_labels: Mapping[str, str] | None = None,
+        defer_activation: bool = False,
     ) -> selection_pb2.SelectRequest:
         features = (
             detect_device_features(self.device_overrides) if device_features is None else device_features
@@ -89,6 +90,7 @@ class ClientState:
             include_ranking=include_ranking,
             device_labels=labels,
             installation_id=self.installation_id,
+            defer_activation=defer_activation,
         )
 
     def remember(self, space: str, eligible: Sequence[str] | None, selection: BaseSelection) -> None:
@@ -114,7 +116,7 @@ class ClientState:
         failed: bool = False,
         failure_reason: str | None = None,
     ) -> selection_pb2.FeedbackRequest:
-        return build_feedback_request(
+        request = build_feedback_request(
             event_id,
             reward,
             user_rating=user_rating,
@@ -124,6 +126,10 @@ class ClientState:
             failed=failed,
             failure_reason=failure_reason,
         )
+        # One id per report, kept by its retries and the queue: where the space aggregates several Feedbacks
+        # per decision, the server counts each report once (and two equal ratings twice).
+        request.request_id = uuid.uuid4().hex
+        return request
 
     def queue_feedback(self, request: selection_pb2.FeedbackRequest, deadline: datetime | None) -> None:
         self.feedback_queue.put(PendingFeedback(request=request, deadline=deadline))

@@ -9,7 +9,13 @@ from typing import Any
 
 from edgesel.v1 import selection_pb2, types_pb2
 from edgesel_client.preferences import Preferences
-from edgesel_client.selection import FeedbackOutcome, FeedbackReceipt, RankedModel
+from edgesel_client.selection import (
+    ActivationOutcome,
+    ActivationReceipt,
+    FeedbackOutcome,
+    FeedbackReceipt,
+    RankedModel,
+)
 
 
 def build_select_request(
@@ -22,6 +28,7 @@ def build_select_request(
     include_ranking: bool,
     device_labels: Mapping[str, str] | None = None,
     installation_id: str = "",
+    defer_activation: bool = False,
 ) -> selection_pb2.SelectRequest:
     if isinstance(eligible, str):
         raise TypeError("eligible must be a sequence of model ids, not a single string")
@@ -36,6 +43,7 @@ def build_select_request(
         request_id=request_id,
         include_ranking=include_ranking,
         installation_id=installation_id,
+        defer_activation=defer_activation,
     )
     if isinstance(preferences, Preferences):
         request.preferences.CopyFrom(preferences.to_proto())
@@ -131,7 +139,21 @@ def selection_fields(response: selection_pb2.SelectResponse) -> dict[str, Any]:
         ),
         "request_user_rating": response.request_user_rating,
         "from_cache": False,
+        "activation_deadline": (
+            response.activation_deadline.ToDatetime(tzinfo=timezone.utc)
+            if response.HasField("activation_deadline")
+            else None
+        ),
     }
+
+
+def activation_receipt(response: selection_pb2.ActivateResponse) -> ActivationReceipt:
+    outcome = (
+        ActivationOutcome.ALREADY_ACTIVATED if response.already_activated else ActivationOutcome.ACTIVATED
+    )
+    return ActivationReceipt(
+        outcome=outcome, feedback_deadline=response.feedback_deadline.ToDatetime(tzinfo=timezone.utc)
+    )
 
 
 def feedback_receipt(response: selection_pb2.FeedbackResponse) -> FeedbackReceipt:

@@ -75,6 +75,7 @@ class SelectionCache:
             event_id="",
             exploratory=False,
             feedback_deadline=None,
+            activation_deadline=None,
             ranking=(),
             request_user_rating=False,
             from_cache=True,

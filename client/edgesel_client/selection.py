@@ -33,6 +33,24 @@ class FeedbackReceipt:
     """The reward the server applied (ACCEPTED / DUPLICATE), else None."""
 
 
+class ActivationOutcome(enum.Enum):
+    """What happened to an Activate."""
+
+    ACTIVATED = "activated"
+    """The decision counts from now on; its feedback window is open until ``feedback_deadline``."""
+    ALREADY_ACTIVATED = "already_activated"
+    """It had been activated before (e.g. a retry after a lost reply); ``feedback_deadline`` is that one's."""
+    DROPPED = "dropped"
+    """Nothing sent: the selection came from the offline cache, so the server knows no such event."""
+
+
+@dataclass(frozen=True)
+class ActivationReceipt:
+    outcome: ActivationOutcome
+    feedback_deadline: datetime | None = None
+    """Feedback for the decision is taken until this instant (UTC); None when DROPPED."""
+
+
 @dataclass(frozen=True)
 class RankedModel:
     """One eligible model as the policy scored it (``score = expected_qoe + exploration_bonus``)."""
@@ -67,6 +85,9 @@ class BaseSelection:
     """The server would especially like a user rating for this decision (the learner is unsure)."""
     from_cache: bool = False
     """True when the server was unreachable and this is the last good selection or the default model."""
+    activation_deadline: datetime | None = None
+    """Only for ``select(defer_activation=True)``: call ``activate`` before this instant (UTC). Such a
+    selection has no ``feedback_deadline`` yet; ``activate`` returns it."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,12 @@ class Selection(BaseSelection):
     """A selection made through EdgeselClient; ``feedback`` reports its QoE through that client."""
 
     client: EdgeselClient | None = field(default=None, repr=False, compare=False)
+
+    def activate(self) -> ActivationReceipt:
+        """The model is downloaded and in use: see EdgeselClient.activate."""
+        if self.client is None:
+            raise RuntimeError("this Selection is not bound to a client")
+        return self.client.activate(self.event_id)
 
     def feedback(
         self,
@@ -109,6 +136,12 @@ class AsyncSelection(BaseSelection):
     """A selection made through AsyncEdgeselClient; ``await selection.feedback(...)`` reports its QoE."""
 
     client: AsyncEdgeselClient | None = field(default=None, repr=False, compare=False)
+
+    async def activate(self) -> ActivationReceipt:
+        """The model is downloaded and in use: see AsyncEdgeselClient.activate."""
+        if self.client is None:
+            raise RuntimeError("this AsyncSelection is not bound to a client")
+        return await self.client.activate(self.event_id)
 
     async def feedback(
         self,

@@ -20,6 +20,7 @@ from edgesel_server.qoe import QoeFunction
 from edgesel_server.schema import AnyFeatureSpec, CategoricalSpec, FeatureSchema, FeatureSpec
 
 MISSING_FEEDBACK_ACTIONS = ("drop", "default")
+REWARD_AGGREGATIONS = ("first", "mean", "last", "min")
 DURABILITY_MODES = ("fsync", "process")
 STATUS_MODES = ("loopback", "on", "off")
 FEATURE_KINDS = ("numeric", "categorical")
@@ -83,6 +84,10 @@ class SpaceConfig:
     reward_window_s: float = 600.0
     on_missing_feedback: str = "drop"
     default_reward: float = 0.0
+    # Several Feedbacks per decision: "first" learns the first at once (later ones are DUPLICATE); "mean",
+    # "last" and "min" record every one and learn their aggregate once, when the window closes
+    # (docs/rewards.md).
+    reward_aggregation: str = "first"
     # Ask the device to solicit a user rating when the pick was exploratory or its bonus is at least this.
     rating_request_min_bonus: float = 0.1
     description: str = ""  # shown by ListSpaces
@@ -322,6 +327,7 @@ def _space(r: _Reader) -> SpaceConfig:
         reward_window_s=r.get("reward_window_s", float, 600.0),
         on_missing_feedback=r.get("on_missing_feedback", str, "drop"),
         default_reward=r.get("default_reward", float, 0.0),
+        reward_aggregation=r.get("reward_aggregation", str, "first"),
         rating_request_min_bonus=r.get("rating_request_min_bonus", float, 0.1),
         description=r.get("description", str, ""),
         holdout=_holdout(r),
@@ -336,6 +342,11 @@ def _space(r: _Reader) -> SpaceConfig:
         raise ConfigError(f"{r.where}.reward_window_s must be > 0")
     if space.on_missing_feedback not in MISSING_FEEDBACK_ACTIONS:
         raise ConfigError(f"{r.where}.on_missing_feedback must be one of {MISSING_FEEDBACK_ACTIONS}")
+    if space.reward_aggregation not in REWARD_AGGREGATIONS:
+        raise ConfigError(
+            f"{r.where}.reward_aggregation must be one of {', '.join(REWARD_AGGREGATIONS)}, "
+            f"got {space.reward_aggregation!r}"
+        )
     try:
         qoe.check_reward(space.default_reward)
     except ValueError as e:

@@ -7,6 +7,8 @@ the exceptions below onto status codes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgesel_server import qoe_policy
+from edgesel_server import aggregation, qoe_policy
 from edgesel_server.catalog import (
     CatalogError,
     DuplicateModelError,
@@ -28,6 +30,7 @@ from edgesel_server.catalog import (
 )
 from edgesel_server.config import ServerConfig
 from edgesel_server.errors import (
+    ActivationExpired,
     DecisionNotYetStored,
     ExpiredEvent,
     FeedbackForbidden,
@@ -37,6 +40,9 @@ from edgesel_server.errors import (
     InvalidReward,
     LimitExceeded,
     ModelExists,
+    NotActivated,
+    NotDeferred,
+    OtherInstallation,
     StoreUnavailable,
     UnknownEvent,
     UnknownSpace,
@@ -46,7 +52,14 @@ from edgesel_server.holdout import HOLDOUT, outcome_payload
 from edgesel_server.space import Choice, SpaceRuntime, event_id_time, normalize_weights
 from edgesel_server.store import Store, open_store
 from edgesel_server.store import base as ev
-from edgesel_server.store.base import Decision, DuplicateEvent, LogEvent
+from edgesel_server.store.base import (
+    Decision,
+    DuplicateEvent,
+    DuplicateObservation,
+    LogEvent,
+    Observation,
+    StaleClose,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +71,7 @@ INSTALLATION_ID_LEN = (16, 128)
 INSTALLATION_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
 RECENT_SELECTS_KEPT = 10_000  # request ids remembered for idempotent retries of Select
 PURGE_INTERVAL_S = 600.0
+CLOSE_ATTEMPTS = 3  # recomputations of an aggregate whose observations changed under it, per sweep
 MAX_IMPORT_MODELS = 10_000  # one ImportModels request (its log event holds them all)
 
 # The engine's errors under the names the rest of the server used before errors.py.
@@ -76,10 +90,32 @@ def check_installation_id(installation_id: str) -> None:
         )
 
 
+def _content_key(
+    reward: float | None, measurements: Mapping[str, float], failed: bool, failure_reason: str
+) -> str:
+    """A Feedback's identity when it carries no request_id: identical content is taken for a retry."""
+    content = {"r": reward, "m": dict(sorted(measurements.items())), "f": failed, "fr": failure_reason}
+    return "sha256:" + hashlib.sha256(json.dumps(content).encode()).hexdigest()[:32]
+
+
+def check_event_id(event_id: str) -> None:
+    if not event_id or len(event_id) > MAX_EVENT_ID:
+        raise InvalidArgument(
+            f"event_id must be 1-{MAX_EVENT_ID} characters (as SelectResponse.event_id gave it)",
+            field="event_id",
+        )
+
+
 @dataclass
 class FeedbackResult:
     duplicate: bool
     reward: float
+
+
+@dataclass
+class ActivateResult:
+    decision: Decision  # as activated: `deadline` is the end of its feedback window
+    already_activated: bool
 
 
 class Engine:
@@ -131,6 +167,10 @@ class Engine:
             # sweep.
             overdue = 0
             for d in self.store.open_decisions(space.name, now - self.cfg.decision_retention_s):
+                if d.awaiting_activation:  # never learned nor defaulted; activatable until its deadline
+                    if d.deadline > now:
+                        space.pending.add_deferred(d)
+                    continue
                 if d.deadline > now:
                     space.pending.add(d)
                 else:
@@ -194,10 +234,16 @@ class Engine:
         retry = space.pending.take_default_retries()
         expired = space.pending.pop_expired(now)
         space.stats.expired += len(expired)
+        space.stats.never_activated += len(space.pending.pop_expired_deferred(now))
         await self._close_missing(space, retry + expired)
 
     async def _close_missing(self, space: SpaceRuntime, decisions: list[Decision]) -> None:
-        """Decisions whose window passed without feedback: learn the default reward, or drop them."""
+        """Decisions whose window passed without feedback: learn the default reward, or drop them. In a space
+        that aggregates rewards, every decision whose window passed: learn the aggregate (aggregation.py)."""
+        decisions = [d for d in decisions if not d.awaiting_activation]
+        if decisions and space.cfg.reward_aggregation != "first":
+            await self._close_aggregated(space, decisions)
+            return
         if not decisions or space.cfg.on_missing_feedback != "default":
             return
         # All at once: they share group commits instead of paying one fsync each.
@@ -214,6 +260,56 @@ class Engine:
                 log.error("default reward failed", extra={"event_id": d.event_id, "error": repr(r)})
             else:
                 space.stats.defaults_applied += 1
+
+    async def _close_aggregated(self, space: SpaceRuntime, decisions: list[Decision]) -> None:
+        """Append each decision's close event: the aggregate of its observations (or the missing-feedback
+        rule when it has none), computed from the store's observations and appended only if the store still
+        has exactly those (else recomputed): the close is one event in the log, so every replica and every
+        replay learns the same aggregate, and no Feedback is recorded after it (docs/rewards.md)."""
+        todo = decisions
+        for _attempt in range(CLOSE_ATTEMPTS):
+            try:
+                observed = await asyncio.to_thread(self.store.observations, [d.event_id for d in todo])
+            except StoreUnavailable:
+                break
+            results = await asyncio.gather(
+                *(self._append_close(space, d, observed[d.event_id]) for d in todo), return_exceptions=True
+            )
+            stale = []
+            for d, r in zip(todo, results, strict=True):
+                if isinstance(r, StaleClose):
+                    stale.append(d)  # a Feedback was recorded meanwhile: aggregate again
+                elif isinstance(r, StoreUnavailable):
+                    space.pending.retry_default_later(d)
+                elif isinstance(r, DuplicateEvent):
+                    pass  # another replica closed it first (from the same observations)
+                elif isinstance(r, BaseException):
+                    log.error("closing a decision failed", extra={"event_id": d.event_id, "error": repr(r)})
+                elif not observed[d.event_id] and space.cfg.on_missing_feedback == "default":
+                    space.stats.defaults_applied += 1
+            todo = stale
+            if not todo:
+                return
+        for d in todo:
+            space.pending.retry_default_later(d)  # tried again on the next sweep
+
+    async def _append_close(self, space: SpaceRuntime, d: Decision, observations: list[Observation]) -> int:
+        if observations:
+            agg = aggregation.aggregate(space.cfg.reward_aggregation, observations)
+            record = (
+                qoe_policy.feedback_payload(agg.measurements, agg.failed, agg.failure_reason, d.prefs)
+                if agg.measurements or agg.failed
+                else b""
+            )
+            e = self._reward_event(
+                space, d, agg.reward, ev.FEEDBACK, agg.measurements, record, agg.failed,
+                extra={"aggregation": {"mode": space.cfg.reward_aggregation, "n": agg.n}},
+            )  # fmt: skip
+        elif space.cfg.on_missing_feedback == "default":
+            e = self._reward_event(space, d, space.cfg.default_reward, ev.DEFAULT_REWARD)
+        else:
+            e = self._reward_event(space, d, 0.0, ev.NO_FEEDBACK)
+        return await self._await(self.store.submit_close(e, len(observations)))
 
     async def snapshot(self, space_name: str) -> int:
         space = self.spaces[space_name]
@@ -309,10 +405,12 @@ class Engine:
         request_id: str = "",
         caller: str = "",
         installation_id: str = "",
+        defer_activation: bool = False,
     ) -> Choice:
         """`owner` binds the decision's feedback to a token (or ""); `caller`, `installation_id` and
         `request_id` make a retried Select idempotent (only with an installation id: without one, two
-        devices counting their request ids alike would share decisions)."""
+        devices counting their request ids alike would share decisions). `defer_activation`: the decision
+        counts, and its window opens, only at `activate` (it may be activated for decision_retention_s)."""
         space = self.space(space_name)
         if len(request_id) > MAX_REQUEST_ID:
             raise LimitExceeded(f"request_id is longer than {MAX_REQUEST_ID} characters", field="request_id")
@@ -354,6 +452,7 @@ class Engine:
             # lost reply) gets the decision it already made while that decision still waits for feedback.
             earlier = self._recent_selects.get(key)
             if (earlier is not None and earlier.decision.event_id in space.pending
+                    and earlier.decision.deferred == defer_activation
                     and np.array_equal(earlier.decision.x, x)):  # fmt: skip
                 return earlier
         if installation_id:
@@ -379,23 +478,85 @@ class Engine:
                 device_class=cls,
             )
         d = choice.decision
+        if defer_activation:
+            d.deferred = True
+            d.deadline = d.created + self.cfg.decision_retention_s  # the last moment to activate it
         await self._persist_decision(d)
         space.stats.decisions += 1
         space.stats.exploratory += int(choice.exploratory)
         if space.history is not None:
             space.history.on_decision(cls, d.model_id, d.bonus, choice.exploratory, group)
-        evicted = space.pending.add(d)
+        if d.deferred:
+            space.stats.deferred += 1
+            space.pending.add_deferred(d)
+        else:
+            self._close_evicted(space, space.pending.add(d))
+        if idempotent:
+            self._recent_selects[key] = choice
+            if len(self._recent_selects) > RECENT_SELECTS_KEPT:
+                self._recent_selects.popitem(last=False)
+        return choice
+
+    def _close_evicted(self, space: SpaceRuntime, evicted: list[Decision]) -> None:
         if evicted:
             log.warning("pending decisions evicted by max_pending_decisions", extra={"count": len(evicted)})
             space.stats.expired += len(evicted)
             task = asyncio.create_task(self._close_missing(space, evicted))
             self._side_tasks.add(task)
             task.add_done_callback(self._side_tasks.discard)
-        if idempotent:
-            self._recent_selects[key] = choice
-            if len(self._recent_selects) > RECENT_SELECTS_KEPT:
-                self._recent_selects.popitem(last=False)
-        return choice
+
+    # -- activation --------------------------------------------------------------------------------
+    async def activate(self, event_id: str, *, installation_id: str = "", owner: str = "") -> ActivateResult:
+        """A deferred decision is in use now: count it and open its feedback window, durably (SQLite
+        commit, Redis script) before the answer. A repeated Activate answers the first one's window."""
+        check_event_id(event_id)
+        if installation_id:
+            check_installation_id(installation_id)
+        d, space = self._find_pending(event_id)
+        if d is None or d.awaiting_activation:
+            if event_id in self.unsaved:
+                await self.flush_unsaved()  # the activation must not reach the store before the decision
+            # Another replica may have activated it (or made it): the store knows.
+            d = await asyncio.to_thread(self.store.get_decision, event_id) or d
+            if d is None:
+                self._unknown_event(event_id)
+            assert d is not None
+            space = self.space(d.space)
+        assert space is not None
+        self._check_owner(d, owner)
+        made_for = d.prefs.get("installation_id", "")
+        if installation_id and made_for and installation_id != made_for:
+            raise OtherInstallation(
+                f"event {event_id} was selected for another installation", event_id=event_id
+            )
+        if not d.deferred:
+            raise NotDeferred(
+                f"event {event_id} was not selected with defer_activation: it counts since its Select",
+                event_id=event_id,
+            )
+        if d.activated:
+            self._track_activated(space, d, newest=False)
+            return ActivateResult(d, already_activated=True)
+        now = time.time()
+        if now > d.deadline:
+            raise ActivationExpired(
+                f"event {event_id} could be activated until {d.deadline:.3f}", event_id=event_id
+            )
+        act = await self._await(self.store.submit_activation(d, now, now + space.cfg.reward_window_s))
+        activated = dataclasses.replace(d, activated=act.activated, deadline=act.deadline)
+        self._track_activated(space, activated, newest=act.fresh)
+        if act.fresh:
+            space.stats.activated += 1
+        return ActivateResult(activated, already_activated=not act.fresh)
+
+    def _track_activated(self, space: SpaceRuntime, d: Decision, *, newest: bool) -> None:
+        """Hold an activated decision as pending here, so that this replica closes its window (if another
+        replica holds it too, the close's claim keeps one of them; both compute it from the same store)."""
+        if d.deadline > time.time():
+            self._close_evicted(space, space.pending.activated(d, newest=newest))
+        elif d.event_id in space.pending:
+            space.pending.take(d.event_id)  # its window passed meanwhile: closed on the next sweep
+            space.pending.retry_default_later(d)
 
     # -- feedback ----------------------------------------------------------------------------------
     async def feedback(
@@ -407,16 +568,20 @@ class Engine:
         failed: bool = False,
         failure_reason: str = "",
         owner: str = "",
+        request_id: str = "",
     ) -> FeedbackResult:
         """`failed`: the model did not run on the device (its QoE is the space's minimum); `failure_reason`
-        one of qoe_policy.FAILURE_REASONS or ""."""
-        if not event_id or len(event_id) > MAX_EVENT_ID:
-            raise InvalidArgument(
-                f"event_id must be 1-{MAX_EVENT_ID} characters (as SelectResponse.event_id gave it)",
-                field="event_id",
-            )
+        one of qoe_policy.FAILURE_REASONS or "". `request_id` identifies this Feedback in a space that
+        aggregates rewards (a retry with the same one is DUPLICATE); elsewhere the event id does."""
+        check_event_id(event_id)
+        if len(request_id) > MAX_REQUEST_ID:
+            raise LimitExceeded(f"request_id is longer than {MAX_REQUEST_ID} characters", field="request_id")
         measurements = measurements or {}
         d, space = self._find_pending(event_id)
+        waiting = d is not None and d.awaiting_activation
+        if waiting:
+            d = None  # another replica may have activated it: the store knows
+        closure = None
         if d is None:
             inflight = self._inflight.get(event_id)
             if inflight is not None:
@@ -427,32 +592,29 @@ class Engine:
                 self._unknown_event(event_id)
             assert d is not None
             space = self.space(d.space)
+            if waiting and d.activated:  # activated on another replica: close its window here too
+                self._track_activated(space, d, newest=False)
             closure = await asyncio.to_thread(self.store.closure, event_id)
-            if closure is not None:
+            if closure is not None and space.cfg.reward_aggregation == "first":
                 return self._closed(space, event_id, closure)
         assert space is not None
         self._check_owner(d, owner)
+        if d.awaiting_activation:
+            raise NotActivated(
+                f"event {event_id} was selected with defer_activation and is not activated yet: call "
+                "Activate once the model is in use",
+                event_id=event_id,
+            )
+        if space.cfg.reward_aggregation != "first":
+            key = request_id or _content_key(reward, measurements, failed, failure_reason)
+            return await self._observe(
+                space, d, closure, key, reward, measurements, failed=failed, failure_reason=failure_reason
+            )
         if time.time() > d.deadline:
             raise ExpiredEventError(
                 f"the feedback window of event {event_id} closed at {d.deadline:.3f}", event_id=event_id
             )
-        qoe_policy.check_feedback(space.qoe, measurements, failed, failure_reason)
-        if failed:
-            if reward is not None:
-                raise InvalidReward(
-                    "failed: a model that did not run has the space's minimum QoE; send no reward",
-                    field="reward",
-                )
-            value = space.qoe.reward_min
-        else:
-            value = space.reward_for(d, reward, measurements)
-        # The raw measurements (and the decision's preferences) go into the log, so replay teaches the
-        # learner exactly what the live server did.
-        payload = (
-            qoe_policy.feedback_payload(measurements, failed, failure_reason, d.prefs)
-            if measurements or failed
-            else b""
-        )
+        value, payload = self._feedback_value(space, d, reward, measurements, failed, failure_reason)
         if event_id in self.unsaved:
             await self.flush_unsaved()  # its feedback must not reach the log before the decision does
         space.pending.take(event_id)
@@ -477,9 +639,77 @@ class Engine:
         fut.set_result(result)
         return result
 
+    def _feedback_value(
+        self,
+        space: SpaceRuntime,
+        d: Decision,
+        reward: float | None,
+        measurements: Mapping[str, float],
+        failed: bool,
+        failure_reason: str,
+    ) -> tuple[float, bytes]:
+        """The checked Feedback's QoE, and the measurement record for the log (b"" when it has none)."""
+        qoe_policy.check_feedback(space.qoe, measurements, failed, failure_reason)
+        if failed:
+            if reward is not None:
+                raise InvalidReward(
+                    "failed: a model that did not run has the space's minimum QoE; send no reward",
+                    field="reward",
+                )
+            value = space.qoe.reward_min
+        else:
+            value = space.reward_for(d, reward, measurements)
+        # The raw measurements (and the decision's preferences) go into the log, so replay teaches the
+        # learner exactly what the live server did.
+        payload = (
+            qoe_policy.feedback_payload(measurements, failed, failure_reason, d.prefs)
+            if measurements or failed
+            else b""
+        )
+        return value, payload
+
+    async def _observe(
+        self,
+        space: SpaceRuntime,
+        d: Decision,
+        closure: ev.Closure | None,
+        key: str,
+        reward: float | None,
+        measurements: Mapping[str, float],
+        *,
+        failed: bool,
+        failure_reason: str,
+    ) -> FeedbackResult:
+        """A Feedback in a space that aggregates rewards: recorded durably (ACCEPTED), learned with the
+        others when the window closes; a retry of a recorded one (same key) is DUPLICATE with its reward."""
+        if closure is not None or time.time() > d.deadline:
+            observed = (await asyncio.to_thread(self.store.observations, [d.event_id]))[d.event_id]
+            earlier = next((o for o in observed if o.key == key), None)
+            if earlier is not None:
+                space.stats.duplicates += 1
+                return FeedbackResult(True, earlier.reward)
+            raise ExpiredEventError(
+                f"the feedback window of event {d.event_id} closed at {d.deadline:.3f}", event_id=d.event_id
+            )
+        value, _ = self._feedback_value(space, d, reward, measurements, failed, failure_reason)
+        if d.event_id in self.unsaved:
+            await self.flush_unsaved()  # its observations must not reach the store before the decision
+        o = Observation(d.event_id, key, value, dict(measurements), failed, failure_reason, time.time())
+        try:
+            await self._await(self.store.submit_observation(o, d.deadline))
+        except DuplicateObservation as dup:
+            space.stats.duplicates += 1
+            return FeedbackResult(True, dup.observation.reward)
+        except DuplicateEvent:
+            raise ExpiredEventError(
+                f"the feedback window of event {d.event_id} closed", event_id=d.event_id
+            ) from None
+        space.stats.feedback += 1
+        return FeedbackResult(False, value)
+
     def _closed(self, space: SpaceRuntime, event_id: str, closure: ev.Closure) -> FeedbackResult:
         """The answer for a decision that is closed already: DUPLICATE with the reward that was applied."""
-        if closure.kind == ev.DEFAULT_REWARD:
+        if closure.kind in (ev.DEFAULT_REWARD, ev.NO_FEEDBACK):
             raise ExpiredEventError(
                 f"the feedback window of event {event_id} closed; the default reward was applied",
                 event_id=event_id,
@@ -523,13 +753,29 @@ class Engine:
         payload: bytes = b"",
         failed: bool = False,
     ) -> int:
+        e = self._reward_event(space, d, reward, kind, measurements, payload, failed)
+        return await self._await(self.store.submit_event(e))
+
+    @staticmethod
+    def _reward_event(
+        space: SpaceRuntime,
+        d: Decision,
+        reward: float,
+        kind: str,
+        measurements: Mapping[str, float] | None = None,
+        payload: bytes = b"",
+        failed: bool = False,
+        extra: Mapping | None = None,
+    ) -> LogEvent:
         """The event's payload is one JSON object: the report's outcome (group, device class, latency,
         failed: holdout.outcome_payload) and, when the device measured anything or failed, the learner's
-        measurement record (qoe_policy.feedback_payload, versioned) that replay teaches exactly."""
+        measurement record (qoe_policy.feedback_payload, versioned) that replay teaches exactly; `extra`
+        (an aggregated close: how it was aggregated) is added as is."""
         record = outcome_payload(d, measurements or {}, failed)
         if payload:
             record.update(json.loads(payload))
-        e = LogEvent(
+        record.update(extra or {})
+        return LogEvent(
             space.name,
             kind,
             event_id=d.event_id,
@@ -539,7 +785,6 @@ class Engine:
             payload=json.dumps(record, separators=(",", ":"), sort_keys=True).encode(),
             created=time.time(),
         )
-        return await self._await(self.store.submit_event(e))
 
     # -- admin -------------------------------------------------------------------------------------
     @staticmethod

@@ -132,6 +132,27 @@ class ExpiredEvent(EdgeselError):
     reason = "EVENT_EXPIRED"
 
 
+class NotActivated(EdgeselError):
+    """Feedback for a decision made with defer_activation that was not activated (Activate) yet."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "NOT_ACTIVATED"
+
+
+class NotDeferred(EdgeselError):
+    """Activate for a decision that was not made with defer_activation (it counts from Select on)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "NOT_DEFERRED"
+
+
+class ActivationExpired(EdgeselError):
+    """Activate after the decision's activation deadline (decision_retention_s after its Select)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "ACTIVATION_EXPIRED"
+
+
 class NoEligibleModel(EdgeselError):
     """Nothing in the catalog is eligible for this request (none active, none small enough)."""
 
@@ -144,6 +165,13 @@ class FeedbackForbidden(EdgeselError):
 
     code = grpc.StatusCode.PERMISSION_DENIED
     reason = "FEEDBACK_OTHER_TOKEN"
+
+
+class OtherInstallation(EdgeselError):
+    """Activate naming another installation than the one the decision was made for."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "EVENT_OTHER_INSTALLATION"
 
 
 class StoreUnavailable(EdgeselError):

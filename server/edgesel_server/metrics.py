@@ -30,6 +30,9 @@ _SPACE_COUNTERS = (
     ("expired", "edgesel_decisions_expired", "Decisions whose feedback window closed without feedback."),
     ("defaults_applied", "edgesel_default_rewards", "Default rewards applied to expired decisions."),
     ("exploratory", "edgesel_exploratory_decisions", "Decisions not for the best-mean arm."),
+    ("deferred", "edgesel_deferred_decisions", "Decisions made with defer_activation."),
+    ("activated", "edgesel_activations", "Deferred decisions activated (Activate) on this replica."),
+    ("never_activated", "edgesel_never_activated", "Deferred decisions whose activation deadline passed."),
 )
 
 

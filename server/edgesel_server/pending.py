@@ -24,6 +24,9 @@ class SpaceStats:
     duplicates: int = 0
     expired: int = 0
     defaults_applied: int = 0
+    deferred: int = 0  # decisions made with defer_activation
+    activated: int = 0  # ... activated here
+    never_activated: int = 0  # ... whose activation deadline passed while this process held them
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -48,15 +51,50 @@ class PendingDecisions:
         self._heap: list[tuple[float, int, str]] = []  # (deadline, tie-break, event id); stale ids skipped
         self._pushes = 0
         self._default_retry: list[Decision] = []
+        # Deferred decisions not activated (yet), in activation-deadline order (one per space, like the
+        # window). Only a cache for idempotent Select retries and a fast Activate: Activate and Feedback
+        # read the store when a decision is not here (another replica may hold or have activated it), and
+        # a deferred decision needs no close, so one evicted from here beyond `limit` loses nothing.
+        self._deferred: OrderedDict[str, Decision] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._open) + len(self._returned)
 
     def __contains__(self, event_id: object) -> bool:
-        return event_id in self._open or event_id in self._returned
+        return event_id in self._open or event_id in self._returned or event_id in self._deferred
 
     def get(self, event_id: str) -> Decision | None:
-        return self._open.get(event_id) or self._returned.get(event_id)
+        return self._open.get(event_id) or self._returned.get(event_id) or self._deferred.get(event_id)
+
+    @property
+    def deferred_count(self) -> int:
+        return len(self._deferred)
+
+    def add_deferred(self, d: Decision) -> None:
+        while len(self._deferred) >= self.limit:
+            self._deferred.popitem(last=False)
+        self._deferred[d.event_id] = d
+
+    def activated(self, d: Decision, *, newest: bool) -> list[Decision]:
+        """`d` was activated: its feedback window is open now. `newest`: activated just now, so its deadline
+        is the latest of all (else it goes to the heap, in its deadline's place). Returns evictions."""
+        self._deferred.pop(d.event_id, None)
+        if d.event_id in self._open or d.event_id in self._returned:
+            return []
+        if newest:
+            return self.add(d)
+        self.put_back(d)
+        return []
+
+    def pop_expired_deferred(self, now: float) -> list[Decision]:
+        """The deferred decisions whose activation deadline passed: they are never learned nor defaulted."""
+        out = []
+        while self._deferred:
+            d = self._deferred[next(iter(self._deferred))]
+            if d.deadline > now:
+                break
+            out.append(self._deferred.popitem(last=False)[1])
+        return out
 
     def _earliest(self) -> Decision | None:
         while self._heap and self._heap[0][2] not in self._returned:
@@ -87,8 +125,8 @@ class PendingDecisions:
 
     def take(self, event_id: str) -> None:
         """Its feedback is being written: no longer pending (`put_back` if that fails)."""
-        if self._open.pop(event_id, None) is None:
-            self._returned.pop(event_id, None)
+        if self._open.pop(event_id, None) is None and self._returned.pop(event_id, None) is None:
+            self._deferred.pop(event_id, None)
 
     def put_back(self, d: Decision) -> None:
         """Its feedback could not be stored: pending again, in its deadline's place."""

@@ -129,17 +129,17 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
             request_id=request.request_id,
             caller=caller_identity(context),
             installation_id=request.installation_id,
+            defer_activation=request.defer_activation,
         )
         d = choice.decision
         space = self.engine.spaces[d.space]
-        return selection_pb2.SelectResponse(
+        response = selection_pb2.SelectResponse(
             event_id=d.event_id,
             model=model_message(choice.model),
             expected_qoe=d.expected_qoe,
             exploration_bonus=d.bonus,
             score=choice.score,
             exploratory=choice.exploratory,
-            feedback_deadline=_timestamp(d.deadline),
             policy_version=str(d.policy_version),
             ranking=[
                 types_pb2.RankedModel(model_id=i, expected_qoe=m, exploration_bonus=b, score=t)
@@ -147,6 +147,10 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
             ],
             request_user_rating=choice.exploratory or abs(d.bonus) >= space.cfg.rating_request_min_bonus,
         )
+        # A deferred decision's window opens at Activate; until then its deadline is the activation's.
+        deadline = response.activation_deadline if d.deferred else response.feedback_deadline
+        deadline.CopyFrom(_timestamp(d.deadline))
+        return response
 
     @rpc
     async def Feedback(
@@ -174,6 +178,7 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
             failed=failed,
             failure_reason=reason,
             owner=self._owner(context),
+            request_id=request.request_id,
         )
         status = (
             selection_pb2.FEEDBACK_STATUS_DUPLICATE
@@ -181,6 +186,17 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
             else selection_pb2.FEEDBACK_STATUS_ACCEPTED
         )
         return selection_pb2.FeedbackResponse(status=status, reward=result.reward)
+
+    @rpc
+    async def Activate(
+        self, request: selection_pb2.ActivateRequest, context: grpc.aio.ServicerContext
+    ) -> selection_pb2.ActivateResponse:
+        result = await self.engine.activate(
+            request.event_id, installation_id=request.installation_id, owner=self._owner(context)
+        )
+        return selection_pb2.ActivateResponse(
+            feedback_deadline=_timestamp(result.decision.deadline), already_activated=result.already_activated
+        )
 
 
 class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):

@@ -321,6 +321,8 @@ class SpaceRuntime:
                     self.failed_pairs.add(installation, e.model_id)
                 if "group" in outcome:  # events written before the report existed carry no outcome
                     self._observe(e, outcome)
+            elif e.kind == ev.NO_FEEDBACK:
+                pass  # an aggregating decision's window closed without Feedback (dropped): only its place
             elif e.kind == ev.LIFT_GUARDRAIL:
                 cls = json.loads(e.payload)["device_class"]
                 if self.guardrails.lift(e.model_id, cls, seq=e.seq, created=e.created):

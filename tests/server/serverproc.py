@@ -22,6 +22,7 @@ snapshot_every = {snapshot_every}
 durability = "{durability}"
 max_message_bytes = 65536
 max_eligible = 500
+decision_retention_s = {retention}
 
 [[space]]
 name = "vision"
@@ -29,6 +30,7 @@ description = "image classification on phones and boards"
 reward_window_s = {window}
 on_missing_feedback = "{on_missing}"
 default_reward = 0.25
+reward_aggregation = "{aggregation}"
 
 [space.policy]
 kind = "{policy}"
@@ -108,6 +110,8 @@ def write_config(
     store: str = "sqlite",
     durability: str = "fsync",
     half_life: int = 0,
+    aggregation: str = "first",
+    retention: float = 7 * 24 * 3600.0,
 ) -> Path:
     path = directory / "edgesel.toml"
     path.write_text(
@@ -119,6 +123,8 @@ def write_config(
             store=store,
             durability=durability,
             half_life=half_life,
+            aggregation=aggregation,
+            retention=retention,
         )
     )
     return path
@@ -169,11 +175,24 @@ class ServerProcess:
             line = self.proc.stdout.readline()
             if line.startswith("LISTENING "):
                 self.port = int(line.split(":")[-1])
+                self._wait_for_log_line("edgesel server listening", deadline)
                 return self
             if not line and self.proc.poll() is not None:
                 break
         self.kill()
         raise RuntimeError("server did not start:\n" + "\n".join(self.stderr_lines[-30:]))
+
+    def _wait_for_log_line(self, text: str, deadline: float) -> None:
+        """stdout and stderr are separate pipes: LISTENING on stdout says nothing about how far the stderr
+        thread has read. The server logs `text` right after LISTENING, so once it is here, every startup
+        log line ("space ready", ...) is in `stderr_lines` too (tests read them right after start)."""
+        seen = 0
+        while time.monotonic() < deadline and self.proc is not None and self.proc.poll() is None:
+            lines = self.stderr_lines[seen:]
+            if any(text in line for line in lines):
+                return
+            seen += len(lines)
+            time.sleep(0.005)
 
     def _drain_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None

@@ -15,7 +15,7 @@ from edgesel.v1 import types_pb2 as edgesel_dot_v1_dot_types__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64gesel/v1/selection.proto\x12\nedgesel.v1\x1a\x16\x65\x64gesel/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x03\n\rSelectRequest\x12\r\n\x05space\x18\x01 \x01(\t\x12\x46\n\x0f\x64\x65vice_features\x18\x02 \x03(\x0b\x32-.edgesel.v1.SelectRequest.DeviceFeaturesEntry\x12\x1a\n\x12\x65ligible_model_ids\x18\x03 \x03(\t\x12,\n\x0bpreferences\x18\x04 \x01(\x0b\x32\x17.edgesel.v1.Preferences\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x17\n\x0finclude_ranking\x18\x06 \x01(\x08\x12\x42\n\rdevice_labels\x18\x07 \x03(\x0b\x32+.edgesel.v1.SelectRequest.DeviceLabelsEntry\x12\x17\n\x0finstallation_id\x18\x08 \x01(\t\x1a\x35\n\x13\x44\x65viceFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x33\n\x11\x44\x65viceLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xaf\x02\n\x0eSelectResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12 \n\x05model\x18\x02 \x01(\x0b\x32\x11.edgesel.v1.Model\x12\x14\n\x0c\x65xpected_qoe\x18\x03 \x01(\x01\x12\x19\n\x11\x65xploration_bonus\x18\x04 \x01(\x01\x12\r\n\x05score\x18\x05 \x01(\x01\x12\x13\n\x0b\x65xploratory\x18\x06 \x01(\x08\x12\x35\n\x11\x66\x65\x65\x64\x62\x61\x63k_deadline\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0epolicy_version\x18\x08 \x01(\t\x12(\n\x07ranking\x18\t \x03(\x0b\x32\x17.edgesel.v1.RankedModel\x12\x1b\n\x13request_user_rating\x18\n \x01(\x08\"n\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x10\n\x06reward\x18\x02 \x01(\x01H\x00\x12\x30\n\x0cmeasurements\x18\x03 \x01(\x0b\x32\x18.edgesel.v1.MeasurementsH\x00\x42\x05\n\x03qoe\"N\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12*\n\x06status\x18\x01 \x01(\x0e\x32\x1a.edgesel.v1.FeedbackStatus\x12\x0e\n\x06reward\x18\x02 \x01(\x01*n\n\x0e\x46\x65\x65\x64\x62\x61\x63kStatus\x12\x1f\n\x1b\x46\x45\x45\x44\x42\x41\x43K_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x46\x45\x45\x44\x42\x41\x43K_STATUS_ACCEPTED\x10\x01\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_STATUS_DUPLICATE\x10\x02\x32\x9a\x01\n\x10SelectionService\x12?\n\x06Select\x12\x19.edgesel.v1.SelectRequest\x1a\x1a.edgesel.v1.SelectResponse\x12\x45\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1b.edgesel.v1.FeedbackRequest\x1a\x1c.edgesel.v1.FeedbackResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64gesel/v1/selection.proto\x12\nedgesel.v1\x1a\x16\x65\x64gesel/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc0\x03\n\rSelectRequest\x12\r\n\x05space\x18\x01 \x01(\t\x12\x46\n\x0f\x64\x65vice_features\x18\x02 \x03(\x0b\x32-.edgesel.v1.SelectRequest.DeviceFeaturesEntry\x12\x1a\n\x12\x65ligible_model_ids\x18\x03 \x03(\t\x12,\n\x0bpreferences\x18\x04 \x01(\x0b\x32\x17.edgesel.v1.Preferences\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x17\n\x0finclude_ranking\x18\x06 \x01(\x08\x12\x42\n\rdevice_labels\x18\x07 \x03(\x0b\x32+.edgesel.v1.SelectRequest.DeviceLabelsEntry\x12\x17\n\x0finstallation_id\x18\x08 \x01(\t\x12\x18\n\x10\x64\x65\x66\x65r_activation\x18\t \x01(\x08\x1a\x35\n\x13\x44\x65viceFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x33\n\x11\x44\x65viceLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe8\x02\n\x0eSelectResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12 \n\x05model\x18\x02 \x01(\x0b\x32\x11.edgesel.v1.Model\x12\x14\n\x0c\x65xpected_qoe\x18\x03 \x01(\x01\x12\x19\n\x11\x65xploration_bonus\x18\x04 \x01(\x01\x12\r\n\x05score\x18\x05 \x01(\x01\x12\x13\n\x0b\x65xploratory\x18\x06 \x01(\x08\x12\x35\n\x11\x66\x65\x65\x64\x62\x61\x63k_deadline\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0epolicy_version\x18\x08 \x01(\t\x12(\n\x07ranking\x18\t \x03(\x0b\x32\x17.edgesel.v1.RankedModel\x12\x1b\n\x13request_user_rating\x18\n \x01(\x08\x12\x37\n\x13\x61\x63tivation_deadline\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x0f\x41\x63tivateRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x17\n\x0finstallation_id\x18\x02 \x01(\t\"d\n\x10\x41\x63tivateResponse\x12\x35\n\x11\x66\x65\x65\x64\x62\x61\x63k_deadline\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x61lready_activated\x18\x02 \x01(\x08\"\x82\x01\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x10\n\x06reward\x18\x02 \x01(\x01H\x00\x12\x30\n\x0cmeasurements\x18\x03 \x01(\x0b\x32\x18.edgesel.v1.MeasurementsH\x00\x12\x12\n\nrequest_id\x18\x04 \x01(\tB\x05\n\x03qoe\"N\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12*\n\x06status\x18\x01 \x01(\x0e\x32\x1a.edgesel.v1.FeedbackStatus\x12\x0e\n\x06reward\x18\x02 \x01(\x01*n\n\x0e\x46\x65\x65\x64\x62\x61\x63kStatus\x12\x1f\n\x1b\x46\x45\x45\x44\x42\x41\x43K_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x46\x45\x45\x44\x42\x41\x43K_STATUS_ACCEPTED\x10\x01\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_STATUS_DUPLICATE\x10\x02\x32\xe1\x01\n\x10SelectionService\x12?\n\x06Select\x12\x19.edgesel.v1.SelectRequest\x1a\x1a.edgesel.v1.SelectResponse\x12\x45\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1b.edgesel.v1.FeedbackRequest\x1a\x1c.edgesel.v1.FeedbackResponse\x12\x45\n\x08\x41\x63tivate\x12\x1b.edgesel.v1.ActivateRequest\x1a\x1c.edgesel.v1.ActivateResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgesel.v1.selection_pb2', globals())
@@ -26,20 +26,24 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _SELECTREQUEST_DEVICEFEATURESENTRY._serialized_options = b'8\001'
   _SELECTREQUEST_DEVICELABELSENTRY._options = None
   _SELECTREQUEST_DEVICELABELSENTRY._serialized_options = b'8\001'
-  _FEEDBACKSTATUS._serialized_start=1022
-  _FEEDBACKSTATUS._serialized_end=1132
+  _FEEDBACKSTATUS._serialized_start=1290
+  _FEEDBACKSTATUS._serialized_end=1400
   _SELECTREQUEST._serialized_start=100
-  _SELECTREQUEST._serialized_end=522
-  _SELECTREQUEST_DEVICEFEATURESENTRY._serialized_start=416
-  _SELECTREQUEST_DEVICEFEATURESENTRY._serialized_end=469
-  _SELECTREQUEST_DEVICELABELSENTRY._serialized_start=471
-  _SELECTREQUEST_DEVICELABELSENTRY._serialized_end=522
-  _SELECTRESPONSE._serialized_start=525
-  _SELECTRESPONSE._serialized_end=828
-  _FEEDBACKREQUEST._serialized_start=830
-  _FEEDBACKREQUEST._serialized_end=940
-  _FEEDBACKRESPONSE._serialized_start=942
-  _FEEDBACKRESPONSE._serialized_end=1020
-  _SELECTIONSERVICE._serialized_start=1135
-  _SELECTIONSERVICE._serialized_end=1289
+  _SELECTREQUEST._serialized_end=548
+  _SELECTREQUEST_DEVICEFEATURESENTRY._serialized_start=442
+  _SELECTREQUEST_DEVICEFEATURESENTRY._serialized_end=495
+  _SELECTREQUEST_DEVICELABELSENTRY._serialized_start=497
+  _SELECTREQUEST_DEVICELABELSENTRY._serialized_end=548
+  _SELECTRESPONSE._serialized_start=551
+  _SELECTRESPONSE._serialized_end=911
+  _ACTIVATEREQUEST._serialized_start=913
+  _ACTIVATEREQUEST._serialized_end=973
+  _ACTIVATERESPONSE._serialized_start=975
+  _ACTIVATERESPONSE._serialized_end=1075
+  _FEEDBACKREQUEST._serialized_start=1078
+  _FEEDBACKREQUEST._serialized_end=1208
+  _FEEDBACKRESPONSE._serialized_start=1210
+  _FEEDBACKRESPONSE._serialized_end=1288
+  _SELECTIONSERVICE._serialized_start=1403
+  _SELECTIONSERVICE._serialized_end=1628
 # @@protoc_insertion_point(module_scope)

@@ -42,6 +42,11 @@ class SelectionServiceStub(object):
                 request_serializer=edgesel_dot_v1_dot_selection__pb2.FeedbackRequest.SerializeToString,
                 response_deserializer=edgesel_dot_v1_dot_selection__pb2.FeedbackResponse.FromString,
                 )
+        self.Activate = channel.unary_unary(
+                '/edgesel.v1.SelectionService/Activate',
+                request_serializer=edgesel_dot_v1_dot_selection__pb2.ActivateRequest.SerializeToString,
+                response_deserializer=edgesel_dot_v1_dot_selection__pb2.ActivateResponse.FromString,
+                )
 
 
 class SelectionServiceServicer(object):
@@ -89,6 +94,10 @@ class SelectionServiceServicer(object):
     def Feedback(self, request, context):
         """Reports the QoE of a decision. Safe to retry: the server applies each event_id at most once, and a
         retry of an applied one gets DUPLICATE with the reward that was applied.
+        In a space with reward_aggregation "mean", "last" or "min" (docs/rewards.md) a decision takes several
+        Feedbacks until its feedback_deadline: each new one (request_id) is ACCEPTED, i.e. recorded durably,
+        and the aggregate of all of them is learned once, when the window closes; a retry (same request_id,
+        or without one the same content) is DUPLICATE with the reward of the Feedback it repeats.
         status               reason                 retry
         NOT_FOUND            EVENT_UNKNOWN          no   (never issued, or older than decision retention)
         FAILED_PRECONDITION  EVENT_EXPIRED          no   (after feedback_deadline; the missing-feedback
@@ -97,9 +106,35 @@ class SelectionServiceServicer(object):
         INVALID_ARGUMENT     INVALID_ARGUMENT       no   (event_id empty or longer than 64)
         INVALID_ARGUMENT     INVALID_REWARD         no   (no qoe, reward outside the space's range, NaN,
         bad measurement)
+        INVALID_ARGUMENT     LIMIT_EXCEEDED         no   (request_id longer than 128; an aggregating decision
+        has 1000 Feedbacks already)
         UNAVAILABLE          STORE_UNAVAILABLE      yes  (nothing was acknowledged; the retry is exact)
         UNAVAILABLE          EVENT_NOT_YET_STORED   yes  (several replicas: an id too young to have reached
         the shared store from the replica that answered it)
+        FAILED_PRECONDITION  NOT_ACTIVATED          no   (selected with defer_activation and not activated:
+        call Activate first)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Activate(self, request, context):
+        """Activates a decision made with defer_activation: the device has the model (downloaded and loaded) and
+        uses it now. The decision counts from here (n_selections) and its feedback window opens: Feedback is
+        taken until the returned feedback_deadline (now + the space's reward_window_s). A decision never
+        activated is neither learned from nor given a default reward; it can be activated until the
+        SelectResponse's activation_deadline (server.decision_retention_s after the Select). Safe to retry: a
+        repeated Activate changes nothing and answers already_activated with the first one's deadline.
+        status               reason                    retry
+        NOT_FOUND            EVENT_UNKNOWN             no   (never issued, or older than decision retention)
+        FAILED_PRECONDITION  NOT_DEFERRED              no   (the decision was not made with defer_activation)
+        FAILED_PRECONDITION  ACTIVATION_EXPIRED        no   (after its activation_deadline)
+        PERMISSION_DENIED    FEEDBACK_OTHER_TOKEN      no   (the decision belongs to another token)
+        PERMISSION_DENIED    EVENT_OTHER_INSTALLATION  no   (installation_id is not the one it was made for)
+        INVALID_ARGUMENT     INVALID_ARGUMENT          no   (event_id empty or longer than 64, malformed
+        installation_id)
+        UNAVAILABLE          STORE_UNAVAILABLE         yes  (nothing was activated, or the retry says so)
+        UNAVAILABLE          EVENT_NOT_YET_STORED      yes  (as for Feedback)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -117,6 +152,11 @@ def add_SelectionServiceServicer_to_server(servicer, server):
                     servicer.Feedback,
                     request_deserializer=edgesel_dot_v1_dot_selection__pb2.FeedbackRequest.FromString,
                     response_serializer=edgesel_dot_v1_dot_selection__pb2.FeedbackResponse.SerializeToString,
+            ),
+            'Activate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Activate,
+                    request_deserializer=edgesel_dot_v1_dot_selection__pb2.ActivateRequest.FromString,
+                    response_serializer=edgesel_dot_v1_dot_selection__pb2.ActivateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -177,5 +217,22 @@ class SelectionService(object):
         return grpc.experimental.unary_unary(request, target, '/edgesel.v1.SelectionService/Feedback',
             edgesel_dot_v1_dot_selection__pb2.FeedbackRequest.SerializeToString,
             edgesel_dot_v1_dot_selection__pb2.FeedbackResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Activate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/edgesel.v1.SelectionService/Activate',
+            edgesel_dot_v1_dot_selection__pb2.ActivateRequest.SerializeToString,
+            edgesel_dot_v1_dot_selection__pb2.ActivateResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

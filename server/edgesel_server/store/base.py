@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edgesel_server.errors import StoreUnavailable
+from edgesel_server.errors import LimitExceeded, StoreUnavailable
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,77 @@ class Closure:
 
     kind: str
     reward: float
+
+
+@dataclass
+class Observation:
+    """One Feedback for a decision of a space that aggregates rewards (reward_aggregation != "first"):
+    recorded, not learned; the decision's window close learns their aggregate (aggregation.py).
+
+    `key` identifies the request (its request_id, else a digest of its content): the same key twice is a
+    retry, answered DUPLICATE. `n` is its place among the decision's observations (1, 2, ...), given by
+    the store in the order it made them durable."""
+
+    event_id: str
+    key: str
+    reward: float
+    measurements: dict[str, float] = field(default_factory=dict)
+    failed: bool = False
+    failure_reason: str = ""
+    created: float = 0.0
+    n: int = 0
+
+    def record_json(self) -> str:
+        return json.dumps(
+            {"m": self.measurements, "f": self.failed, "fr": self.failure_reason, "c": self.created},
+            separators=(",", ":"),
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_record(cls, event_id: str, key: str, reward: float, n: int, record: str) -> Observation:
+        d = json.loads(record)
+        return cls(event_id, key, reward, d["m"], d["f"], d["fr"], d["c"], n)
+
+
+# Observations recorded per decision at most (the store refuses more with LimitExceeded): bounds the store's
+# rows and the close's work for one decision.
+MAX_OBSERVATIONS = 1000
+
+
+class TooManyObservations(LimitExceeded):
+    def __init__(self, event_id: str) -> None:
+        super().__init__(
+            f"event {event_id} has {MAX_OBSERVATIONS} Feedbacks recorded, the most one decision takes",
+            field="event_id",
+        )
+
+
+class DuplicateObservation(RuntimeError):
+    """This request's observation is recorded already; `observation` is the one recorded."""
+
+    def __init__(self, observation: Observation) -> None:
+        super().__init__(f"event {observation.event_id}: observation {observation.key!r} is recorded already")
+        self.observation = observation
+
+
+class StaleClose(RuntimeError):
+    """A window close was computed from `expected` observations but the store has `found` by now (one was
+    recorded meanwhile): nothing was appended; compute it again."""
+
+    def __init__(self, expected: int, found: int) -> None:
+        super().__init__(f"the close was computed from {expected} observations; the store has {found}")
+        self.expected, self.found = expected, found
+
+
+@dataclass(frozen=True)
+class Activation:
+    """When a deferred decision was activated and when its feedback window closes; `fresh` is False when
+    it had been activated already (a retried or concurrent Activate: the first one counts)."""
+
+    activated: float
+    deadline: float
+    fresh: bool
 
 
 class DuplicateEvent(RuntimeError):
@@ -59,14 +130,28 @@ class Decision:
     # Report group ("policy", "holdout", "excluded": holdout.py) and device class, fixed at Select time.
     group: str = "policy"
     device_class: str = "all"
+    # Select(defer_activation): the decision counts, and its feedback window opens, only at Activate. Until
+    # then `deadline` is the last moment it may be activated; `activated` is when it was (0: not yet), and
+    # from then on `deadline` is the end of its feedback window.
+    deferred: bool = False
+    activated: float = 0.0
+
+    @property
+    def awaiting_activation(self) -> bool:
+        return self.deferred and not self.activated
 
     def prefs_json(self) -> str:
         return json.dumps(self.prefs, separators=(",", ":"), sort_keys=True)
 
 
-# Event kinds in the log. Only `feedback` and `default_reward` carry an event id (unique per log).
+# Event kinds in the log. Only `feedback`, `default_reward` and `no_feedback` carry an event id (unique
+# per log): the one event that closes a decision.
 FEEDBACK = "feedback"
 DEFAULT_REWARD = "default_reward"
+# The window of a decision of an aggregating space closed without any Feedback and the space drops such
+# decisions: nothing is learned, but the close is in the log so that no Feedback can be recorded after it.
+NO_FEEDBACK = "no_feedback"
+CLOSURE_KINDS = (FEEDBACK, DEFAULT_REWARD, NO_FEEDBACK)
 ADD_MODEL = "add_model"
 UPDATE_MODEL = "update_model"
 RETIRE_MODEL = "retire_model"
@@ -86,6 +171,7 @@ EVENT_KINDS = (
     IMPORT,
     IMPORT_MODELS,
     LIFT_GUARDRAIL,
+    NO_FEEDBACK,
 )
 
 
@@ -193,6 +279,26 @@ class Store(abc.ABC):
         """Append an event; resolves to its seq once durable and applied (DuplicateEvent,
         StoreUnavailable on failure)."""
         return self._writes.submit("event", event)
+
+    def submit_observation(self, observation: Observation, deadline: float) -> Future[int]:
+        """Record one Feedback of an aggregating space (its decision's window closes at `deadline`);
+        resolves to its place `n` once durable. DuplicateObservation for a key recorded already,
+        DuplicateEvent once the decision is closed, TooManyObservations beyond MAX_OBSERVATIONS."""
+        return self._writes.submit("observation", (observation, deadline))
+
+    def submit_close(self, event: LogEvent, observations: int) -> Future[int]:
+        """Append the event that closes an aggregating decision, computed from `observations` of them: as
+        submit_event, but StaleClose (nothing appended) if the store has recorded another one meanwhile."""
+        return self._writes.submit("close", (event, observations))
+
+    def submit_activation(self, decision: Decision, activated: float, deadline: float) -> Future[Activation]:
+        """Activate a deferred decision (its window is then [activated, deadline]) and count its selection,
+        durably; an earlier activation wins (returned with fresh=False)."""
+        return self._writes.submit("activate", (decision, activated, deadline))
+
+    @abc.abstractmethod
+    def observations(self, event_ids: list[str]) -> dict[str, list[Observation]]:
+        """The recorded observations of these decisions, each list in the order `n`."""
 
     @abc.abstractmethod
     def get_decision(self, event_id: str) -> Decision | None: ...

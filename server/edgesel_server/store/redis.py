@@ -15,6 +15,14 @@ Layout (every key starts with ``edgesel:``; ``<space>`` is the space name as is)
   rest of its reward window + ``decision_margin_s`` (so a late Feedback hears "expired", not "unknown");
   ``decidx:<space>``: sorted set event id by deadline, for ``open_decisions``; ``sel:<space>``: hash model
   id -> selections, counted by the same script that writes the decision (once, even if a batch is retried).
+- ``obs:<event_id>``: the Feedbacks recorded for a decision of a space that aggregates rewards, a hash
+  request key -> ``"<n> <reward> <record json>"`` (n: its place, 1, 2, ...), written by a script that first
+  checks the decision's claim (none: still open) and the key (a retry); it lives as long as the decision.
+  The close is appended by a script that checks the claim and that the hash still has the number of entries
+  the aggregate was computed from, so no Feedback is recorded after the close and none is left out of it.
+- ``act:<event_id>``: when a deferred decision was activated, ``"<activated> <deadline>"``; written once
+  (later Activates read it) by the script that also moves its deadline in ``decidx:<space>``, extends the
+  decision's TTL to the new window and counts its selection (a deferred decision is counted only then).
 - ``snap:<space>:<seq>``: a snapshot (hash: state, catalog, created); ``snaps:<space>``: sorted set of their
   seqs; the newest ``SNAPSHOTS_KEPT`` are kept.
 - ``pos:<space>``: sorted set replica id -> the seq that replica has applied (or is about to load from);
@@ -52,16 +60,24 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
+from edgesel_server.errors import UnknownEvent
 from edgesel_server.store.base import (
     ADD_MODEL,
+    MAX_OBSERVATIONS,
+    NO_FEEDBACK,
+    Activation,
     ApplyFn,
     Closure,
     Decision,
     DuplicateEvent,
+    DuplicateObservation,
     LogEvent,
+    Observation,
     Snapshot,
+    StaleClose,
     Store,
     StoreUnavailable,
+    TooManyObservations,
     WriteQueue,
 )
 
@@ -113,8 +129,51 @@ return {1, seq}
 DECISION_LUA = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return 0 end
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
-redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
+if ARGV[6] ~= '1' then redis.call('HINCRBY', KEYS[3], ARGV[5], 1) end
 return 1
+"""
+# (ARGV[6] '1': a deferred decision, counted when it is activated.)
+
+# Record one observation. KEYS: claim, observations. ARGV: request key, reward, record, ttl ms, most.
+# Returns {1, n}, {0, claim} once closed, {2, existing entry} for a retry, {3, n} beyond the most.
+OBSERVATION_LUA = """
+local prev = redis.call('GET', KEYS[1])
+if prev then return {0, prev} end
+local have = redis.call('HGET', KEYS[2], ARGV[1])
+if have then return {2, have} end
+local n = redis.call('HLEN', KEYS[2]) + 1
+if n > tonumber(ARGV[5]) then return {3, n} end
+redis.call('HSET', KEYS[2], ARGV[1], string.format('%d', n) .. ' ' .. ARGV[2] .. ' ' .. ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return {1, n}
+"""
+
+# Append the close of an aggregating decision. KEYS: log, seq counter, claim, observations. ARGV: claim ttl
+# ms, the claim's text, the number of observations it was computed from, field/value pairs.
+# Returns {1, seq}, {0, claim} when closed already, {2, n} when the observations changed (nothing written).
+CLOSE_LUA = """
+local prev = redis.call('GET', KEYS[3])
+if prev then return {0, prev} end
+local n = redis.call('HLEN', KEYS[4])
+if n ~= tonumber(ARGV[3]) then return {2, n} end
+local seq = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[1], string.format('0-%d', seq), unpack(ARGV, 4))
+redis.call('SET', KEYS[3], ARGV[2] .. ' ' .. string.format('%d', seq), 'PX', ARGV[1])
+return {1, seq}
+"""
+
+# Activate a deferred decision. KEYS: decision, activation, deadline index, selection counts. ARGV:
+# "<activated> <deadline>", ttl ms, event id, deadline, model id. Returns {1, text}, {2, earlier text}, or
+# {0, ''} when the decision is gone.
+ACTIVATE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
+local prev = redis.call('GET', KEYS[2])
+if prev then return {2, prev} end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
+return {1, ARGV[1]}
 """
 
 
@@ -186,15 +245,31 @@ def _decision_json(d: Decision) -> str:
             "owner": d.owner,
             "group": d.group,
             "device_class": d.device_class,
+            **({"deferred": True} if d.deferred else {}),
         },
         separators=(",", ":"),
     )
 
 
-def _decision_from_json(raw: bytes) -> Decision:
+def _decision_from_json(raw: bytes, activation: bytes | None = None) -> Decision:
+    """`activation`: the decision's ``act:`` text, if it was activated."""
     d = json.loads(raw)
     d["x"] = np.frombuffer(base64.b64decode(d["x"]), dtype="<f8").copy()
-    return Decision(**d)
+    decision = Decision(**d)
+    if activation is not None:
+        decision.activated, decision.deadline = _activation_times(activation)
+    return decision
+
+
+def _activation_times(raw: bytes | str) -> tuple[float, float]:
+    activated, deadline = (raw.decode() if isinstance(raw, bytes) else raw).split()
+    return float(activated), float(deadline)
+
+
+def _observation(event_id: str, key: bytes | str, entry: bytes | str) -> Observation:
+    n, reward, record = (entry.decode() if isinstance(entry, bytes) else entry).split(" ", 2)
+    k = key.decode() if isinstance(key, bytes) else key
+    return Observation.from_record(event_id, k, float(reward), int(n), record)
 
 
 def _claim_closure(raw: bytes | str) -> Closure:
@@ -237,6 +312,9 @@ class RedisStore(Store):
         )
         self._append_sha = ""
         self._decision_sha = ""
+        self._observation_sha = ""
+        self._close_sha = ""
+        self._activate_sha = ""
         self._writes = WriteQueue()
         self._apply: ApplyFn | None = None
         self._lock = threading.Lock()
@@ -271,6 +349,9 @@ class RedisStore(Store):
     def _load_scripts(self, client: Any) -> None:
         self._append_sha = str(client.script_load(APPEND_LUA))
         self._decision_sha = str(client.script_load(DECISION_LUA))
+        self._observation_sha = str(client.script_load(OBSERVATION_LUA))
+        self._close_sha = str(client.script_load(CLOSE_LUA))
+        self._activate_sha = str(client.script_load(ACTIVATE_LUA))
 
     def close(self) -> None:
         if self._closed:
@@ -341,7 +422,26 @@ class RedisStore(Store):
                     ttl_ms = int(max(1.0, obj.deadline - now + self.decision_margin_s) * 1000)
                     keys = [_key("dec", obj.event_id), _key("decidx", obj.space), _key("sel", obj.space)]
                     args = [_decision_json(obj), ttl_ms, obj.event_id, repr(obj.deadline), obj.model_id]
-                    pipe.evalsha(self._decision_sha, len(keys), *keys, *args)
+                    pipe.evalsha(self._decision_sha, len(keys), *keys, *args, "1" if obj.deferred else "0")
+                elif kind == "observation":
+                    o, deadline = obj
+                    ttl_ms = int(max(1.0, deadline - now + self.decision_margin_s) * 1000)
+                    keys = [_key("fb", o.event_id), _key("obs", o.event_id)]
+                    args = [o.key, repr(float(o.reward)), o.record_json(), ttl_ms, MAX_OBSERVATIONS]
+                    pipe.evalsha(self._observation_sha, len(keys), *keys, *args)
+                elif kind == "close":
+                    e, expected = obj
+                    keys = [_key("log", e.space), _key("seq", e.space), _key("fb", e.event_id)]
+                    keys.append(_key("obs", e.event_id))
+                    head = [self.retention_ms, f"{e.kind} {float(e.reward)!r}", expected]
+                    pipe.evalsha(self._close_sha, len(keys), *keys, *head, *_event_fields(e))
+                elif kind == "activate":
+                    d, activated, deadline = obj
+                    ttl_ms = int(max(1.0, deadline - now + self.decision_margin_s) * 1000)
+                    keys = [_key("dec", d.event_id), _key("act", d.event_id)]
+                    keys += [_key("decidx", d.space), _key("sel", d.space)]
+                    args = [f"{activated!r} {deadline!r}", ttl_ms, d.event_id, repr(deadline), d.model_id]
+                    pipe.evalsha(self._activate_sha, len(keys), *keys, *args)
                 else:
                     self._append_call(pipe, obj)
             try:
@@ -363,6 +463,8 @@ class RedisStore(Store):
                     fut.set_exception(StoreUnavailable(f"the store cannot write: {res}"))
                 elif kind == "decision":
                     fut.set_result(None)
+                elif kind in ("observation", "close", "activate"):
+                    self._resolve_special(kind, obj, res, fut)
                 elif int(res[0]) == 1:
                     self._await_apply(obj.space, int(res[1]), fut)
                 elif obj.kind == ADD_MODEL:  # already added (by another replica): done once it is applied
@@ -380,6 +482,33 @@ class RedisStore(Store):
             todo = retry
         for _, _, fut in todo:
             fut.set_exception(StoreUnavailable("redis keeps forgetting the append script"))
+
+    def _resolve_special(self, kind: str, obj: Any, res: list, fut: Future) -> None:
+        """The answer of an observation, close or activation script (see their comments)."""
+        status = int(res[0])
+        if kind == "observation":
+            o = obj[0]
+            if status == 1:
+                fut.set_result(int(res[1]))
+            elif status == 0:
+                fut.set_exception(DuplicateEvent(o.event_id, _claim_closure(res[1])))
+            elif status == 2:
+                fut.set_exception(DuplicateObservation(_observation(o.event_id, o.key, res[1])))
+            else:
+                fut.set_exception(TooManyObservations(o.event_id))
+        elif kind == "close":
+            e, expected = obj
+            if status == 1:
+                self._await_apply(e.space, int(res[1]), fut)
+            elif status == 0:
+                fut.set_exception(DuplicateEvent(e.event_id, _claim_closure(res[1])))
+            else:
+                fut.set_exception(StaleClose(expected, int(res[1])))
+        elif status == 0:
+            fut.set_exception(UnknownEvent(f"unknown event id {obj[0].event_id!r}", field="event_id"))
+        else:
+            activated, deadline = _activation_times(res[1])
+            fut.set_result(Activation(activated, deadline, fresh=status == 1))
 
     def _await_apply(self, space: str, seq: int, fut: Future) -> None:
         with self._lock:
@@ -591,7 +720,9 @@ class RedisStore(Store):
 
     def get_decision(self, event_id: str) -> Decision | None:
         try:
-            raw, claim = self._r.mget([_key("dec", event_id), _key("fb", event_id)])
+            raw, claim, act = self._r.mget(
+                [_key("dec", event_id), _key("fb", event_id), _key("act", event_id)]
+            )
         except RedisError as e:
             raise StoreUnavailable(f"cannot read decision {event_id}: {e}") from e
         if raw is None:
@@ -600,7 +731,23 @@ class RedisStore(Store):
             if len(self._claims_seen) >= 4096:
                 self._claims_seen.clear()
             self._claims_seen[event_id] = claim
-        return _decision_from_json(raw)
+        return _decision_from_json(raw, act)
+
+    def observations(self, event_ids: list[str]) -> dict[str, list[Observation]]:
+        out: dict[str, list[Observation]] = {}
+        try:
+            for start in range(0, len(event_ids), READ_COUNT):
+                chunk = event_ids[start : start + READ_COUNT]
+                pipe = self._r.pipeline(transaction=False)
+                for eid in chunk:
+                    pipe.hgetall(_key("obs", eid))
+                for eid, entries in zip(chunk, pipe.execute(), strict=True):
+                    out[eid] = sorted(
+                        (_observation(eid, k, v) for k, v in entries.items()), key=lambda o: o.n
+                    )
+        except RedisError as e:
+            raise StoreUnavailable(f"cannot read observations: {e}") from e
+        return out
 
     def closure(self, event_id: str) -> Closure | None:
         # A claim read a moment ago by get_decision will do: if it was made since, the append says DUPLICATE.
@@ -634,12 +781,13 @@ class RedisStore(Store):
                 for eid in ids:
                     pipe.get(_key("dec", eid.decode()))
                     pipe.exists(_key("fb", eid.decode()))
+                    pipe.get(_key("act", eid.decode()))
                 res = pipe.execute()
             except RedisError as e:
                 raise StoreUnavailable(f"cannot read the open decisions of space {space!r}: {e}") from e
-            for raw, closed in zip(res[::2], res[1::2], strict=True):
+            for raw, closed, act in zip(res[::3], res[1::3], res[2::3], strict=True):
                 if raw is not None and not closed:
-                    yield _decision_from_json(raw)
+                    yield _decision_from_json(raw, act)
             start += len(ids)
 
     def purge_decisions(self, before: float) -> int:
@@ -667,7 +815,8 @@ class RedisStore(Store):
             for raw, claim in zip(res[::2], res[1::2], strict=True):
                 if raw is not None:
                     parts = claim.split() if claim is not None else []
-                    yield _decision_from_json(raw), float(parts[1]) if len(parts) == 3 else None
+                    learned = len(parts) == 3 and parts[0] != NO_FEEDBACK.encode()
+                    yield _decision_from_json(raw), float(parts[1]) if learned else None
             start += len(ids)
 
     # -- for tests and tools -----------------------------------------------------------------------

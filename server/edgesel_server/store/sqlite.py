@@ -21,15 +21,22 @@ from pathlib import Path
 
 import numpy as np
 
+from edgesel_server.errors import UnknownEvent
 from edgesel_server.store.base import (
+    MAX_OBSERVATIONS,
+    Activation,
     ApplyFn,
     Closure,
     Decision,
     DuplicateEvent,
+    DuplicateObservation,
     LogEvent,
+    Observation,
     Snapshot,
+    StaleClose,
     Store,
     StoreUnavailable,
+    TooManyObservations,
     WriteQueue,
 )
 
@@ -70,6 +77,15 @@ CREATE TABLE IF NOT EXISTS selections (
     n INTEGER NOT NULL,
     PRIMARY KEY (space, model_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS observations (
+    event_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    reward REAL NOT NULL,
+    record TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (event_id, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots (
     space TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -102,15 +118,18 @@ def _x_array(blob: bytes | None) -> np.ndarray | None:
 
 DECISION_COLUMNS = (
     "event_id, space, model_id, x, created, deadline, propensity, expected_qoe, bonus, policy_version, "
-    "eligible, prefs, owner, report_group, device_class"
+    "eligible, prefs, owner, report_group, device_class, deferred, activated"
 )
-INSERT_DECISION = f"INSERT OR REPLACE INTO decisions ({DECISION_COLUMNS}) VALUES ({','.join('?' * 15)})"
+INSERT_DECISION = f"INSERT OR REPLACE INTO decisions ({DECISION_COLUMNS}) VALUES ({','.join('?' * 17)})"
 # Columns added after the first release: (table, column, declaration) added to older databases at open.
 ADDED_COLUMNS = (
     ("decisions", "report_group", "TEXT NOT NULL DEFAULT 'policy'"),
     ("decisions", "device_class", "TEXT NOT NULL DEFAULT 'all'"),
     ("snapshots", "derived", "TEXT NOT NULL DEFAULT '{}'"),
+    ("decisions", "deferred", "INTEGER NOT NULL DEFAULT 0"),
+    ("decisions", "activated", "REAL"),  # NULL: not activated (or never deferred)
 )
+ACTIVATE = "UPDATE decisions SET activated = ?, deadline = ? WHERE event_id = ? AND activated IS NULL"
 
 
 # SQLite stores NaN as NULL, which the NOT NULL column refuses: a Thompson-sampling decision's propensity
@@ -123,7 +142,8 @@ def _decision_row(d: Decision) -> tuple:
     return (
         d.event_id, d.space, d.model_id, _x_blob(d.x), d.created, d.deadline, propensity, d.expected_qoe,
         d.bonus, d.policy_version, json.dumps(d.eligible) if d.eligible else "[]",
-        d.prefs_json() if d.prefs else "{}", d.owner, d.group, d.device_class,
+        d.prefs_json() if d.prefs else "{}", d.owner, d.group, d.device_class, int(d.deferred),
+        d.activated or None,
     )  # fmt: skip
 
 
@@ -144,7 +164,13 @@ def _row_decision(row: sqlite3.Row) -> Decision:
         owner=row["owner"],
         group=row["report_group"],
         device_class=row["device_class"],
+        deferred=bool(row["deferred"]),
+        activated=row["activated"] or 0.0,
     )
+
+
+def _row_observation(row: sqlite3.Row) -> Observation:
+    return Observation.from_record(row["event_id"], row["key"], row["reward"], row["n"], row["record"])
 
 
 def _row_event(row: sqlite3.Row) -> LogEvent:
@@ -236,22 +262,32 @@ class SqliteStore(Store):
             # Decisions go in with one executemany: they are most of the rows and need no per-row answer.
             decisions = [obj for kind, obj, _ in batch if kind == "decision"]
             conn.executemany(INSERT_DECISION, [_decision_row(d) for d in decisions])
-            # Selections are counted in the same transaction: durable exactly when their decisions are.
-            chosen = Counter((d.space, d.model_id) for d in decisions)
+            # Selections are counted in the same transaction: durable exactly when their decisions are (a
+            # deferred decision's when it is activated).
+            chosen = Counter((d.space, d.model_id) for d in decisions if not d.deferred)
             conn.executemany(COUNT_SELECTIONS, [(sp, m, n) for (sp, m), n in chosen.items()])
             for kind, obj, fut in batch:
                 if kind == "decision":
                     results.append((fut, None))
-                elif kind == "event":
-                    seq = self._insert_event(conn, obj)
-                    if seq is None:
-                        closure = self._closure(conn, obj.event_id)
+                elif kind in ("event", "close"):
+                    event, expected = (obj, None) if kind == "event" else obj
+                    found = None if expected is None else self._count_observations(conn, event.event_id)
+                    seq = None if found != expected else self._insert_event(conn, event)
+                    if found != expected:
+                        assert expected is not None and found is not None
+                        results.append((fut, StaleClose(expected, found)))
+                    elif seq is None:
+                        closure = self._closure(conn, event.event_id)
                         assert closure is not None
-                        results.append((fut, DuplicateEvent(obj.event_id, closure)))
+                        results.append((fut, DuplicateEvent(event.event_id, closure)))
                     else:
-                        obj.seq = seq
-                        committed.append(obj)
+                        event.seq = seq
+                        committed.append(event)
                         results.append((fut, seq))
+                elif kind == "observation":
+                    results.append((fut, self._insert_observation(conn, obj[0])))
+                elif kind == "activate":
+                    results.append((fut, self._activate(conn, *obj)))
                 else:
                     self._insert_snapshot(conn, obj)
                     results.append((fut, None))
@@ -304,6 +340,44 @@ class SqliteStore(Store):
         return cur.lastrowid if cur.rowcount == 1 else None
 
     @staticmethod
+    def _count_observations(conn: sqlite3.Connection, event_id: str | None) -> int:
+        row = conn.execute("SELECT COUNT(*) FROM observations WHERE event_id = ?", (event_id,)).fetchone()
+        return int(row[0])
+
+    def _insert_observation(self, conn: sqlite3.Connection, o: Observation) -> int | BaseException:
+        """Its place n, unless the decision is closed (DuplicateEvent) or the key is there already."""
+        closure = self._closure(conn, o.event_id)
+        if closure is not None:
+            return DuplicateEvent(o.event_id, closure)
+        row = conn.execute(
+            "SELECT * FROM observations WHERE event_id = ? AND key = ?", (o.event_id, o.key)
+        ).fetchone()
+        if row is not None:
+            return DuplicateObservation(_row_observation(row))
+        n = self._count_observations(conn, o.event_id) + 1
+        if n > MAX_OBSERVATIONS:
+            return TooManyObservations(o.event_id)
+        conn.execute(
+            "INSERT INTO observations (event_id, key, n, reward, record, created) VALUES (?,?,?,?,?,?)",
+            (o.event_id, o.key, n, o.reward, o.record_json(), o.created),
+        )
+        return n
+
+    @staticmethod
+    def _activate(
+        conn: sqlite3.Connection, d: Decision, activated: float, deadline: float
+    ) -> Activation | BaseException:
+        if conn.execute(ACTIVATE, (activated, deadline, d.event_id)).rowcount == 1:
+            conn.execute(COUNT_SELECTIONS, (d.space, d.model_id, 1))
+            return Activation(activated, deadline, fresh=True)
+        row = conn.execute(
+            "SELECT activated, deadline FROM decisions WHERE event_id = ?", (d.event_id,)
+        ).fetchone()
+        if row is None:  # purged meanwhile
+            return UnknownEvent(f"unknown event id {d.event_id!r}", field="event_id")
+        return Activation(float(row["activated"]), float(row["deadline"]), fresh=False)
+
+    @staticmethod
     def _insert_snapshot(conn: sqlite3.Connection, s: Snapshot) -> None:
         conn.execute(
             "INSERT OR REPLACE INTO snapshots (space, seq, created, state, catalog, derived) "
@@ -353,6 +427,23 @@ class SqliteStore(Store):
         row = conn.execute("SELECT kind, reward FROM events WHERE event_id = ?", (event_id,)).fetchone()
         return None if row is None else Closure(str(row["kind"]), float(row["reward"]))
 
+    def observations(self, event_ids: list[str]) -> dict[str, list[Observation]]:
+        out: dict[str, list[Observation]] = {eid: [] for eid in event_ids}
+        conn = self._reader()
+        try:
+            for start in range(0, len(event_ids), 500):  # SQLite's limit on bound parameters
+                chunk = event_ids[start : start + 500]
+                cur = conn.execute(
+                    f"SELECT * FROM observations WHERE event_id IN ({','.join('?' * len(chunk))}) "
+                    "ORDER BY event_id, n",
+                    chunk,
+                )
+                for row in cur:
+                    out[row["event_id"]].append(_row_observation(row))
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"cannot read observations: {e}") from None
+        return out
+
     def selection_counts(self, space: str) -> dict[str, int]:
         try:
             cur = self._reader().execute("SELECT model_id, n FROM selections WHERE space = ?", (space,))
@@ -375,6 +466,8 @@ class SqliteStore(Store):
             conn = self._connect()
             try:
                 cur = conn.execute("DELETE FROM decisions WHERE deadline < ?", (before,))
+                # An observation is made before its decision's deadline: older ones belong to purged ones.
+                conn.execute("DELETE FROM observations WHERE created < ?", (before,))
                 return cur.rowcount
             finally:
                 conn.close()
@@ -384,7 +477,7 @@ class SqliteStore(Store):
     def decision_log(self, space: str) -> Iterator[tuple[Decision, float | None]]:
         cur = self._reader().execute(
             "SELECT d.*, e.reward AS reward FROM decisions d LEFT JOIN events e ON e.event_id = d.event_id "
-            "WHERE d.space = ? ORDER BY d.created",
+            "AND e.kind IN ('feedback', 'default_reward') WHERE d.space = ? ORDER BY d.created",
             (space,),
         )
         for row in cur:
