@@ -104,15 +104,15 @@ class Engine:
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
         """Open the store, rebuild every space from its snapshot + log, and reload pending decisions."""
-        self.store.open(self._apply)
+        self.store.open(self._apply, apply_batch=self._apply_batch)
         now = time.time()
         for space in self.spaces.values():
             snap = self.store.latest_snapshot(space.name)
             space.restore(snap)
             replayed = 0
-            for e in self.store.events_after(space.name, snap.seq if snap else 0):
-                space.apply(e)
-                replayed += 1
+            for batch in self.store.event_batches_after(space.name, snap.seq if snap else 0):
+                space.apply_batch(batch)
+                replayed += len(batch)
             missing = [m for m in space.cfg.models if not space.has_model(m.id)]
             for m in missing:
                 # Replicas starting together race to add the configured models; the log keeps one add per
@@ -154,8 +154,8 @@ class Engine:
         for space in self.spaces.values():
             snap = self.store.latest_snapshot(space.name)
             space.restore(snap)
-            for e in self.store.events_after(space.name, snap.seq if snap else 0):
-                space.apply(e)
+            for batch in self.store.event_batches_after(space.name, snap.seq if snap else 0):
+                space.apply_batch(batch)
 
     def _apply(self, e: LogEvent) -> None:
         space = self.spaces.get(e.space)
@@ -163,6 +163,15 @@ class Engine:
             log.warning("log event for a space not in the config is skipped", extra={"space": e.space})
             return
         space.apply(e)
+
+    def _apply_batch(self, events: list[LogEvent]) -> None:
+        """Events of one space (the store reads them per space), in log order."""
+        space = self.spaces.get(events[0].space) if events else None
+        if space is None:
+            for e in events:
+                self._apply(e)
+            return
+        space.apply_batch(events, isolate=True)
 
     async def run_background(self) -> None:
         """Expire decisions, snapshot, purge old decisions; runs until cancelled."""

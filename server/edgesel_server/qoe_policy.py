@@ -88,7 +88,11 @@ def feedback_payload(
 
 def learn(model: QoeModel, arm_id: str, x, reward: float, payload: bytes) -> None:
     """Applies one feedback log event to the per-target models (see the module docstring)."""
-    record = json.loads(payload) if payload else {}
+    learn_record(model, arm_id, x, reward, json.loads(payload) if payload else {})
+
+
+def learn_record(model: QoeModel, arm_id: str, x, reward: float, record: Mapping) -> None:
+    """`learn` with the event's payload already parsed."""
     if "v" not in record:  # a scalar reward (the payload, if any, holds only the report's outcome)
         model.update(arm_id, x, reward)
         return
@@ -115,7 +119,11 @@ def failed_installation(payload: bytes) -> str:
     """The installation a failed run was reported from ("" when the event is no failure or has none)."""
     if not payload:
         return ""
-    record = json.loads(payload)
+    return failed_installation_of(json.loads(payload))
+
+
+def failed_installation_of(record: Mapping) -> str:
+    """`failed_installation` of an event payload already parsed."""
     if not record.get("failed"):
         return ""
     return str(record.get("prefs", {}).get("installation_id", ""))

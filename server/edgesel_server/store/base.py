@@ -115,6 +115,8 @@ class Snapshot:
 
 
 ApplyFn = Callable[[LogEvent], None]
+# Applies several committed events of one space, in log order, as ApplyFn would one by one (same result).
+BatchApplyFn = Callable[[list[LogEvent]], None]
 
 BATCH_MAX = 512
 
@@ -168,8 +170,9 @@ class Store(abc.ABC):
     commit_observer: Callable[[float, bool], None] | None = None
 
     @abc.abstractmethod
-    def open(self, apply: ApplyFn) -> None:
-        """Connect; `apply` is called with every committed event, in log order."""
+    def open(self, apply: ApplyFn, apply_batch: BatchApplyFn | None = None) -> None:
+        """Connect; `apply` is called with every committed event, in log order (or, where the store reads
+        many at once, `apply_batch` with a list of them, if given)."""
 
     @abc.abstractmethod
     def close(self) -> None: ...
@@ -179,6 +182,17 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def events_after(self, space: str, seq: int) -> Iterator[LogEvent]: ...
+
+    def event_batches_after(self, space: str, seq: int) -> Iterator[list[LogEvent]]:
+        """`events_after` in lists (for `apply_batch`), same events, same order."""
+        batch: list[LogEvent] = []
+        for e in self.events_after(space, seq):
+            batch.append(e)
+            if len(batch) >= BATCH_MAX:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
     @abc.abstractmethod
     def save_snapshot(self, snap: Snapshot) -> None: ...

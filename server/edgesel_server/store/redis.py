@@ -54,7 +54,9 @@ from redis.retry import Retry
 
 from edgesel_server.store.base import (
     ADD_MODEL,
+    BATCH_MAX,
     ApplyFn,
+    BatchApplyFn,
     Closure,
     Decision,
     DuplicateEvent,
@@ -70,6 +72,8 @@ log = logging.getLogger(__name__)
 PREFIX = "edgesel:"
 SNAPSHOTS_KEPT = 3
 READ_COUNT = 1000
+# Stream entries per XREAD/XRANGE of the log: decoded and applied as one batch (bulk apply).
+LOG_READ_COUNT = 4 * BATCH_MAX
 BLOCK_MS = 250  # also how long a space registered for tailing may wait before its first read
 # An appended event not applied here within this fails with StoreUnavailable (a retry then hears DUPLICATE).
 APPLY_TIMEOUT_S = 10.0
@@ -153,18 +157,33 @@ def _event_fields(e: LogEvent) -> list[bytes | str]:
     ]
 
 
-def _decode_event(space: str, seq: int, f: dict[bytes, bytes]) -> LogEvent:
-    xb = f[b"x"]
+# The field names of a log entry in the order _event_fields writes them.
+FIELD_NAMES = [b"k", b"e", b"m", b"x", b"r", b"p", b"c"]
+
+
+def _raw_reply(response: Any, **_options: Any) -> Any:
+    """XRANGE/XREAD replies as the parser (hiredis) built them, nested lists, without redis-py turning every
+    entry into a dict first: the log's entries are decoded in bulk by _decode_entry."""
+    return response
+
+
+def _decode_entry(space: str, seq: int, flat: list[bytes]) -> LogEvent:
+    """One log entry from its flat field/value list (a raw XRANGE/XREAD entry)."""
+    if flat[0::2] == FIELD_NAMES:
+        k, e, m, xb, r, payload, c = flat[1::2]
+    else:  # not in _event_fields' order: by name
+        f = dict(zip(flat[0::2], flat[1::2], strict=True))
+        k, e, m, xb, r, payload, c = (f[name] for name in FIELD_NAMES)
     return LogEvent(
-        space=space,
-        kind=f[b"k"].decode(),
-        event_id=f[b"e"].decode() or None,
-        model_id=f[b"m"].decode(),
-        x=np.frombuffer(xb[1:], dtype="<f8").copy() if xb[:1] == b"\x01" else None,
-        reward=float(f[b"r"]),
-        payload=f[b"p"],
-        created=float(f[b"c"]),
-        seq=seq,
+        space,
+        k.decode(),
+        e.decode() or None,
+        m.decode(),
+        np.frombuffer(xb, dtype="<f8", offset=1) if xb[:1] == b"\x01" else None,
+        float(r),
+        payload,
+        float(c),
+        seq,
     )
 
 
@@ -239,6 +258,7 @@ class RedisStore(Store):
         self._decision_sha = ""
         self._writes = WriteQueue()
         self._apply: ApplyFn | None = None
+        self._apply_batch: BatchApplyFn | None = None
         self._lock = threading.Lock()
         self._applied: dict[str, int] = {}  # spaces being tailed -> last seq applied here
         self._loading: dict[str, int] = {}  # spaces being loaded -> the seq their replay starts after
@@ -255,8 +275,12 @@ class RedisStore(Store):
         self._tailer: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
-    def open(self, apply: ApplyFn) -> None:
+    def open(self, apply: ApplyFn, apply_batch: BatchApplyFn | None = None) -> None:
         self._apply = apply
+        self._apply_batch = apply_batch
+        # The log is read raw and decoded in bulk (_decode_entry); nothing else reads streams.
+        self._r.set_response_callback("XRANGE", _raw_reply)
+        self._t.set_response_callback("XREAD", _raw_reply)
         try:
             self._load_scripts(self._r)
             self._r.set(_key("alive", self.replica_id), b"1", px=ALIVE_TTL_MS)
@@ -471,13 +495,16 @@ class RedisStore(Store):
                     last_beat = time.monotonic()
                 self._fail_waiters(lambda age: age > APPLY_TIMEOUT_S, "appended but not yet applied here")
                 with self._lock:
-                    streams = {_key("log", s): f"0-{seq}" for s, seq in self._applied.items()}
-                if not streams:
+                    applied = dict(self._applied)
+                if not applied:
                     self._stop.wait(BLOCK_MS / 1000)
                     continue
-                resp = self._t.xread(streams, count=READ_COUNT, block=BLOCK_MS)
-                for key, entries in resp or []:
-                    self._apply_entries(key.decode()[len(PREFIX) + len("log:") :], entries)
+                space_of = {_key("log", s).encode(): s for s in applied}
+                streams = {_key("log", s): f"0-{seq}" for s, seq in applied.items()}
+                resp = self._t.xread(streams, count=LOG_READ_COUNT, block=BLOCK_MS)
+                # RESP3 (redis-py >= 8 by default) answers a map, RESP2 a list of [key, entries].
+                for key, entries in resp.items() if isinstance(resp, dict) else resp or []:
+                    self._apply_entries(space_of[key], entries)
             except RedisError as e:
                 if connected:
                     log.error("lost redis; reconnecting", extra={"url": self.url, "error": str(e)})
@@ -489,29 +516,52 @@ class RedisStore(Store):
                 backoff = min(BACKOFF_MAX_S, backoff * 2)
 
     def _apply_entries(self, space: str, entries: list) -> None:
-        for stream_id, fields in entries:
+        """Decode a raw XREAD reply's entries and apply the new ones as one batch, in order; then resolve
+        the appends waiting for them. A gap (entries trimmed before this replica applied them) is fatal,
+        after applying what came before it."""
+        with self._lock:
+            expect = self._applied[space] + 1
+        events: list[LogEvent] = []
+        gap = ""
+        for stream_id, flat in entries:
             seq = _seq_of(stream_id)
-            with self._lock:
-                last = self._applied[space]
-            if seq <= last:
+            if seq < expect:
                 continue
-            if seq != last + 1:
-                self._die(
-                    f"space {space!r}: the log jumps from seq {last} to {seq}; the entries between were "
-                    "trimmed before this replica applied them"
+            if seq != expect:
+                gap = (
+                    f"space {space!r}: the log jumps from seq {expect - 1} to {seq}; the entries between "
+                    "were trimmed before this replica applied them"
                 )
-                return
-            e = _decode_event(space, seq, fields)
+                break
+            events.append(_decode_entry(space, seq, flat))
+            expect += 1
+        if events:
+            self._apply_decoded(events)
+            upto = events[-1].seq
+            with self._lock:
+                self._applied[space] = upto
+                waiters = self._waiters.get(space, {})
+                done = [waiters.pop(n)[0] for n in [n for n in waiters if n <= upto]]
+            for fut in done:
+                if not fut.done():
+                    fut.set_result(upto)
+        if gap:
+            self._die(gap)
+
+    def _apply_decoded(self, events: list[LogEvent]) -> None:
+        assert self._apply is not None
+        if self._apply_batch is not None:
             try:
-                assert self._apply is not None
+                self._apply_batch(events)
+            except Exception:  # a bug here must not wedge the tailer; the events are durable and replay
+                log.exception("applying events seq=%d-%d of space %s failed", events[0].seq, events[-1].seq,
+                              events[0].space)  # fmt: skip
+            return
+        for e in events:
+            try:
                 self._apply(e)
             except Exception:  # a bug here must not wedge the tailer; the event is durable and replays
-                log.exception("applying event seq=%d of space %s failed", seq, space)
-            with self._lock:
-                self._applied[space] = seq
-                waiter = self._waiters.get(space, {}).pop(seq, None)
-            if waiter is not None and not waiter[0].done():
-                waiter[0].set_result(seq)
+                log.exception("applying event seq=%d of space %s failed", e.seq, e.space)
 
     def _check_not_behind(self) -> None:
         with self._lock:
@@ -568,22 +618,30 @@ class RedisStore(Store):
 
     def events_after(self, space: str, seq: int) -> Iterator[LogEvent]:
         """Replay the log after `seq`; once exhausted, this replica's tailer continues from there."""
+        for batch in self.event_batches_after(space, seq):
+            yield from batch
+
+    def event_batches_after(self, space: str, seq: int) -> Iterator[list[LogEvent]]:
+        """events_after, one XRANGE page (decoded in bulk) at a time."""
         key = _key("log", space)
         last = seq
         while True:
             try:
-                entries = self._r.xrange(key, min=f"0-{last + 1}", max="+", count=READ_COUNT)
+                entries = self._r.xrange(key, min=f"0-{last + 1}", max="+", count=LOG_READ_COUNT)
             except RedisError as e:
                 raise StoreUnavailable(f"cannot read the log of space {space!r}: {e}") from e
-            for stream_id, fields in entries:
+            batch: list[LogEvent] = []
+            for stream_id, flat in entries:
                 n = _seq_of(stream_id)
                 if n != last + 1:
                     raise RuntimeError(
                         f"space {space!r}: the log jumps from seq {last} to {n} (trimmed beyond the snapshot)"
                     )
-                yield _decode_event(space, n, fields)
+                batch.append(_decode_entry(space, n, flat))
                 last = n
-            if len(entries) < READ_COUNT:
+            if batch:
+                yield batch
+            if len(entries) < LOG_READ_COUNT:
                 break
         with self._lock:
             self._loading.pop(space, None)

@@ -23,6 +23,7 @@ import numpy as np
 
 from edgesel_server.store.base import (
     ApplyFn,
+    BatchApplyFn,
     Closure,
     Decision,
     DuplicateEvent,
@@ -185,7 +186,7 @@ class SqliteStore(Store):
             self._read_local.conn = conn
         return conn
 
-    def open(self, apply: ApplyFn) -> None:
+    def open(self, apply: ApplyFn, apply_batch: BatchApplyFn | None = None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._apply = apply
         conn = self._connect()
