@@ -1,31 +1,39 @@
 """The scale-out store: one Redis server shared by several replicas.
 
-Layout (every key starts with ``edgesel:``; ``<space>`` is the space name as is):
+Layout: every key of a space starts with ``edgesel:{<space>}:`` (the space name as is, in braces: Redis
+Cluster's hash tag, so all of a space's keys hash to one slot and every script and multi-key command below
+touches one slot; docs/redis.md). Below, ``<kind>`` stands for ``edgesel:{<space>}:<kind>``.
 
-- ``log:<space>``: a Stream, the space's ordered durable log. Entry ids are ``0-<seq>`` where ``seq`` is a
-  dense per-space counter (``seq:<space>``, INCR'd by the same Lua script as the XADD). So the interface's
+- ``log``: a Stream, the space's ordered durable log. Entry ids are ``0-<seq>`` where ``seq`` is a
+  dense per-space counter (``seq``, INCR'd by the same Lua script as the XADD). So the interface's
   integer seq *is* the stream id, ``events_after(seq)`` is ``XRANGE 0-<seq+1> +``, and a gap (an entry
   trimmed before this replica applied it) shows as a jump in seq.
 - ``fb:<event_id>``: the exactly-once claim of a feedback or default reward, ``"<kind> <reward> <seq>"``.
   The append script checks it first (an existing claim returns "duplicate" and appends nothing), then
   INCR + XADD + ``SET PX``, all atomically; it is kept ``retention_s`` (the server's decision_retention_s).
-- ``models:<space>``: hash model id -> ``"add_model <seq>"``, the claim of an AddModel, so replicas starting
+- ``models``: hash model id -> ``"add_model <seq>"``, the claim of an AddModel, so replicas starting
   together on an empty Redis add each configured model once.
 - ``dec:<event_id>``: a pending decision (JSON, context vector as base64 little-endian f64) whose TTL is the
   rest of its reward window + ``decision_margin_s`` (so a late Feedback hears "expired", not "unknown");
-  ``decidx:<space>``: sorted set event id by deadline, for ``open_decisions``; ``sel:<space>``: hash model
+  ``decidx``: sorted set event id by deadline, for ``open_decisions``; ``sel``: hash model
   id -> selections, counted by the same script that writes the decision (once, even if a batch is retried).
-- ``snap:<space>:<seq>``: a snapshot (hash: state, catalog, created); ``snaps:<space>``: sorted set of their
+  An event id does not name its space: a Feedback's decision is looked up in each space the replica serves.
+- ``snap:<seq>``: a snapshot (hash: state, catalog, created); ``snaps``: sorted set of their
   seqs; the newest ``SNAPSHOTS_KEPT`` are kept.
-- ``pos:<space>``: sorted set replica id -> the seq that replica has applied (or is about to load from);
+- ``pos``: sorted set replica id -> the seq that replica has applied (or is about to load from);
   ``alive:<replica>``: its heartbeat (TTL). The log is trimmed (``XTRIM MINID``) only below
   ``min(newest snapshot, positions of live replicas)``, so neither a live replica nor one loading a
   snapshot can miss an entry.
 
+Releases before the hash tags named these ``edgesel:log:<space>``, ``edgesel:dec:<event_id>``, ...: the first
+replica of this release to load a space moves its keys to this layout in one atomic script (MIGRATE_LUA);
+old and new replicas must not run side by side across that change (the new one refuses to start then).
+
 Threads: a writer thread sends whatever has queued up as one pipeline (decisions + appends; group commit).
-A tailer thread ``XREAD BLOCK``s every space's stream and hands each entry to ``apply`` in stream order;
-the future of an append resolves only when the XADD succeeded *and* this replica's tailer applied it, so an
-ack means durable (Redis with AOF ``appendfsync always`` replies after the fsync) and in the local state.
+A tailer thread ``XREAD BLOCK``s every space's stream and applies what it read in stream order, in bulk
+(``apply_batch``: the raw reply decoded at once, hiredis-parsed); the future of an append resolves only when
+the XADD succeeded *and* this replica's tailer applied it, so an ack means durable (Redis with AOF
+``appendfsync always`` replies after the fsync) and in the local state.
 Every replica applies every entry, so all converge to the same state at a given seq. If Redis goes away,
 appends fail with StoreUnavailable (never a false ack), decisions are kept in memory only by the engine,
 and the tailer reconnects with backoff and catches up.
@@ -122,8 +130,46 @@ return 1
 """
 
 
-def _key(*parts: str) -> str:
-    return PREFIX + ":".join(parts)
+def _skey(space: str, kind: str, *rest: str) -> str:
+    """A key of a space: ``edgesel:{<space>}:<kind>[:<rest>...]``. The braces are Redis Cluster's hash tag:
+    every key of a space hashes to one slot, so the scripts and multi-key reads touching them are valid on a
+    cluster too."""
+    return f"{PREFIX}{{{space}}}:" + ":".join((kind, *rest))
+
+
+# Moves one space's keys from the legacy layout (no hash tags) to today's, atomically and once: the first
+# replica of the new release to load the space does it (later ones find nothing to move). Legacy layouts only
+# exist on a single Redis (their scripts were never cluster-safe), where a script may name keys it computes.
+# Decisions and their claims are found through the space's decision index; a claim of a decision no longer
+# indexed is left to expire (no Feedback can reach it: its decision has expired). Returns the number of keys
+# moved, or -1 if the space has keys under both layouts (an old replica still writing: refused).
+# ARGV: the space, the legacy prefix, the new prefix.
+MIGRATE_LUA = """
+local sp, old, new = ARGV[1], ARGV[2], ARGV[3]
+local kinds = {'log', 'seq', 'models', 'decidx', 'sel', 'snaps', 'pos'}
+local any_old = false
+for _, k in ipairs(kinds) do
+  if redis.call('EXISTS', old .. k .. ':' .. sp) == 1 then any_old = true end
+end
+if not any_old then return 0 end
+if redis.call('EXISTS', new .. 'seq') == 1 or redis.call('EXISTS', new .. 'log') == 1 then return -1 end
+local moved = 0
+local function mv(a, b)
+  if redis.call('EXISTS', a) == 1 then
+    redis.call('RENAME', a, b)
+    moved = moved + 1
+  end
+end
+for _, k in ipairs(kinds) do mv(old .. k .. ':' .. sp, new .. k) end
+for _, s in ipairs(redis.call('ZRANGE', new .. 'snaps', 0, -1)) do
+  mv(old .. 'snap:' .. sp .. ':' .. s, new .. 'snap:' .. s)
+end
+for _, e in ipairs(redis.call('ZRANGE', new .. 'decidx', 0, -1)) do
+  mv(old .. 'dec:' .. e, new .. 'dec:' .. e)
+  mv(old .. 'fb:' .. e, new .. 'fb:' .. e)
+end
+return moved
+"""
 
 
 def _x_bytes(x: np.ndarray | None) -> bytes:
@@ -265,6 +311,7 @@ class RedisStore(Store):
         self._waiters: dict[str, dict[int, tuple[Future, float]]] = {}
         # get_decision reads the claim too: the engine asks closure() right after (one round trip).
         self._claims_seen: dict[str, bytes | None] = {}
+        self._migrated: set[str] = set()  # spaces whose legacy keys (if any) were moved to today's layout
         self._down_until = 0.0
         self._reconnects = 0  # bumped by the tailer each time Redis is back
         self._writer_reconnects = 0
@@ -283,7 +330,6 @@ class RedisStore(Store):
         self._t.set_response_callback("XREAD", _raw_reply)
         try:
             self._load_scripts(self._r)
-            self._r.set(_key("alive", self.replica_id), b"1", px=ALIVE_TTL_MS)
         except RedisError as e:
             raise StoreUnavailable(f"cannot reach redis at {self.url}: {e}") from e
         self._writer = threading.Thread(target=self._write_loop, name="edgesel-redis-writer", daemon=True)
@@ -310,8 +356,8 @@ class RedisStore(Store):
         try:
             pipe = self._r.pipeline(transaction=False)
             for space in self._applied:
-                pipe.zrem(_key("pos", space), self.replica_id)
-            pipe.delete(_key("alive", self.replica_id))
+                pipe.zrem(_skey(space, "pos"), self.replica_id)
+                pipe.delete(_skey(space, "alive", self.replica_id))
             pipe.execute()
         except RedisError:
             pass
@@ -334,12 +380,12 @@ class RedisStore(Store):
                         fut.set_exception(StoreUnavailable(f"the store cannot write: {e}"))
 
     def _append_call(self, pipe: Any, e: LogEvent) -> None:
-        keys = [_key("log", e.space), _key("seq", e.space)]
+        keys = [_skey(e.space, "log"), _skey(e.space, "seq")]
         if e.event_id:
-            keys.append(_key("fb", e.event_id))
+            keys.append(_skey(e.space, "fb", e.event_id))
             head: list[Any] = ["event", self.retention_ms, f"{e.kind} {float(e.reward)!r}"]
         elif e.kind == ADD_MODEL:
-            keys.append(_key("models", e.space))
+            keys.append(_skey(e.space, "models"))
             head = ["model", e.model_id, e.kind]
         else:
             keys.append(keys[0])
@@ -363,7 +409,8 @@ class RedisStore(Store):
             for kind, obj, _ in todo:
                 if kind == "decision":
                     ttl_ms = int(max(1.0, obj.deadline - now + self.decision_margin_s) * 1000)
-                    keys = [_key("dec", obj.event_id), _key("decidx", obj.space), _key("sel", obj.space)]
+                    sp = obj.space
+                    keys = [_skey(sp, "dec", obj.event_id), _skey(sp, "decidx"), _skey(sp, "sel")]
                     args = [_decision_json(obj), ttl_ms, obj.event_id, repr(obj.deadline), obj.model_id]
                     pipe.evalsha(self._decision_sha, len(keys), *keys, *args)
                 else:
@@ -427,13 +474,13 @@ class RedisStore(Store):
 
     def save_snapshot(self, snap: Snapshot) -> None:
         space = snap.space
-        index = _key("snaps", space)
+        index = _skey(space, "snaps")
         try:
             newest = self._r.zrevrange(index, 0, 0, withscores=True)
             if not newest or int(newest[0][1]) < snap.seq:
                 pipe = self._r.pipeline(transaction=True)
                 pipe.hset(
-                    _key("snap", space, str(snap.seq)),
+                    _skey(space, "snap", str(snap.seq)),
                     mapping={
                         "state": snap.state,
                         "catalog": json.dumps(snap.catalog),
@@ -446,7 +493,7 @@ class RedisStore(Store):
                 old = self._r.zrange(index, 0, -(SNAPSHOTS_KEPT + 1))
                 if old:
                     pipe = self._r.pipeline(transaction=True)
-                    pipe.delete(*[_key("snap", space, m.decode()) for m in old])
+                    pipe.delete(*[_skey(space, "snap", m.decode()) for m in old])
                     pipe.zrem(index, *old)
                     pipe.execute()
             self._trim(space)
@@ -455,14 +502,14 @@ class RedisStore(Store):
 
     def _trim(self, space: str) -> None:
         """Drop log entries that the newest snapshot covers and every live replica has applied."""
-        newest = self._r.zrevrange(_key("snaps", space), 0, 0, withscores=True)
+        newest = self._r.zrevrange(_skey(space, "snaps"), 0, 0, withscores=True)
         if not newest:
             return
         upto = int(newest[0][1])
-        pos_key = _key("pos", space)
+        pos_key = _skey(space, "pos")
         positions = self._r.zrange(pos_key, 0, -1, withscores=True)
         if positions:
-            alive = self._r.mget([_key("alive", m.decode()) for m, _ in positions])
+            alive = self._r.mget([_skey(space, "alive", m.decode()) for m, _ in positions])
             # Heartbeats expire while Redis is down too: right after a restart, wait for them to come back.
             if int(self._r.info("server")["uptime_in_seconds"]) * 1000 < 2 * ALIVE_TTL_MS:
                 alive = [b"1"] * len(positions)
@@ -473,7 +520,7 @@ class RedisStore(Store):
             if live:
                 upto = min(upto, *live)
         if upto > 0:
-            self._r.xtrim(_key("log", space), minid=f"0-{upto + 1}", approximate=True)
+            self._r.xtrim(_skey(space, "log"), minid=f"0-{upto + 1}", approximate=True)
 
     # -- the tailer --------------------------------------------------------------------------------
     def _tail_loop(self) -> None:
@@ -499,8 +546,8 @@ class RedisStore(Store):
                 if not applied:
                     self._stop.wait(BLOCK_MS / 1000)
                     continue
-                space_of = {_key("log", s).encode(): s for s in applied}
-                streams = {_key("log", s): f"0-{seq}" for s, seq in applied.items()}
+                space_of = {_skey(s, "log").encode(): s for s in applied}
+                streams = {_skey(s, "log"): f"0-{seq}" for s, seq in applied.items()}
                 resp = self._t.xread(streams, count=LOG_READ_COUNT, block=BLOCK_MS)
                 # RESP3 (redis-py >= 8 by default) answers a map, RESP2 a list of [key, entries].
                 for key, entries in resp.items() if isinstance(resp, dict) else resp or []:
@@ -563,12 +610,30 @@ class RedisStore(Store):
             except Exception:  # a bug here must not wedge the tailer; the event is durable and replays
                 log.exception("applying event seq=%d of space %s failed", e.seq, e.space)
 
+    def _migrate_legacy_keys(self, space: str) -> None:
+        """Today's key layout for a space a release before the hash tags wrote (MIGRATE_LUA), once."""
+        if space in self._migrated:
+            return
+        moved = int(self._r.eval(MIGRATE_LUA, 0, space, PREFIX, _skey(space, "")))  # "edgesel:{<space>}:"
+        if moved < 0:
+            raise StoreUnavailable(
+                f"space {space!r} has keys under both the legacy layout (edgesel:log:{space}, ...) and "
+                f"today's (edgesel:{{{space}}}:log, ...): a replica of an older release still writes; stop "
+                "every old replica, then start this one"
+            )
+        if moved:
+            log.warning("redis keys moved to the cluster-safe layout", extra={"space": space, "keys": moved})
+        self._migrated.add(space)
+
     def _check_not_behind(self) -> None:
         with self._lock:
             spaces = dict(self._applied)
         if not spaces:
             return
-        counters = self._t.mget([_key("seq", s) for s in spaces])
+        pipe = self._t.pipeline(transaction=False)  # one GET per space: their keys are in different slots
+        for s in spaces:
+            pipe.get(_skey(s, "seq"))
+        counters = pipe.execute()
         for (space, applied), c in zip(spaces.items(), counters, strict=True):
             if int(c or 0) < applied:
                 self._die(
@@ -585,28 +650,29 @@ class RedisStore(Store):
         with self._lock:
             positions = {**self._loading, **self._applied}
         pipe = self._t.pipeline(transaction=False)
-        pipe.set(_key("alive", self.replica_id), b"1", px=ALIVE_TTL_MS)
         for space, seq in positions.items():
-            pipe.zadd(_key("pos", space), {self.replica_id: seq})
+            pipe.set(_skey(space, "alive", self.replica_id), b"1", px=ALIVE_TTL_MS)
+            pipe.zadd(_skey(space, "pos"), {self.replica_id: seq})
             # Index entries whose decision has certainly expired.
-            pipe.zremrangebyscore(_key("decidx", space), "-inf", time.time() - self.decision_margin_s)
+            pipe.zremrangebyscore(_skey(space, "decidx"), "-inf", time.time() - self.decision_margin_s)
         pipe.execute()
 
     # -- reads -------------------------------------------------------------------------------------
     def latest_snapshot(self, space: str) -> Snapshot | None:
         try:
             # Hold trimming back before looking: a snapshot written meanwhile can trim only what it covers.
+            self._migrate_legacy_keys(space)
             with self._lock:
                 self._loading[space] = 0
             pipe = self._r.pipeline(transaction=False)
-            pipe.set(_key("alive", self.replica_id), b"1", px=ALIVE_TTL_MS)
-            pipe.zadd(_key("pos", space), {self.replica_id: 0})
+            pipe.set(_skey(space, "alive", self.replica_id), b"1", px=ALIVE_TTL_MS)
+            pipe.zadd(_skey(space, "pos"), {self.replica_id: 0})
             pipe.execute()
-            newest = self._r.zrevrange(_key("snaps", space), 0, 0)
+            newest = self._r.zrevrange(_skey(space, "snaps"), 0, 0)
             if not newest:
                 return None
             seq = int(newest[0])
-            h = self._r.hgetall(_key("snap", space, str(seq)))
+            h = self._r.hgetall(_skey(space, "snap", str(seq)))
         except RedisError as e:
             raise StoreUnavailable(f"cannot read the snapshot of space {space!r}: {e}") from e
         if not h:  # deleted between the two reads: a newer one exists
@@ -623,7 +689,7 @@ class RedisStore(Store):
 
     def event_batches_after(self, space: str, seq: int) -> Iterator[list[LogEvent]]:
         """events_after, one XRANGE page (decoded in bulk) at a time."""
-        key = _key("log", space)
+        key = _skey(space, "log")
         last = seq
         while True:
             try:
@@ -647,18 +713,29 @@ class RedisStore(Store):
             self._loading.pop(space, None)
             self._applied.setdefault(space, last)
 
+    def _served_spaces(self) -> list[str]:
+        with self._lock:
+            return list(dict.fromkeys([*self._applied, *self._loading]))
+
     def get_decision(self, event_id: str) -> Decision | None:
+        # An event id does not name its space: look in each space this replica serves (one round trip).
+        spaces = self._served_spaces()
         try:
-            raw, claim = self._r.mget([_key("dec", event_id), _key("fb", event_id)])
+            pipe = self._r.pipeline(transaction=False)
+            for space in spaces:
+                pipe.mget([_skey(space, "dec", event_id), _skey(space, "fb", event_id)])
+            found = pipe.execute()
         except RedisError as e:
             raise StoreUnavailable(f"cannot read decision {event_id}: {e}") from e
-        if raw is None:
-            return None
-        with self._lock:
-            if len(self._claims_seen) >= 4096:
-                self._claims_seen.clear()
-            self._claims_seen[event_id] = claim
-        return _decision_from_json(raw)
+        for raw, claim in found:
+            if raw is None:
+                continue
+            with self._lock:
+                if len(self._claims_seen) >= 4096:
+                    self._claims_seen.clear()
+                self._claims_seen[event_id] = claim
+            return _decision_from_json(raw)
+        return None
 
     def closure(self, event_id: str) -> Closure | None:
         # A claim read a moment ago by get_decision will do: if it was made since, the append says DUPLICATE.
@@ -667,21 +744,24 @@ class RedisStore(Store):
             raw = self._claims_seen.pop(event_id, None)
         if not seen:
             try:
-                raw = self._r.get(_key("fb", event_id))
+                pipe = self._r.pipeline(transaction=False)
+                for space in self._served_spaces():
+                    pipe.get(_skey(space, "fb", event_id))
+                raw = next((c for c in pipe.execute() if c is not None), None)
             except RedisError as e:
                 raise StoreUnavailable(f"cannot read event {event_id}: {e}") from e
         return None if raw is None else _claim_closure(raw)
 
     def selection_counts(self, space: str) -> dict[str, int]:
         try:
-            raw = self._r.hgetall(_key("sel", space))
+            raw = self._r.hgetall(_skey(space, "sel"))
         except RedisError as e:
             raise StoreUnavailable(f"cannot read the selection counts of space {space!r}: {e}") from e
         return {k.decode(): int(v) for k, v in raw.items()}
 
     def open_decisions(self, space: str, since: float) -> Iterator[Decision]:
         """Every replica's open decisions (so a restarted replica can apply default rewards for them)."""
-        index = _key("decidx", space)
+        index = _skey(space, "decidx")
         start = 0
         while True:
             try:
@@ -690,8 +770,8 @@ class RedisStore(Store):
                     return
                 pipe = self._r.pipeline(transaction=False)
                 for eid in ids:
-                    pipe.get(_key("dec", eid.decode()))
-                    pipe.exists(_key("fb", eid.decode()))
+                    pipe.get(_skey(space, "dec", eid.decode()))
+                    pipe.exists(_skey(space, "fb", eid.decode()))
                 res = pipe.execute()
             except RedisError as e:
                 raise StoreUnavailable(f"cannot read the open decisions of space {space!r}: {e}") from e
@@ -705,20 +785,20 @@ class RedisStore(Store):
         try:
             with self._lock:
                 spaces = list(self._applied)
-            return sum(int(self._r.zremrangebyscore(_key("decidx", s), "-inf", before)) for s in spaces)
+            return sum(int(self._r.zremrangebyscore(_skey(s, "decidx"), "-inf", before)) for s in spaces)
         except RedisError as e:
             raise StoreUnavailable(f"cannot purge decisions: {e}") from e
 
     def decision_log(self, space: str) -> Iterator[tuple[Decision, float | None]]:
         """The decisions still in Redis (window + decision_margin_s), by deadline, with their rewards."""
-        index = _key("decidx", space)
+        index = _skey(space, "decidx")
         start = 0
         while True:
             try:
                 ids = self._r.zrange(index, start, start + READ_COUNT - 1)
                 if not ids:
                     return
-                keys = [_key(kind, eid.decode()) for eid in ids for kind in ("dec", "fb")]
+                keys = [_skey(space, kind, eid.decode()) for eid in ids for kind in ("dec", "fb")]
                 res = self._r.mget(keys)
             except RedisError as e:
                 raise StoreUnavailable(f"cannot read the decisions of space {space!r}: {e}") from e
