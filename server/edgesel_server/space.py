@@ -714,7 +714,8 @@ class SpaceRuntime:
             group,
             device_class,
         )
-        ranking = _ranking(sel.scores) if sel.scores is not None else []
+        # qoe_model's decision always carries the scores (it picks from them): rank only when asked.
+        ranking = _ranking(sel.scores) if include_ranking and sel.scores is not None else []
         self.decided_since_snapshot = True
         return Choice(decision, self.catalog.get(sel.id), sel.total, sel.exploratory, ranking)
 
