@@ -140,15 +140,15 @@ class Engine:
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
         """Open the store, rebuild every space from its snapshot + log, and reload pending decisions."""
-        self.store.open(self._apply)
+        self.store.open(self._apply, apply_batch=self._apply_batch)
         now = time.time()
         for space in self.spaces.values():
             snap = self.store.latest_snapshot(space.name)
             space.restore(snap)
             replayed = 0
-            for e in self.store.events_after(space.name, snap.seq if snap else 0):
-                space.apply(e)
-                replayed += 1
+            for batch in self.store.event_batches_after(space.name, snap.seq if snap else 0):
+                space.apply_batch(batch)
+                replayed += len(batch)
             missing = [m for m in space.cfg.models if not space.has_model(m.id)]
             for m in missing:
                 # Replicas starting together race to add the configured models; the log keeps one add per
@@ -197,8 +197,8 @@ class Engine:
         for space in self.spaces.values():
             snap = self.store.latest_snapshot(space.name)
             space.restore(snap)
-            for e in self.store.events_after(space.name, snap.seq if snap else 0):
-                space.apply(e)
+            for batch in self.store.event_batches_after(space.name, snap.seq if snap else 0):
+                space.apply_batch(batch)
 
     def _apply(self, e: LogEvent) -> None:
         space = self.spaces.get(e.space)
@@ -206,6 +206,15 @@ class Engine:
             log.warning("log event for a space not in the config is skipped", extra={"space": e.space})
             return
         space.apply(e)
+
+    def _apply_batch(self, events: list[LogEvent]) -> None:
+        """Events of one space (the store reads them per space), in log order."""
+        space = self.spaces.get(events[0].space) if events else None
+        if space is None:
+            for e in events:
+                self._apply(e)
+            return
+        space.apply_batch(events, isolate=True)
 
     async def run_background(self) -> None:
         """Expire decisions, snapshot, purge old decisions; runs until cancelled."""
@@ -269,7 +278,9 @@ class Engine:
         todo = decisions
         for _attempt in range(CLOSE_ATTEMPTS):
             try:
-                observed = await asyncio.to_thread(self.store.observations, [d.event_id for d in todo])
+                observed = await asyncio.to_thread(
+                    self.store.observations, space.name, [d.event_id for d in todo]
+                )
             except StoreUnavailable:
                 break
             results = await asyncio.gather(
@@ -683,7 +694,9 @@ class Engine:
         """A Feedback in a space that aggregates rewards: recorded durably (ACCEPTED), learned with the
         others when the window closes; a retry of a recorded one (same key) is DUPLICATE with its reward."""
         if closure is not None or time.time() > d.deadline:
-            observed = (await asyncio.to_thread(self.store.observations, [d.event_id]))[d.event_id]
+            observed = (await asyncio.to_thread(self.store.observations, space.name, [d.event_id]))[
+                d.event_id
+            ]
             earlier = next((o for o in observed if o.key == key), None)
             if earlier is not None:
                 space.stats.duplicates += 1
@@ -696,7 +709,7 @@ class Engine:
             await self.flush_unsaved()  # its observations must not reach the store before the decision
         o = Observation(d.event_id, key, value, dict(measurements), failed, failure_reason, time.time())
         try:
-            await self._await(self.store.submit_observation(o, d.deadline))
+            await self._await(self.store.submit_observation(space.name, o, d.deadline))
         except DuplicateObservation as dup:
             space.stats.duplicates += 1
             return FeedbackResult(True, dup.observation.reward)

@@ -211,6 +211,7 @@ class LiftTracker:
         self.total: dict[tuple[str, str], Outcomes] = {}
         # slot index (floor(t / slot_s)) -> cell -> outcomes; only the last `slots` indices are kept
         self.recent: dict[int, dict[tuple[str, str], Outcomes]] = {}
+        self._oldest: int | None = None  # min(recent), or None: not known (recomputed by the next trim)
 
     def add(
         self,
@@ -229,14 +230,29 @@ class LiftTracker:
         if bucket is not None and not 0 <= bucket < BUCKETS:
             raise ValueError(f"bucket must be in [0, {BUCKETS}), got {bucket}")
         cell = (group, device_class)
-        self.total.setdefault(cell, Outcomes()).add(qoe, latency_ms, failed, bucket)
+        # get-then-create, not setdefault(cell, Outcomes()): this runs for every reward a replica applies.
+        o = self.total.get(cell)
+        if o is None:
+            o = self.total[cell] = Outcomes()
+        o.add(qoe, latency_ms, failed, bucket)
         slot = math.floor(at / self.slot_s)
-        self.recent.setdefault(slot, {}).setdefault(cell, Outcomes()).add(qoe, latency_ms, failed, bucket)
+        cells = self.recent.get(slot)
+        if cells is None:
+            cells = self.recent[slot] = {}
+            if self._oldest is not None and slot < self._oldest:
+                self._oldest = slot
+        o = cells.get(cell)
+        if o is None:
+            o = cells[cell] = Outcomes()
+        o.add(qoe, latency_ms, failed, bucket)
         self._trim(slot)
 
     def _trim(self, newest: int) -> None:
+        if self._oldest is not None and self._oldest > newest - self.slots:
+            return  # nothing is old enough to leave
         for s in [s for s in self.recent if s <= newest - self.slots]:
             del self.recent[s]
+        self._oldest = min(self.recent) if self.recent else None
 
     def window(self, now: float) -> dict[tuple[str, str], Outcomes]:
         first = math.floor(now / self.slot_s) - self.slots + 1

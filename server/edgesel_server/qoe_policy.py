@@ -86,9 +86,9 @@ def feedback_payload(
     return json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
 
 
-def learn(model: QoeModel, arm_id: str, x, reward: float, payload: bytes) -> None:
-    """Applies one feedback log event to the per-target models (see the module docstring)."""
-    record = json.loads(payload) if payload else {}
+def learn_record(model: QoeModel, arm_id: str, x, reward: float, record: Mapping) -> None:
+    """Applies one feedback log event, its payload parsed, to the per-target models (see the module
+    docstring)."""
     if "v" not in record:  # a scalar reward (the payload, if any, holds only the report's outcome)
         model.update(arm_id, x, reward)
         return
@@ -111,11 +111,9 @@ def learn(model: QoeModel, arm_id: str, x, reward: float, payload: bytes) -> Non
     )
 
 
-def failed_installation(payload: bytes) -> str:
-    """The installation a failed run was reported from ("" when the event is no failure or has none)."""
-    if not payload:
-        return ""
-    record = json.loads(payload)
+def failed_installation_of(record: Mapping) -> str:
+    """The installation a failed run was reported from, given an event's parsed payload ("" when the event is
+    no failure or has none)."""
     if not record.get("failed"):
         return ""
     return str(record.get("prefs", {}).get("installation_id", ""))

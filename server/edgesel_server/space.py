@@ -50,6 +50,11 @@ from edgesel_server.store.base import Decision, LogEvent, Snapshot
 
 log = logging.getLogger(__name__)
 
+REWARD_KINDS = (ev.FEEDBACK, ev.DEFAULT_REWARD)
+_json_object = json.JSONDecoder().decode  # json.loads of a str without its per-call checks
+# apply_batch holds the space's lock for at most this many events at a time (Selects wait meanwhile).
+LEARN_BATCH_MAX = 256
+
 REJECTED_IMPORTS_KEPT = 64
 
 # Names a device may use for QoE weight overrides, mapped onto the QoE function's measurement names.
@@ -302,26 +307,21 @@ class SpaceRuntime:
     def apply(self, e: LogEvent) -> None:
         """Apply one committed event. Called in log order, by one thread at a time."""
         with self.lock:
-            if e.kind in (ev.FEEDBACK, ev.DEFAULT_REWARD):
+            if e.kind in REWARD_KINDS:
                 assert e.x is not None
                 outcome = json.loads(e.payload) if e.payload else {}
                 # A holdout decision's reward is recorded and reported but never teaches the policy: the
                 # flag rides in the event, so replay and every replica skip the same events.
-                if outcome.get("group") != HOLDOUT:
+                taught = outcome.get("group") != HOLDOUT
+                if taught:
                     if isinstance(self.bandit, QoeModel):
-                        qoe_policy.learn(self.bandit, e.model_id, e.x, e.reward, e.payload)
+                        qoe_policy.learn_record(self.bandit, e.model_id, e.x, e.reward, outcome)
                     else:
                         self.bandit.update(e.model_id, e.x, e.reward)
-                    c = self.counters.setdefault(e.model_id, ArmCounters())
-                    c.n_updates += 1
-                    c.reward_sum += e.reward
-                    c.last_update = e.created
-                installation = qoe_policy.failed_installation(e.payload)
-                if installation:
-                    self.failed_pairs.add(installation, e.model_id)
-                if "group" in outcome:  # events written before the report existed carry no outcome
-                    self._observe(e, outcome)
-            elif e.kind == ev.NO_FEEDBACK:
+                self._account(e, outcome, taught)  # the same bookkeeping as a batch (apply_batch)
+                self._refresh_active()
+                return
+            if e.kind == ev.NO_FEEDBACK:
                 pass  # an aggregating decision's window closed without Feedback (dropped): only its place
             elif e.kind == ev.LIFT_GUARDRAIL:
                 cls = json.loads(e.payload)["device_class"]
@@ -366,6 +366,88 @@ class SpaceRuntime:
             self._refresh_active()
             self.applied_seq = e.seq
             self.since_snapshot += 1
+
+    def apply_batch(self, events: Sequence[LogEvent], *, isolate: bool = False) -> None:
+        """Apply committed events in log order with exactly the result of `apply` one by one, bit for bit (a
+        replica catching up, or replaying at start). Runs of reward events share one lock, one payload parse
+        each and one catalog refresh, and a linear bandit learns a run through one `update_batch` (0.8 us per
+        observation in Rust). An event that fails raises, as `apply` does; with `isolate` it is logged and
+        skipped instead, as the tailer does around `apply`."""
+        i = 0
+        while i < len(events):
+            j = i
+            while j < len(events) and j - i < LEARN_BATCH_MAX and events[j].kind in REWARD_KINDS:
+                j += 1
+            if j == i:
+                self._apply_one(events[i], isolate)
+                i += 1
+                continue
+            if not self._apply_rewards(events[i:j], isolate):
+                for e in events[i:j]:  # one the core refuses: one by one, so the others still count
+                    self._apply_one(e, isolate)
+            i = j
+
+    def _apply_one(self, e: LogEvent, isolate: bool) -> None:
+        try:
+            self.apply(e)
+        except Exception:
+            if not isolate:
+                raise
+            # The event is durable and replays; a bug must not stop the others.
+            log.exception("applying event seq=%d of space %s failed", e.seq, self.name)
+
+    def _apply_rewards(self, run: Sequence[LogEvent], isolate: bool) -> bool:
+        """What `apply` does for each of these FEEDBACK/DEFAULT_REWARD events; False (and nothing applied)
+        if the linear bandit refuses one of them."""
+        with self.lock:
+            outcomes = [_json_object(e.payload.decode()) if e.payload else {} for e in run]
+            teach = [outcome.get("group") != HOLDOUT for outcome in outcomes]
+            if any(e.x is None for e in run):
+                return False
+            if isinstance(self.bandit, QoeModel):
+                # No batch form: each update reads the model as the previous one left it (residuals).
+                for e, outcome, taught in zip(run, outcomes, teach, strict=True):
+                    try:
+                        if taught:
+                            qoe_policy.learn_record(self.bandit, e.model_id, e.x, e.reward, outcome)
+                    except Exception:
+                        if not isolate:
+                            raise
+                        log.exception("applying event seq=%d of space %s failed", e.seq, self.name)
+                        continue
+                    self._account(e, outcome, taught)
+            else:
+                taught_events = [e for e, taught in zip(run, teach, strict=True) if taught]
+                if taught_events:
+                    try:
+                        self.bandit.update_batch(
+                            [e.model_id for e in taught_events],
+                            np.stack([e.x for e in taught_events]),  # type: ignore[misc]
+                            np.array([e.reward for e in taught_events], dtype=np.float64),
+                        )
+                    except ValueError:
+                        return False
+                for e, outcome, taught in zip(run, outcomes, teach, strict=True):
+                    self._account(e, outcome, taught)
+            self._refresh_active()
+        return True
+
+    def _account(self, e: LogEvent, outcome: Mapping, taught: bool) -> None:
+        """apply's bookkeeping of a reward event whose learning is done."""
+        if taught:
+            c = self.counters.get(e.model_id)
+            if c is None:
+                c = self.counters[e.model_id] = ArmCounters()
+            c.n_updates += 1
+            c.reward_sum += e.reward
+            c.last_update = e.created
+        installation = qoe_policy.failed_installation_of(outcome)
+        if installation:
+            self.failed_pairs.add(installation, e.model_id)
+        if "group" in outcome:  # events written before the report existed carry no outcome
+            self._observe(e, outcome)
+        self.applied_seq = e.seq
+        self.since_snapshot += 1
 
     def _observe(self, e: LogEvent, outcome: Mapping) -> None:
         group, cls = outcome["group"], outcome["device_class"]
@@ -655,7 +737,8 @@ class SpaceRuntime:
             group,
             device_class,
         )
-        ranking = _ranking(sel.scores) if sel.scores is not None else []
+        # qoe_model's decision always carries the scores (it picks from them): rank only when asked.
+        ranking = _ranking(sel.scores) if include_ranking and sel.scores is not None else []
         self.decided_since_snapshot = True
         return Choice(decision, self.catalog.get(sel.id), sel.total, sel.exploratory, ranking)
 

@@ -74,7 +74,7 @@ def feedback_until_answered(
 
 
 def applied_seq(r: redis.Redis) -> int:
-    return int(r.get("edgesel:seq:vision") or 0)  # type: ignore[arg-type]
+    return int(r.get("edgesel:{vision}:seq") or 0)  # type: ignore[arg-type]
 
 
 def test_replica_and_redis_crashes_keep_every_statistic_exact(

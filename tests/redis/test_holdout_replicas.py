@@ -35,7 +35,7 @@ def test_two_replicas_agree_on_groups_report_and_state(tmp_path: Path, redis_ser
             first, second = (fa, fb) if k % 2 else (fb, fa)
             for fleet in (first, second):
                 got = fleet.select(i, "exynos")
-                stored = json.loads(r.get(f"edgesel:dec:{got.event_id}"))  # type: ignore[arg-type]
+                stored = json.loads(r.get(f"edgesel:{{fleet}}:dec:{got.event_id}"))  # type: ignore[arg-type]
                 assert stored["group"] == ("holdout" if i in held else "policy")
                 assert stored["device_class"] == "exynos"
                 if i in held:

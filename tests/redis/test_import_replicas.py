@@ -14,7 +14,7 @@ def test_an_import_reaches_every_replica_as_one_entry(tmp_path: Path, redis_serv
     r = redis_server.client()
     with replicas(tmp_path, redis_server, 2) as procs:
         a, b = (p.target for p in procs)
-        entries = r.xlen("edgesel:log:vision")
+        entries = r.xlen("edgesel:{vision}:log")
         request = catalog_pb2.ImportModelsRequest(
             space="vision",
             add=[
@@ -26,7 +26,7 @@ def test_an_import_reaches_every_replica_as_one_entry(tmp_path: Path, redis_serv
             update=[types_pb2.Model(model_id="big", version="7")],
         )
         cat(a).ImportModels(request, timeout=10)
-        assert r.xlen("edgesel:log:vision") == entries + 1
+        assert r.xlen("edgesel:{vision}:log") == entries + 1
         exports = converge([a, b], r)
         assert exports[0] == exports[1]
         listed = [

@@ -63,7 +63,7 @@ def export(target: str, space: str = "vision") -> tuple[bytes, str, int]:
 
 def converge(targets: list[str], r: redis.Redis, space: str = "vision", timeout: float = 30.0) -> list:
     """Wait until every replica has applied the whole log; returns their exports."""
-    want = str(int(r.get(f"edgesel:seq:{space}") or 0))  # type: ignore[arg-type]
+    want = str(int(r.get(f"edgesel:{{{space}}}:seq") or 0))  # type: ignore[arg-type]
     deadline = time.monotonic() + timeout
     while True:
         exports = [export(t, space) for t in targets]
@@ -134,10 +134,10 @@ class Load:
 
 def feedback_claims(r: redis.Redis, kind: str = "feedback") -> set[str]:
     out = set()
-    for key in r.scan_iter(match="edgesel:fb:*", count=1000):
+    for key in r.scan_iter(match="edgesel:{*}:fb:*", count=1000):
         value = r.get(key)
         if value is not None and value.split()[0].decode() == kind:  # type: ignore[union-attr]
-            out.add(key.decode()[len("edgesel:fb:") :])
+            out.add(key.decode().rsplit(":fb:", 1)[1])
     return out
 
 
@@ -153,8 +153,8 @@ def test_spread_load_converges_to_identical_state(tmp_path: Path, redis_server: 
         assert len({e[0] for e in exports}) == 1, "replicas hold different learned states"
         assert exports[0][2] == len(load.acked)
         # Snapshots were written and the log was trimmed below them.
-        assert r.zcard("edgesel:snaps:vision") >= 1
-        assert r.xlen("edgesel:log:vision") < int(r.get("edgesel:seq:vision"))  # type: ignore[arg-type]
+        assert r.zcard("edgesel:{vision}:snaps") >= 1
+        assert r.xlen("edgesel:{vision}:log") < int(r.get("edgesel:{vision}:seq"))  # type: ignore[arg-type]
         # A fresh replica (latest snapshot + the rest of the stream) has the very same state.
         fresh = start_replica(tmp_path, "fresh")
         try:

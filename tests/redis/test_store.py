@@ -95,7 +95,7 @@ def test_decisions_are_shared_with_a_ttl(two: tuple[Replica, Replica], redis_ser
     got = b.store.get_decision("d1")
     assert got is not None and got.x.tobytes() == d.x.tobytes() and got.prefs == d.prefs
     assert [x.event_id for x in b.store.open_decisions("s", now)] == ["d1"]
-    ttl = redis_server.client().pttl("edgesel:dec:d1")
+    ttl = redis_server.client().pttl("edgesel:{s}:dec:d1")
     assert 30_000 < ttl <= (30 + a.store.decision_margin_s) * 1000
     b.store.submit_event(reward(ev.FEEDBACK, "d1", 0.75)).result(timeout=5)
     assert list(a.store.open_decisions("s", now)) == []
@@ -115,7 +115,7 @@ def test_trim_keeps_what_a_loading_replica_needs(
         a.store.submit_event(reward(ev.FEEDBACK, f"x{i}")).result(timeout=5)
     wait_for(lambda: len(b.applied) == 10)
     a.store.save_snapshot(Snapshot("s", 10, b"state", [], 1.0))
-    assert r.xlen("edgesel:log:s") == 10
+    assert r.xlen("edgesel:{s}:log") == 10
     assert [e.seq for e in late.store.events_after("s", 0)] == list(range(1, 11))
     # Once every replica is past it, a snapshot lets the log go (approximate trimming: whole nodes).
     for i in range(10, 300):
@@ -124,7 +124,7 @@ def test_trim_keeps_what_a_loading_replica_needs(
     for rep in (a, b, late):
         rep.store._heartbeat()
     b.store.save_snapshot(Snapshot("s", 300, b"state", [], 2.0))
-    assert r.xlen("edgesel:log:s") < 300
+    assert r.xlen("edgesel:{s}:log") < 300
     assert late.store.latest_snapshot("s").seq == 300  # type: ignore[union-attr]
     assert list(late.store.events_after("s", 300)) == []
     late.store.close()
@@ -135,9 +135,9 @@ def test_a_gap_in_the_log_is_fatal_not_silent(
 ) -> None:
     a, _ = two
     r = redis_server.client()
-    r.set("edgesel:seq:s", 5)
+    r.set("edgesel:{s}:seq", 5)
     fields = {"k": "reset", "e": "", "m": "", "x": b"\x00", "r": "0.0", "p": b"", "c": "1.0"}
-    r.xadd("edgesel:log:s", fields, id="0-5")  # seqs 1-4 never reached this replica
+    r.xadd("edgesel:{s}:log", fields, id="0-5")  # seqs 1-4 never reached this replica
     wait_for(lambda: bool(a.fatal))
     time.sleep(0.6)
     assert "jumps from seq 0 to 5" in a.fatal[0]

@@ -30,13 +30,15 @@ def check_observation_fences(store: Store, space: str) -> None:
     d = Decision(new_event_id(), space, "m", np.array([0.5, 1.0]), now, now + 60)
     store.submit_decision(d).result(timeout=10)
     first = Observation(d.event_id, "a", 0.5, {"latency_ms": 12.5}, False, "", now)
-    assert store.submit_observation(first, d.deadline).result(timeout=10) == 1
+    assert store.submit_observation(d.space, first, d.deadline).result(timeout=10) == 1
     with pytest.raises(DuplicateObservation) as dup:  # a retry: the recorded one answers
-        store.submit_observation(dataclasses.replace(first, reward=0.9), d.deadline).result(timeout=10)
+        store.submit_observation(d.space, dataclasses.replace(first, reward=0.9), d.deadline).result(
+            timeout=10
+        )
     assert dup.value.observation == dataclasses.replace(first, n=1)
     second = Observation(d.event_id, "b", 0.75, {}, True, "timeout", now + 1)
-    assert store.submit_observation(second, d.deadline).result(timeout=10) == 2
-    assert store.observations([d.event_id, "unknown"]) == {
+    assert store.submit_observation(d.space, second, d.deadline).result(timeout=10) == 2
+    assert store.observations(d.space, [d.event_id, "unknown"]) == {
         d.event_id: [dataclasses.replace(first, n=1), dataclasses.replace(second, n=2)],
         "unknown": [],
     }
@@ -49,10 +51,10 @@ def check_observation_fences(store: Store, space: str) -> None:
     store.submit_close(close, 2).result(timeout=10)
     assert store.closure(d.event_id) == Closure(ev.FEEDBACK, 0.625)
     with pytest.raises(DuplicateEvent):  # after the close nothing is recorded any more
-        store.submit_observation(Observation(d.event_id, "c", 0.1), d.deadline).result(timeout=10)
+        store.submit_observation(d.space, Observation(d.event_id, "c", 0.1), d.deadline).result(timeout=10)
     with pytest.raises(DuplicateEvent):
         store.submit_close(close, 2).result(timeout=10)
-    assert len(store.observations([d.event_id])[d.event_id]) == 2
+    assert len(store.observations(d.space, [d.event_id])[d.event_id]) == 2
 
 
 def check_activation(store: Store, space: str) -> None:

@@ -208,3 +208,14 @@ def pick_ranking(stub, installation: str) -> list:
             stub, installation_id=installation, eligible_model_ids=["small", "big"], include_ranking=True
         ).ranking
     )
+
+
+def test_the_ranking_comes_only_when_asked_for(qoe_server: ServerProcess) -> None:
+    """selection.proto: "only when include_ranking was set" — qoe_model used to rank (and send) every arm on
+    every Select."""
+    with grpc.insecure_channel(qoe_server.target) as ch:
+        stub = sel_grpc.SelectionServiceStub(ch)
+        plain = select(stub)
+        assert plain.model.model_id and list(plain.ranking) == []
+        ranked = select(stub, include_ranking=True)
+        assert len(ranked.ranking) >= 2 and ranked.ranking[0].model_id == ranked.model.model_id

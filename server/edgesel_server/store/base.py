@@ -201,6 +201,8 @@ class Snapshot:
 
 
 ApplyFn = Callable[[LogEvent], None]
+# Applies several committed events of one space, in log order, as ApplyFn would one by one (same result).
+BatchApplyFn = Callable[[list[LogEvent]], None]
 
 BATCH_MAX = 512
 
@@ -254,8 +256,9 @@ class Store(abc.ABC):
     commit_observer: Callable[[float, bool], None] | None = None
 
     @abc.abstractmethod
-    def open(self, apply: ApplyFn) -> None:
-        """Connect; `apply` is called with every committed event, in log order."""
+    def open(self, apply: ApplyFn, apply_batch: BatchApplyFn | None = None) -> None:
+        """Connect; `apply` is called with every committed event, in log order (or, where the store reads
+        many at once, `apply_batch` with a list of them, if given)."""
 
     @abc.abstractmethod
     def close(self) -> None: ...
@@ -265,6 +268,17 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def events_after(self, space: str, seq: int) -> Iterator[LogEvent]: ...
+
+    def event_batches_after(self, space: str, seq: int) -> Iterator[list[LogEvent]]:
+        """`events_after` in lists (for `apply_batch`), same events, same order."""
+        batch: list[LogEvent] = []
+        for e in self.events_after(space, seq):
+            batch.append(e)
+            if len(batch) >= BATCH_MAX:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
     @abc.abstractmethod
     def save_snapshot(self, snap: Snapshot) -> None: ...
@@ -280,11 +294,11 @@ class Store(abc.ABC):
         StoreUnavailable on failure)."""
         return self._writes.submit("event", event)
 
-    def submit_observation(self, observation: Observation, deadline: float) -> Future[int]:
+    def submit_observation(self, space: str, observation: Observation, deadline: float) -> Future[int]:
         """Record one Feedback of an aggregating space (its decision's window closes at `deadline`);
         resolves to its place `n` once durable. DuplicateObservation for a key recorded already,
         DuplicateEvent once the decision is closed, TooManyObservations beyond MAX_OBSERVATIONS."""
-        return self._writes.submit("observation", (observation, deadline))
+        return self._writes.submit("observation", (observation, deadline, space))
 
     def submit_close(self, event: LogEvent, observations: int) -> Future[int]:
         """Append the event that closes an aggregating decision, computed from `observations` of them: as
@@ -297,8 +311,8 @@ class Store(abc.ABC):
         return self._writes.submit("activate", (decision, activated, deadline))
 
     @abc.abstractmethod
-    def observations(self, event_ids: list[str]) -> dict[str, list[Observation]]:
-        """The recorded observations of these decisions, each list in the order `n`."""
+    def observations(self, space: str, event_ids: list[str]) -> dict[str, list[Observation]]:
+        """The recorded observations of these decisions of `space`, each list in the order `n`."""
 
     @abc.abstractmethod
     def get_decision(self, event_id: str) -> Decision | None: ...

@@ -1,39 +1,47 @@
 """The scale-out store: one Redis server shared by several replicas.
 
-Layout (every key starts with ``edgesel:``; ``<space>`` is the space name as is):
+Layout: every key of a space starts with ``edgesel:{<space>}:`` (the space name as is, in braces: Redis
+Cluster's hash tag, so all of a space's keys hash to one slot and every script and multi-key command below
+touches one slot; docs/redis.md). Below, ``<kind>`` stands for ``edgesel:{<space>}:<kind>``.
 
-- ``log:<space>``: a Stream, the space's ordered durable log. Entry ids are ``0-<seq>`` where ``seq`` is a
-  dense per-space counter (``seq:<space>``, INCR'd by the same Lua script as the XADD). So the interface's
+- ``log``: a Stream, the space's ordered durable log. Entry ids are ``0-<seq>`` where ``seq`` is a
+  dense per-space counter (``seq``, INCR'd by the same Lua script as the XADD). So the interface's
   integer seq *is* the stream id, ``events_after(seq)`` is ``XRANGE 0-<seq+1> +``, and a gap (an entry
   trimmed before this replica applied it) shows as a jump in seq.
 - ``fb:<event_id>``: the exactly-once claim of a feedback or default reward, ``"<kind> <reward> <seq>"``.
   The append script checks it first (an existing claim returns "duplicate" and appends nothing), then
   INCR + XADD + ``SET PX``, all atomically; it is kept ``retention_s`` (the server's decision_retention_s).
-- ``models:<space>``: hash model id -> ``"add_model <seq>"``, the claim of an AddModel, so replicas starting
+- ``models``: hash model id -> ``"add_model <seq>"``, the claim of an AddModel, so replicas starting
   together on an empty Redis add each configured model once.
 - ``dec:<event_id>``: a pending decision (JSON, context vector as base64 little-endian f64) whose TTL is the
   rest of its reward window + ``decision_margin_s`` (so a late Feedback hears "expired", not "unknown");
-  ``decidx:<space>``: sorted set event id by deadline, for ``open_decisions``; ``sel:<space>``: hash model
+  ``decidx``: sorted set event id by deadline, for ``open_decisions``; ``sel``: hash model
   id -> selections, counted by the same script that writes the decision (once, even if a batch is retried).
+  An event id does not name its space: a Feedback's decision is looked up in each space the replica serves.
 - ``obs:<event_id>``: the Feedbacks recorded for a decision of a space that aggregates rewards, a hash
   request key -> ``"<n> <reward> <record json>"`` (n: its place, 1, 2, ...), written by a script that first
   checks the decision's claim (none: still open) and the key (a retry); it lives as long as the decision.
   The close is appended by a script that checks the claim and that the hash still has the number of entries
   the aggregate was computed from, so no Feedback is recorded after the close and none is left out of it.
 - ``act:<event_id>``: when a deferred decision was activated, ``"<activated> <deadline>"``; written once
-  (later Activates read it) by the script that also moves its deadline in ``decidx:<space>``, extends the
+  (later Activates read it) by the script that also moves its deadline in ``decidx``, extends the
   decision's TTL to the new window and counts its selection (a deferred decision is counted only then).
-- ``snap:<space>:<seq>``: a snapshot (hash: state, catalog, created); ``snaps:<space>``: sorted set of their
+- ``snap:<seq>``: a snapshot (hash: state, catalog, created); ``snaps``: sorted set of their
   seqs; the newest ``SNAPSHOTS_KEPT`` are kept.
-- ``pos:<space>``: sorted set replica id -> the seq that replica has applied (or is about to load from);
+- ``pos``: sorted set replica id -> the seq that replica has applied (or is about to load from);
   ``alive:<replica>``: its heartbeat (TTL). The log is trimmed (``XTRIM MINID``) only below
   ``min(newest snapshot, positions of live replicas)``, so neither a live replica nor one loading a
   snapshot can miss an entry.
 
+Releases before the hash tags named these ``edgesel:log:<space>``, ``edgesel:dec:<event_id>``, ...: the first
+replica of this release to load a space moves its keys to this layout in one atomic script (MIGRATE_LUA);
+old and new replicas must not run side by side across that change (the new one refuses to start then).
+
 Threads: a writer thread sends whatever has queued up as one pipeline (decisions + appends; group commit).
-A tailer thread ``XREAD BLOCK``s every space's stream and hands each entry to ``apply`` in stream order;
-the future of an append resolves only when the XADD succeeded *and* this replica's tailer applied it, so an
-ack means durable (Redis with AOF ``appendfsync always`` replies after the fsync) and in the local state.
+A tailer thread ``XREAD BLOCK``s every space's stream and applies what it read in stream order, in bulk
+(``apply_batch``: the raw reply decoded at once, hiredis-parsed); the future of an append resolves only when
+the XADD succeeded *and* this replica's tailer applied it, so an ack means durable (Redis with AOF
+``appendfsync always`` replies after the fsync) and in the local state.
 Every replica applies every entry, so all converge to the same state at a given seq. If Redis goes away,
 appends fail with StoreUnavailable (never a false ack), decisions are kept in memory only by the engine,
 and the tailer reconnects with backoff and catches up.
@@ -63,10 +71,12 @@ from redis.retry import Retry
 from edgesel_server.errors import UnknownEvent
 from edgesel_server.store.base import (
     ADD_MODEL,
+    BATCH_MAX,
     MAX_OBSERVATIONS,
     NO_FEEDBACK,
     Activation,
     ApplyFn,
+    BatchApplyFn,
     Closure,
     Decision,
     DuplicateEvent,
@@ -86,6 +96,8 @@ log = logging.getLogger(__name__)
 PREFIX = "edgesel:"
 SNAPSHOTS_KEPT = 3
 READ_COUNT = 1000
+# Stream entries per XREAD/XRANGE of the log: decoded and applied as one batch (bulk apply).
+LOG_READ_COUNT = 4 * BATCH_MAX
 BLOCK_MS = 250  # also how long a space registered for tailing may wait before its first read
 # An appended event not applied here within this fails with StoreUnavailable (a retry then hears DUPLICATE).
 APPLY_TIMEOUT_S = 10.0
@@ -177,8 +189,46 @@ return {1, ARGV[1]}
 """
 
 
-def _key(*parts: str) -> str:
-    return PREFIX + ":".join(parts)
+def _skey(space: str, kind: str, *rest: str) -> str:
+    """A key of a space: ``edgesel:{<space>}:<kind>[:<rest>...]``. The braces are Redis Cluster's hash tag:
+    every key of a space hashes to one slot, so the scripts and multi-key reads touching them are valid on a
+    cluster too."""
+    return f"{PREFIX}{{{space}}}:" + ":".join((kind, *rest))
+
+
+# Moves one space's keys from the legacy layout (no hash tags) to today's, atomically and once: the first
+# replica of the new release to load the space does it (later ones find nothing to move). Legacy layouts only
+# exist on a single Redis (their scripts were never cluster-safe), where a script may name keys it computes.
+# Decisions and their claims are found through the space's decision index; a claim of a decision no longer
+# indexed is left to expire (no Feedback can reach it: its decision has expired). Returns the number of keys
+# moved, or -1 if the space has keys under both layouts (an old replica still writing: refused).
+# ARGV: the space, the legacy prefix, the new prefix.
+MIGRATE_LUA = """
+local sp, old, new = ARGV[1], ARGV[2], ARGV[3]
+local kinds = {'log', 'seq', 'models', 'decidx', 'sel', 'snaps', 'pos'}
+local any_old = false
+for _, k in ipairs(kinds) do
+  if redis.call('EXISTS', old .. k .. ':' .. sp) == 1 then any_old = true end
+end
+if not any_old then return 0 end
+if redis.call('EXISTS', new .. 'seq') == 1 or redis.call('EXISTS', new .. 'log') == 1 then return -1 end
+local moved = 0
+local function mv(a, b)
+  if redis.call('EXISTS', a) == 1 then
+    redis.call('RENAME', a, b)
+    moved = moved + 1
+  end
+end
+for _, k in ipairs(kinds) do mv(old .. k .. ':' .. sp, new .. k) end
+for _, s in ipairs(redis.call('ZRANGE', new .. 'snaps', 0, -1)) do
+  mv(old .. 'snap:' .. sp .. ':' .. s, new .. 'snap:' .. s)
+end
+for _, e in ipairs(redis.call('ZRANGE', new .. 'decidx', 0, -1)) do
+  mv(old .. 'dec:' .. e, new .. 'dec:' .. e)
+  mv(old .. 'fb:' .. e, new .. 'fb:' .. e)
+end
+return moved
+"""
 
 
 def _x_bytes(x: np.ndarray | None) -> bytes:
@@ -212,18 +262,33 @@ def _event_fields(e: LogEvent) -> list[bytes | str]:
     ]
 
 
-def _decode_event(space: str, seq: int, f: dict[bytes, bytes]) -> LogEvent:
-    xb = f[b"x"]
+# The field names of a log entry in the order _event_fields writes them.
+FIELD_NAMES = [b"k", b"e", b"m", b"x", b"r", b"p", b"c"]
+
+
+def _raw_reply(response: Any, **_options: Any) -> Any:
+    """XRANGE/XREAD replies as the parser (hiredis) built them, nested lists, without redis-py turning every
+    entry into a dict first: the log's entries are decoded in bulk by _decode_entry."""
+    return response
+
+
+def _decode_entry(space: str, seq: int, flat: list[bytes]) -> LogEvent:
+    """One log entry from its flat field/value list (a raw XRANGE/XREAD entry)."""
+    if flat[0::2] == FIELD_NAMES:
+        k, e, m, xb, r, payload, c = flat[1::2]
+    else:  # not in _event_fields' order: by name
+        f = dict(zip(flat[0::2], flat[1::2], strict=True))
+        k, e, m, xb, r, payload, c = (f[name] for name in FIELD_NAMES)
     return LogEvent(
-        space=space,
-        kind=f[b"k"].decode(),
-        event_id=f[b"e"].decode() or None,
-        model_id=f[b"m"].decode(),
-        x=np.frombuffer(xb[1:], dtype="<f8").copy() if xb[:1] == b"\x01" else None,
-        reward=float(f[b"r"]),
-        payload=f[b"p"],
-        created=float(f[b"c"]),
-        seq=seq,
+        space,
+        k.decode(),
+        e.decode() or None,
+        m.decode(),
+        np.frombuffer(xb, dtype="<f8", offset=1) if xb[:1] == b"\x01" else None,
+        float(r),
+        payload,
+        float(c),
+        seq,
     )
 
 
@@ -317,12 +382,14 @@ class RedisStore(Store):
         self._activate_sha = ""
         self._writes = WriteQueue()
         self._apply: ApplyFn | None = None
+        self._apply_batch: BatchApplyFn | None = None
         self._lock = threading.Lock()
         self._applied: dict[str, int] = {}  # spaces being tailed -> last seq applied here
         self._loading: dict[str, int] = {}  # spaces being loaded -> the seq their replay starts after
         self._waiters: dict[str, dict[int, tuple[Future, float]]] = {}
         # get_decision reads the claim too: the engine asks closure() right after (one round trip).
         self._claims_seen: dict[str, bytes | None] = {}
+        self._migrated: set[str] = set()  # spaces whose legacy keys (if any) were moved to today's layout
         self._down_until = 0.0
         self._reconnects = 0  # bumped by the tailer each time Redis is back
         self._writer_reconnects = 0
@@ -333,11 +400,14 @@ class RedisStore(Store):
         self._tailer: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
-    def open(self, apply: ApplyFn) -> None:
+    def open(self, apply: ApplyFn, apply_batch: BatchApplyFn | None = None) -> None:
         self._apply = apply
+        self._apply_batch = apply_batch
+        # The log is read raw and decoded in bulk (_decode_entry); nothing else reads streams.
+        self._r.set_response_callback("XRANGE", _raw_reply)
+        self._t.set_response_callback("XREAD", _raw_reply)
         try:
             self._load_scripts(self._r)
-            self._r.set(_key("alive", self.replica_id), b"1", px=ALIVE_TTL_MS)
         except RedisError as e:
             raise StoreUnavailable(f"cannot reach redis at {self.url}: {e}") from e
         self._writer = threading.Thread(target=self._write_loop, name="edgesel-redis-writer", daemon=True)
@@ -367,8 +437,8 @@ class RedisStore(Store):
         try:
             pipe = self._r.pipeline(transaction=False)
             for space in self._applied:
-                pipe.zrem(_key("pos", space), self.replica_id)
-            pipe.delete(_key("alive", self.replica_id))
+                pipe.zrem(_skey(space, "pos"), self.replica_id)
+                pipe.delete(_skey(space, "alive", self.replica_id))
             pipe.execute()
         except RedisError:
             pass
@@ -391,12 +461,12 @@ class RedisStore(Store):
                         fut.set_exception(StoreUnavailable(f"the store cannot write: {e}"))
 
     def _append_call(self, pipe: Any, e: LogEvent) -> None:
-        keys = [_key("log", e.space), _key("seq", e.space)]
+        keys = [_skey(e.space, "log"), _skey(e.space, "seq")]
         if e.event_id:
-            keys.append(_key("fb", e.event_id))
+            keys.append(_skey(e.space, "fb", e.event_id))
             head: list[Any] = ["event", self.retention_ms, f"{e.kind} {float(e.reward)!r}"]
         elif e.kind == ADD_MODEL:
-            keys.append(_key("models", e.space))
+            keys.append(_skey(e.space, "models"))
             head = ["model", e.model_id, e.kind]
         else:
             keys.append(keys[0])
@@ -420,26 +490,29 @@ class RedisStore(Store):
             for kind, obj, _ in todo:
                 if kind == "decision":
                     ttl_ms = int(max(1.0, obj.deadline - now + self.decision_margin_s) * 1000)
-                    keys = [_key("dec", obj.event_id), _key("decidx", obj.space), _key("sel", obj.space)]
+                    sp = obj.space
+                    keys = [_skey(sp, "dec", obj.event_id), _skey(sp, "decidx"), _skey(sp, "sel")]
                     args = [_decision_json(obj), ttl_ms, obj.event_id, repr(obj.deadline), obj.model_id]
                     pipe.evalsha(self._decision_sha, len(keys), *keys, *args, "1" if obj.deferred else "0")
                 elif kind == "observation":
-                    o, deadline = obj
+                    o, deadline, sp = obj
                     ttl_ms = int(max(1.0, deadline - now + self.decision_margin_s) * 1000)
-                    keys = [_key("fb", o.event_id), _key("obs", o.event_id)]
+                    keys = [_skey(sp, "fb", o.event_id), _skey(sp, "obs", o.event_id)]
                     args = [o.key, repr(float(o.reward)), o.record_json(), ttl_ms, MAX_OBSERVATIONS]
                     pipe.evalsha(self._observation_sha, len(keys), *keys, *args)
                 elif kind == "close":
                     e, expected = obj
-                    keys = [_key("log", e.space), _key("seq", e.space), _key("fb", e.event_id)]
-                    keys.append(_key("obs", e.event_id))
+                    sp = e.space
+                    keys = [_skey(sp, "log"), _skey(sp, "seq"), _skey(sp, "fb", e.event_id)]
+                    keys.append(_skey(sp, "obs", e.event_id))
                     head = [self.retention_ms, f"{e.kind} {float(e.reward)!r}", expected]
                     pipe.evalsha(self._close_sha, len(keys), *keys, *head, *_event_fields(e))
                 elif kind == "activate":
                     d, activated, deadline = obj
                     ttl_ms = int(max(1.0, deadline - now + self.decision_margin_s) * 1000)
-                    keys = [_key("dec", d.event_id), _key("act", d.event_id)]
-                    keys += [_key("decidx", d.space), _key("sel", d.space)]
+                    sp = d.space
+                    keys = [_skey(sp, "dec", d.event_id), _skey(sp, "act", d.event_id)]
+                    keys += [_skey(sp, "decidx"), _skey(sp, "sel")]
                     args = [f"{activated!r} {deadline!r}", ttl_ms, d.event_id, repr(deadline), d.model_id]
                     pipe.evalsha(self._activate_sha, len(keys), *keys, *args)
                 else:
@@ -532,13 +605,13 @@ class RedisStore(Store):
 
     def save_snapshot(self, snap: Snapshot) -> None:
         space = snap.space
-        index = _key("snaps", space)
+        index = _skey(space, "snaps")
         try:
             newest = self._r.zrevrange(index, 0, 0, withscores=True)
             if not newest or int(newest[0][1]) < snap.seq:
                 pipe = self._r.pipeline(transaction=True)
                 pipe.hset(
-                    _key("snap", space, str(snap.seq)),
+                    _skey(space, "snap", str(snap.seq)),
                     mapping={
                         "state": snap.state,
                         "catalog": json.dumps(snap.catalog),
@@ -551,7 +624,7 @@ class RedisStore(Store):
                 old = self._r.zrange(index, 0, -(SNAPSHOTS_KEPT + 1))
                 if old:
                     pipe = self._r.pipeline(transaction=True)
-                    pipe.delete(*[_key("snap", space, m.decode()) for m in old])
+                    pipe.delete(*[_skey(space, "snap", m.decode()) for m in old])
                     pipe.zrem(index, *old)
                     pipe.execute()
             self._trim(space)
@@ -560,14 +633,14 @@ class RedisStore(Store):
 
     def _trim(self, space: str) -> None:
         """Drop log entries that the newest snapshot covers and every live replica has applied."""
-        newest = self._r.zrevrange(_key("snaps", space), 0, 0, withscores=True)
+        newest = self._r.zrevrange(_skey(space, "snaps"), 0, 0, withscores=True)
         if not newest:
             return
         upto = int(newest[0][1])
-        pos_key = _key("pos", space)
+        pos_key = _skey(space, "pos")
         positions = self._r.zrange(pos_key, 0, -1, withscores=True)
         if positions:
-            alive = self._r.mget([_key("alive", m.decode()) for m, _ in positions])
+            alive = self._r.mget([_skey(space, "alive", m.decode()) for m, _ in positions])
             # Heartbeats expire while Redis is down too: right after a restart, wait for them to come back.
             if int(self._r.info("server")["uptime_in_seconds"]) * 1000 < 2 * ALIVE_TTL_MS:
                 alive = [b"1"] * len(positions)
@@ -578,7 +651,7 @@ class RedisStore(Store):
             if live:
                 upto = min(upto, *live)
         if upto > 0:
-            self._r.xtrim(_key("log", space), minid=f"0-{upto + 1}", approximate=True)
+            self._r.xtrim(_skey(space, "log"), minid=f"0-{upto + 1}", approximate=True)
 
     # -- the tailer --------------------------------------------------------------------------------
     def _tail_loop(self) -> None:
@@ -600,13 +673,16 @@ class RedisStore(Store):
                     last_beat = time.monotonic()
                 self._fail_waiters(lambda age: age > APPLY_TIMEOUT_S, "appended but not yet applied here")
                 with self._lock:
-                    streams = {_key("log", s): f"0-{seq}" for s, seq in self._applied.items()}
-                if not streams:
+                    applied = dict(self._applied)
+                if not applied:
                     self._stop.wait(BLOCK_MS / 1000)
                     continue
-                resp = self._t.xread(streams, count=READ_COUNT, block=BLOCK_MS)
-                for key, entries in resp or []:
-                    self._apply_entries(key.decode()[len(PREFIX) + len("log:") :], entries)
+                space_of = {_skey(s, "log").encode(): s for s in applied}
+                streams = {_skey(s, "log"): f"0-{seq}" for s, seq in applied.items()}
+                resp = self._t.xread(streams, count=LOG_READ_COUNT, block=BLOCK_MS)
+                # RESP3 (redis-py >= 8 by default) answers a map, RESP2 a list of [key, entries].
+                for key, entries in resp.items() if isinstance(resp, dict) else resp or []:
+                    self._apply_entries(space_of[key], entries)
             except RedisError as e:
                 if connected:
                     log.error("lost redis; reconnecting", extra={"url": self.url, "error": str(e)})
@@ -618,36 +694,77 @@ class RedisStore(Store):
                 backoff = min(BACKOFF_MAX_S, backoff * 2)
 
     def _apply_entries(self, space: str, entries: list) -> None:
-        for stream_id, fields in entries:
+        """Decode a raw XREAD reply's entries and apply the new ones as one batch, in order; then resolve
+        the appends waiting for them. A gap (entries trimmed before this replica applied them) is fatal,
+        after applying what came before it."""
+        with self._lock:
+            expect = self._applied[space] + 1
+        events: list[LogEvent] = []
+        gap = ""
+        for stream_id, flat in entries:
             seq = _seq_of(stream_id)
-            with self._lock:
-                last = self._applied[space]
-            if seq <= last:
+            if seq < expect:
                 continue
-            if seq != last + 1:
-                self._die(
-                    f"space {space!r}: the log jumps from seq {last} to {seq}; the entries between were "
-                    "trimmed before this replica applied them"
+            if seq != expect:
+                gap = (
+                    f"space {space!r}: the log jumps from seq {expect - 1} to {seq}; the entries between "
+                    "were trimmed before this replica applied them"
                 )
-                return
-            e = _decode_event(space, seq, fields)
+                break
+            events.append(_decode_entry(space, seq, flat))
+            expect += 1
+        if events:
+            self._apply_decoded(events)
+            upto = events[-1].seq
+            with self._lock:
+                self._applied[space] = upto
+                waiters = self._waiters.get(space, {})
+                done = [waiters.pop(n)[0] for n in [n for n in waiters if n <= upto]]
+            for fut in done:
+                if not fut.done():
+                    fut.set_result(upto)
+        if gap:
+            self._die(gap)
+
+    def _apply_decoded(self, events: list[LogEvent]) -> None:
+        assert self._apply is not None
+        if self._apply_batch is not None:
             try:
-                assert self._apply is not None
+                self._apply_batch(events)
+            except Exception:  # a bug here must not wedge the tailer; the events are durable and replay
+                log.exception("applying events seq=%d-%d of space %s failed", events[0].seq, events[-1].seq,
+                              events[0].space)  # fmt: skip
+            return
+        for e in events:
+            try:
                 self._apply(e)
             except Exception:  # a bug here must not wedge the tailer; the event is durable and replays
-                log.exception("applying event seq=%d of space %s failed", seq, space)
-            with self._lock:
-                self._applied[space] = seq
-                waiter = self._waiters.get(space, {}).pop(seq, None)
-            if waiter is not None and not waiter[0].done():
-                waiter[0].set_result(seq)
+                log.exception("applying event seq=%d of space %s failed", e.seq, e.space)
+
+    def _migrate_legacy_keys(self, space: str) -> None:
+        """Today's key layout for a space a release before the hash tags wrote (MIGRATE_LUA), once."""
+        if space in self._migrated:
+            return
+        moved = int(self._r.eval(MIGRATE_LUA, 0, space, PREFIX, _skey(space, "")))  # "edgesel:{<space>}:"
+        if moved < 0:
+            raise StoreUnavailable(
+                f"space {space!r} has keys under both the legacy layout (edgesel:log:{space}, ...) and "
+                f"today's (edgesel:{{{space}}}:log, ...): a replica of an older release still writes; stop "
+                "every old replica, then start this one"
+            )
+        if moved:
+            log.warning("redis keys moved to the cluster-safe layout", extra={"space": space, "keys": moved})
+        self._migrated.add(space)
 
     def _check_not_behind(self) -> None:
         with self._lock:
             spaces = dict(self._applied)
         if not spaces:
             return
-        counters = self._t.mget([_key("seq", s) for s in spaces])
+        pipe = self._t.pipeline(transaction=False)  # one GET per space: their keys are in different slots
+        for s in spaces:
+            pipe.get(_skey(s, "seq"))
+        counters = pipe.execute()
         for (space, applied), c in zip(spaces.items(), counters, strict=True):
             if int(c or 0) < applied:
                 self._die(
@@ -664,28 +781,29 @@ class RedisStore(Store):
         with self._lock:
             positions = {**self._loading, **self._applied}
         pipe = self._t.pipeline(transaction=False)
-        pipe.set(_key("alive", self.replica_id), b"1", px=ALIVE_TTL_MS)
         for space, seq in positions.items():
-            pipe.zadd(_key("pos", space), {self.replica_id: seq})
+            pipe.set(_skey(space, "alive", self.replica_id), b"1", px=ALIVE_TTL_MS)
+            pipe.zadd(_skey(space, "pos"), {self.replica_id: seq})
             # Index entries whose decision has certainly expired.
-            pipe.zremrangebyscore(_key("decidx", space), "-inf", time.time() - self.decision_margin_s)
+            pipe.zremrangebyscore(_skey(space, "decidx"), "-inf", time.time() - self.decision_margin_s)
         pipe.execute()
 
     # -- reads -------------------------------------------------------------------------------------
     def latest_snapshot(self, space: str) -> Snapshot | None:
         try:
             # Hold trimming back before looking: a snapshot written meanwhile can trim only what it covers.
+            self._migrate_legacy_keys(space)
             with self._lock:
                 self._loading[space] = 0
             pipe = self._r.pipeline(transaction=False)
-            pipe.set(_key("alive", self.replica_id), b"1", px=ALIVE_TTL_MS)
-            pipe.zadd(_key("pos", space), {self.replica_id: 0})
+            pipe.set(_skey(space, "alive", self.replica_id), b"1", px=ALIVE_TTL_MS)
+            pipe.zadd(_skey(space, "pos"), {self.replica_id: 0})
             pipe.execute()
-            newest = self._r.zrevrange(_key("snaps", space), 0, 0)
+            newest = self._r.zrevrange(_skey(space, "snaps"), 0, 0)
             if not newest:
                 return None
             seq = int(newest[0])
-            h = self._r.hgetall(_key("snap", space, str(seq)))
+            h = self._r.hgetall(_skey(space, "snap", str(seq)))
         except RedisError as e:
             raise StoreUnavailable(f"cannot read the snapshot of space {space!r}: {e}") from e
         if not h:  # deleted between the two reads: a newer one exists
@@ -697,50 +815,73 @@ class RedisStore(Store):
 
     def events_after(self, space: str, seq: int) -> Iterator[LogEvent]:
         """Replay the log after `seq`; once exhausted, this replica's tailer continues from there."""
-        key = _key("log", space)
+        for batch in self.event_batches_after(space, seq):
+            yield from batch
+
+    def event_batches_after(self, space: str, seq: int) -> Iterator[list[LogEvent]]:
+        """events_after, one XRANGE page (decoded in bulk) at a time."""
+        key = _skey(space, "log")
         last = seq
         while True:
             try:
-                entries = self._r.xrange(key, min=f"0-{last + 1}", max="+", count=READ_COUNT)
+                entries = self._r.xrange(key, min=f"0-{last + 1}", max="+", count=LOG_READ_COUNT)
             except RedisError as e:
                 raise StoreUnavailable(f"cannot read the log of space {space!r}: {e}") from e
-            for stream_id, fields in entries:
+            batch: list[LogEvent] = []
+            for stream_id, flat in entries:
                 n = _seq_of(stream_id)
                 if n != last + 1:
                     raise RuntimeError(
                         f"space {space!r}: the log jumps from seq {last} to {n} (trimmed beyond the snapshot)"
                     )
-                yield _decode_event(space, n, fields)
+                batch.append(_decode_entry(space, n, flat))
                 last = n
-            if len(entries) < READ_COUNT:
+            if batch:
+                yield batch
+            if len(entries) < LOG_READ_COUNT:
                 break
         with self._lock:
             self._loading.pop(space, None)
             self._applied.setdefault(space, last)
 
+    def _served_spaces(self) -> list[str]:
+        with self._lock:
+            return list(dict.fromkeys([*self._applied, *self._loading]))
+
     def get_decision(self, event_id: str) -> Decision | None:
+        # An event id does not name its space: look in each space this replica serves (one round trip).
+        spaces = self._served_spaces()
         try:
-            raw, claim, act = self._r.mget(
-                [_key("dec", event_id), _key("fb", event_id), _key("act", event_id)]
-            )
+            pipe = self._r.pipeline(transaction=False)
+            for space in spaces:
+                pipe.mget(
+                    [
+                        _skey(space, "dec", event_id),
+                        _skey(space, "fb", event_id),
+                        _skey(space, "act", event_id),
+                    ]
+                )
+            found = pipe.execute()
         except RedisError as e:
             raise StoreUnavailable(f"cannot read decision {event_id}: {e}") from e
-        if raw is None:
-            return None
-        with self._lock:
-            if len(self._claims_seen) >= 4096:
-                self._claims_seen.clear()
-            self._claims_seen[event_id] = claim
-        return _decision_from_json(raw, act)
+        for raw, claim, act in found:
+            if raw is None:
+                continue
+            with self._lock:
+                if len(self._claims_seen) >= 4096:
+                    self._claims_seen.clear()
+                self._claims_seen[event_id] = claim
+            return _decision_from_json(raw, act)
+        return None
 
-    def observations(self, event_ids: list[str]) -> dict[str, list[Observation]]:
+    def observations(self, space: str, event_ids: list[str]) -> dict[str, list[Observation]]:
         out: dict[str, list[Observation]] = {}
         try:
             for start in range(0, len(event_ids), READ_COUNT):
                 chunk = event_ids[start : start + READ_COUNT]
                 pipe = self._r.pipeline(transaction=False)
                 for eid in chunk:
-                    pipe.hgetall(_key("obs", eid))
+                    pipe.hgetall(_skey(space, "obs", eid))
                 for eid, entries in zip(chunk, pipe.execute(), strict=True):
                     out[eid] = sorted(
                         (_observation(eid, k, v) for k, v in entries.items()), key=lambda o: o.n
@@ -756,21 +897,24 @@ class RedisStore(Store):
             raw = self._claims_seen.pop(event_id, None)
         if not seen:
             try:
-                raw = self._r.get(_key("fb", event_id))
+                pipe = self._r.pipeline(transaction=False)
+                for space in self._served_spaces():
+                    pipe.get(_skey(space, "fb", event_id))
+                raw = next((c for c in pipe.execute() if c is not None), None)
             except RedisError as e:
                 raise StoreUnavailable(f"cannot read event {event_id}: {e}") from e
         return None if raw is None else _claim_closure(raw)
 
     def selection_counts(self, space: str) -> dict[str, int]:
         try:
-            raw = self._r.hgetall(_key("sel", space))
+            raw = self._r.hgetall(_skey(space, "sel"))
         except RedisError as e:
             raise StoreUnavailable(f"cannot read the selection counts of space {space!r}: {e}") from e
         return {k.decode(): int(v) for k, v in raw.items()}
 
     def open_decisions(self, space: str, since: float) -> Iterator[Decision]:
         """Every replica's open decisions (so a restarted replica can apply default rewards for them)."""
-        index = _key("decidx", space)
+        index = _skey(space, "decidx")
         start = 0
         while True:
             try:
@@ -779,9 +923,9 @@ class RedisStore(Store):
                     return
                 pipe = self._r.pipeline(transaction=False)
                 for eid in ids:
-                    pipe.get(_key("dec", eid.decode()))
-                    pipe.exists(_key("fb", eid.decode()))
-                    pipe.get(_key("act", eid.decode()))
+                    pipe.get(_skey(space, "dec", eid.decode()))
+                    pipe.exists(_skey(space, "fb", eid.decode()))
+                    pipe.get(_skey(space, "act", eid.decode()))
                 res = pipe.execute()
             except RedisError as e:
                 raise StoreUnavailable(f"cannot read the open decisions of space {space!r}: {e}") from e
@@ -795,20 +939,20 @@ class RedisStore(Store):
         try:
             with self._lock:
                 spaces = list(self._applied)
-            return sum(int(self._r.zremrangebyscore(_key("decidx", s), "-inf", before)) for s in spaces)
+            return sum(int(self._r.zremrangebyscore(_skey(s, "decidx"), "-inf", before)) for s in spaces)
         except RedisError as e:
             raise StoreUnavailable(f"cannot purge decisions: {e}") from e
 
     def decision_log(self, space: str) -> Iterator[tuple[Decision, float | None]]:
         """The decisions still in Redis (window + decision_margin_s), by deadline, with their rewards."""
-        index = _key("decidx", space)
+        index = _skey(space, "decidx")
         start = 0
         while True:
             try:
                 ids = self._r.zrange(index, start, start + READ_COUNT - 1)
                 if not ids:
                     return
-                keys = [_key(kind, eid.decode()) for eid in ids for kind in ("dec", "fb")]
+                keys = [_skey(space, kind, eid.decode()) for eid in ids for kind in ("dec", "fb")]
                 res = self._r.mget(keys)
             except RedisError as e:
                 raise StoreUnavailable(f"cannot read the decisions of space {space!r}: {e}") from e

@@ -26,6 +26,7 @@ from edgesel_server.store.base import (
     MAX_OBSERVATIONS,
     Activation,
     ApplyFn,
+    BatchApplyFn,
     Closure,
     Decision,
     DuplicateEvent,
@@ -211,7 +212,7 @@ class SqliteStore(Store):
             self._read_local.conn = conn
         return conn
 
-    def open(self, apply: ApplyFn) -> None:
+    def open(self, apply: ApplyFn, apply_batch: BatchApplyFn | None = None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._apply = apply
         conn = self._connect()
@@ -427,7 +428,8 @@ class SqliteStore(Store):
         row = conn.execute("SELECT kind, reward FROM events WHERE event_id = ?", (event_id,)).fetchone()
         return None if row is None else Closure(str(row["kind"]), float(row["reward"]))
 
-    def observations(self, event_ids: list[str]) -> dict[str, list[Observation]]:
+    def observations(self, space: str, event_ids: list[str]) -> dict[str, list[Observation]]:
+        del space  # event ids are unique across spaces here (one table)
         out: dict[str, list[Observation]] = {eid: [] for eid in event_ids}
         conn = self._reader()
         try:

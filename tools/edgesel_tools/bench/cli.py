@@ -10,6 +10,15 @@ Phases, each for --duration seconds at --concurrency calls in flight (split over
   mixed     simulated devices doing Select then Feedback with a hidden ground-truth QoE (learning quality)
 Results are printed and, with --json, written as {"select": {"rps", "p50_ms", "p90_ms", "p99_ms", "max_ms"},
 "feedback": {...}, "floor": {...}, "errors": {...}, "learning": {...}, "server_rss_mb": {...}}.
+
+CPU per call (bench/cpu.py), in each phase's entry (mixed: "mixed_cpu"): server_cpu_us_per_call (the server's
+utime + stime from /proc over the phase, per completed call; the floor's is the floor server's) and
+server_cpu_us_per_call_vs_floor_us (that minus the floor's: edgesel's own work per call), server_cpu_cores,
+client_cpu_us_per_call and client_cpu_cores_per_process (the load generator's own processes),
+client_ceiling_rps and client_bound (true when the load generator was busy >= 85% of a core per process: the
+phase then measured the client). "client": {"ceiling_rps"} is the floor phase's: the most calls per second
+this load generator can issue at all. Without a server pid (--target without --server-pid) there are no
+server figures.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import numpy as np
 from edgesel_server.config import load_config
 from edgesel_server.process import server_command, start_listening, stop
 from edgesel_server.schema import FeatureSchema, FeatureSpec
+from edgesel_tools.bench.cpu import cpu_figures
 from edgesel_tools.bench.fleet import BenchFleet
 from edgesel_tools.bench.load import PhaseResult, PhaseSpec, run_phase
 
@@ -109,7 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=16, help="calls in flight, all workers together")
     p.add_argument("--processes", type=int, default=1, help="worker processes generating load")
     p.add_argument("--phases", default="floor,select,feedback,mixed")
-    p.add_argument("--server-pid", type=int, help="with --target: the server's pid, to report its memory")
+    p.add_argument(
+        "--server-pid",
+        type=int,
+        action="append",
+        help="with --target: the server's pid, to report its memory and CPU per call (repeat for replicas; "
+        "CPU is summed over them, memory is the first one's)",
+    )
     p.add_argument("--json", help="also write the results to this file")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -130,11 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         if space_cfg is None:
             p.error(f"space {args.space!r} is not in {args.config}")
         if args.target:
-            targets, server_pid = args.target, args.server_pid
+            targets, server_pids = args.target, list(args.server_pid or [])
         else:
             server, target = start_listening(server_command(args.config, os.path.join(tmp, "data")))
             procs.append(server)
-            targets, server_pid = [target], server.pid
+            targets, server_pids = [target], [server.pid]
+        server_pid = server_pids[0] if server_pids else None
         fleet = BenchFleet(space_cfg, seed=args.seed)
         space = space_cfg.name
         devices = fleet.device_feature_samples(64)
@@ -176,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 procs.append(floor)
                 spec.targets = [ftarget]
-                res, _ = run_phase(spec, args.processes, label="floor", on_tick=sampler.tick(phase))
+                res, _ = run_phase(
+                    spec, args.processes, label="floor", on_tick=sampler.tick(phase), server_pids=[floor.pid]
+                )
                 stop(floor)
                 report["floor"] = summarize(
                     res.latencies_ms.get("floor", []), res.elapsed_s, _errors(res, "floor")
@@ -185,12 +204,17 @@ def main(argv: list[str] | None = None) -> int:
                 if not ids:
                     print("  feedback phase skipped: run the select phase first")
                     continue
-                res, ids = run_phase(spec, args.processes, ids, label="feedback", on_tick=sampler.tick(phase))
+                res, ids = run_phase(
+                    spec, args.processes, ids, label="feedback", on_tick=sampler.tick(phase),
+                    server_pids=server_pids,
+                )  # fmt: skip
                 report["feedback"] = summarize(
                     res.latencies_ms.get("feedback", []), res.elapsed_s, _errors(res, "feedback")
                 )
             elif phase == "select":
-                res, ids = run_phase(spec, args.processes, label="select", on_tick=sampler.tick(phase))
+                res, ids = run_phase(
+                    spec, args.processes, label="select", on_tick=sampler.tick(phase), server_pids=server_pids
+                )
                 report["select"] = summarize(
                     res.latencies_ms.get("select", []), res.elapsed_s, _errors(res, "select")
                 )
@@ -200,11 +224,15 @@ def main(argv: list[str] | None = None) -> int:
                         "  mixed phase skipped: it needs --config (its ground truth comes from the catalog)"
                     )
                     continue
-                res, _ = run_phase(spec, args.processes, label="mixed", on_tick=sampler.tick(phase))
+                res, _ = run_phase(
+                    spec, args.processes, label="mixed", on_tick=sampler.tick(phase), server_pids=server_pids
+                )
                 report["mixed"] = {
                     k: summarize(v, res.elapsed_s, _errors(res, k)) for k, v in res.latencies_ms.items()
                 }
                 report["learning"] = fleet.learning_report(res.rewards, res.regrets)
+            cpu = cpu_figures(res.calls, res.elapsed_s, res.server_cpu_s, res.client_cpu_s, args.processes)
+            report.setdefault("mixed_cpu" if phase == "mixed" else phase, {}).update(cpu)
             errors.update(res.errors)
             rss[f"after_{phase}"] = _rss_mb(server_pid)
         sizes = [int(x) for x in args.catalog_sizes.split(",") if x.strip()]
@@ -222,6 +250,17 @@ def main(argv: list[str] | None = None) -> int:
                     report[kind]["rps_vs_floor"] = round(report[kind]["rps"] / fl["rps"], 3)
                     if "p99_ms" in report[kind]:
                         report[kind]["p99_vs_floor"] = round(report[kind]["p99_ms"] / fl["p99_ms"], 3)
+            floor_us = fl.get("server_cpu_us_per_call")
+            for kind in ("select", "feedback", "mixed_cpu"):
+                mine = report.get(kind, {}).get("server_cpu_us_per_call")
+                if mine is not None and floor_us is not None:
+                    report[kind]["server_cpu_us_per_call_vs_floor_us"] = round(mine - floor_us, 1)
+            if "client_ceiling_rps" in fl:
+                report["client"] = {
+                    "ceiling_rps": fl["client_ceiling_rps"],
+                    "floor_client_cpu_us_per_call": fl["client_cpu_us_per_call"],
+                    "processes": args.processes,
+                }
         print_report(report)
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -313,6 +352,7 @@ def print_report(report: dict[str, Any]) -> None:
             f"{r['max_ms']:>9.1f}{r['errors']:>8}{r.get('rps_vs_floor', float('nan')):>11.2f}"
             f"{r.get('p99_vs_floor', float('nan')):>11.2f}"
         )
+    print_cpu(report)
     if report.get("errors"):
         print(f"errors by status: {report['errors']}")
     if "learning" in report:
@@ -332,6 +372,36 @@ def print_report(report: dict[str, Any]) -> None:
     rss = {k: v for k, v in report.get("server_rss_mb", {}).items() if v is not None}
     if rss:
         print("server RSS MB: " + ", ".join(f"{k} {v:.0f}" for k, v in rss.items()))
+
+
+def print_cpu(report: dict[str, Any]) -> None:
+    rows: list[tuple[str, Any]] = [
+        (k.replace("_cpu", ""), report[k])
+        for k in ("floor", "select", "feedback", "mixed_cpu")
+        if "client_cpu_us_per_call" in report.get(k, {})
+    ]
+    if not rows:
+        return
+    print(
+        f"\n{'CPU/call':<10}{'server us':>11}{'over floor':>12}{'server cores':>14}{'client us':>11}"
+        f"{'client cores/proc':>19}{'client ceiling/s':>18}  client-bound"
+    )
+    for name, r in rows:
+        server = f"{r['server_cpu_us_per_call']:>11.0f}" if "server_cpu_us_per_call" in r else f"{'-':>11}"
+        over = r.get("server_cpu_us_per_call_vs_floor_us")
+        cores = r.get("server_cpu_cores")
+        print(
+            f"{name:<10}{server}{'-' if over is None else f'{over:+.0f}':>12}"
+            f"{'-' if cores is None else f'{cores:.2f}':>14}{r['client_cpu_us_per_call']:>11.0f}"
+            f"{r['client_cpu_cores_per_process']:>19.2f}{r.get('client_ceiling_rps', 0):>18.0f}  "
+            f"{'YES: the load generator was the limit' if r['client_bound'] else 'no'}"
+        )
+    if "client" in report:
+        c = report["client"]
+        print(
+            f"load generator ceiling: {c['ceiling_rps']:.0f} calls/s ({c['processes']} process(es), "
+            f"{c['floor_client_cpu_us_per_call']:.0f} us of client CPU per floor call)"
+        )
 
 
 if __name__ == "__main__":

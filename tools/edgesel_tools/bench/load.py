@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 
 from edgesel.v1 import selection_pb2
+from edgesel_tools.bench.cpu import process_cpu_s
 from edgesel_tools.bench.floor import METHOD as FLOOR_METHOD
 
 
@@ -40,6 +41,8 @@ class PhaseResult:
     rewards: list[float] = field(default_factory=list)
     regrets: list[float] = field(default_factory=list)
     elapsed_s: float = 0.0
+    client_cpu_s: float = 0.0  # the load generator's own CPU (all its worker processes) during the phase
+    server_cpu_s: float | None = None  # the server processes' CPU over the phase (run_phase's server_pids)
 
     def merge(self, other: PhaseResult) -> None:
         for k, v in other.latencies_ms.items():
@@ -48,6 +51,11 @@ class PhaseResult:
         self.rewards.extend(other.rewards)
         self.regrets.extend(other.regrets)
         self.elapsed_s = max(self.elapsed_s, other.elapsed_s)
+        self.client_cpu_s += other.client_cpu_s
+
+    @property
+    def calls(self) -> int:
+        return sum(len(v) for v in self.latencies_ms.values())
 
 
 class RegisteredSelectionStub:
@@ -154,8 +162,10 @@ async def _run_phase(spec: PhaseSpec, worker: int, progress: Any, event_ids: lis
                 await asyncio.sleep(0.01)
 
     t_start = time.perf_counter()
+    cpu_start = time.process_time()  # this whole process: the asyncio loop and gRPC's C-core threads
     await asyncio.gather(*(device(d) for d in range(spec.concurrency)))
     result.elapsed_s = time.perf_counter() - t_start
+    result.client_cpu_s = time.process_time() - cpu_start
     for c in channels:
         await c.close()
     result.latencies_ms = {k: v for k, v in lat.items() if v}
@@ -163,8 +173,14 @@ async def _run_phase(spec: PhaseSpec, worker: int, progress: Any, event_ids: lis
     return result
 
 
-def _worker(spec: PhaseSpec, worker: int, progress: Any, ids_in: list[str], out: Any) -> None:
+def _worker(
+    spec: PhaseSpec, worker: int, progress: Any, ids_in: list[str], out: Any, ready: Any, go: Any
+) -> None:
     ids = list(ids_in)
+    # Start together, once every worker has imported and the parent has read the server's CPU counters.
+    with ready.get_lock():
+        ready.value += 1
+    go.wait()
     res = asyncio.run(_run_phase(spec, worker, progress, ids))
     out.put((worker, res, ids))
 
@@ -177,20 +193,31 @@ def run_phase(
     label: str = "",
     quiet: bool = False,
     on_tick: Callable[[float], str] | None = None,
+    server_pids: list[int] | None = None,
 ) -> tuple[PhaseResult, list[list[str]]]:
     """Run a phase in `processes` worker processes with a live progress line; returns the merged result and
     the event ids each worker holds afterwards (select phases produce them, feedback phases consume them).
-    `on_tick(elapsed_s)` is called about once a second; what it returns is appended to the progress line."""
+    `on_tick(elapsed_s)` is called about once a second; what it returns is appended to the progress line.
+    With `server_pids`, the result's server_cpu_s is those processes' CPU from the start of the load (all
+    workers ready) to the last worker's result."""
     ctx = mp.get_context("spawn")
     progress = ctx.Value("q", 0)
+    ready = ctx.Value("i", 0)
+    go = ctx.Event()
     out = ctx.Queue()
     ids_by_worker = ids_by_worker or [[] for _ in range(processes)]
     procs = [
-        ctx.Process(target=_worker, args=(spec, w, progress, ids_by_worker[w], out), daemon=True)
+        ctx.Process(target=_worker, args=(spec, w, progress, ids_by_worker[w], out, ready, go), daemon=True)
         for w in range(processes)
     ]
     for p in procs:
         p.start()
+    while ready.value < processes:
+        if not all(p.is_alive() for p in procs):
+            raise RuntimeError("a bench worker died before the phase started")
+        time.sleep(0.01)
+    server_cpu0 = process_cpu_s(server_pids) if server_pids else None
+    go.set()
     t0 = time.monotonic()
     results: dict[int, tuple[PhaseResult, list[str]]] = {}
     while len(results) < processes:
@@ -210,6 +237,7 @@ def run_phase(
                 end="",
                 flush=True,
             )
+    server_cpu1 = process_cpu_s(server_pids) if server_pids else None
     if not quiet:
         print()
     for p in procs:
@@ -217,4 +245,6 @@ def run_phase(
     merged = PhaseResult()
     for w in sorted(results):
         merged.merge(results[w][0])
+    if server_cpu0 is not None and server_cpu1 is not None:
+        merged.server_cpu_s = server_cpu1 - server_cpu0
     return merged, [results[w][1] for w in sorted(results)]

@@ -1,0 +1,144 @@
+"""Bulk decode + batch apply of the Redis log: a replica that applied the log in batches (catching up at
+start, or its tailer N entries behind) holds exactly the state of one that applied it one event at a time.
+
+The log is written by a real engine on a real Redis: Selects with holdout installations (whose Feedback
+teaches nothing), Feedback with measurements, failed runs (an installation kept away from a model), a model
+added and one retired in the middle, so a batch crosses event kinds."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from edgesel_server.catalog import Model
+from edgesel_server.config import load_config
+from edgesel_server.engine import Engine
+from edgesel_server.space import SpaceRuntime
+from edgesel_server.store import redis as redis_store
+from edgesel_server.store.redis import RedisStore
+from tests.redis.conftest import RedisServer, requires_redis
+from tests.server.test_holdout import CONFIG, SHARE, ids
+
+pytestmark = requires_redis
+SPACE = "fleet"
+
+
+async def write_log(cfg, url: str, n: int, seed: int) -> None:
+    engine = Engine(cfg, RedisStore(url))
+    engine.start()
+    rng = random.Random(seed)
+    installs = ids(n, seed=seed)
+    try:
+        for k, installation in enumerate(installs):
+            if k == n // 3:
+                await engine.add_model(SPACE, Model("late", features={}))
+            if k == 2 * n // 3:
+                await engine.retire_model(SPACE, "slow")
+            soc = rng.choice(["snapdragon", "exynos"])
+            c = await engine.select(SPACE, {"ram_gb": rng.uniform(0.5, 32)}, labels={"soc": soc},
+                                    installation_id=installation)  # fmt: skip
+            if k % 11 == 5:
+                await engine.feedback(c.decision.event_id, failed=True, failure_reason="load_error")
+            elif k % 3 == 0:
+                await engine.feedback(c.decision.event_id, rng.random())
+            else:
+                m = {"latency_ms": rng.uniform(5, 120), "user_rating": float(rng.randint(1, 5))}
+                await engine.feedback(c.decision.event_id, measurements=m)
+    finally:
+        await engine.flush_unsaved()
+        engine.store.close()  # no final snapshot: the replicas below replay the whole log
+
+
+def state(space: SpaceRuntime) -> tuple:
+    return (
+        space.bandit.to_bytes(),
+        space.applied_seq,
+        space.since_snapshot,
+        {k: dataclasses.astuple(v) for k, v in space.counters.items()},
+        space.lift.to_dict(),
+        {k: list(v) for k, v in space.failed_pairs._by_model.items()},
+        space.guardrails.to_dict(),
+        space.active,
+        space.withdrawn,
+    )
+
+
+def one_by_one(cfg, url: str) -> SpaceRuntime:
+    space = SpaceRuntime(cfg.spaces[0], cfg)
+    space.restore(None)
+    store = RedisStore(url)
+    store.open(space.apply)
+    try:
+        for e in store.events_after(SPACE, 0):
+            space.apply(e)
+    finally:
+        store.close()
+    return space
+
+
+def replayed_in_batches(cfg, url: str) -> tuple[SpaceRuntime, int]:
+    space = SpaceRuntime(cfg.spaces[0], cfg)
+    space.restore(None)
+    store = RedisStore(url)
+    store.open(space.apply, apply_batch=space.apply_batch)
+    sizes = []
+    try:
+        for batch in store.event_batches_after(SPACE, 0):
+            sizes.append(len(batch))
+            space.apply_batch(batch)
+    finally:
+        store.close()
+    return space, max(sizes)
+
+
+def tailed_in_batches(cfg, url: str, upto: int, monkeypatch: pytest.MonkeyPatch) -> tuple[SpaceRuntime, int]:
+    """A running replica `upto` entries behind: its tailer catches up through apply_batch."""
+    space = SpaceRuntime(cfg.spaces[0], cfg)
+    space.restore(None)
+    sizes: list[int] = []
+
+    def apply_batch(events: list) -> None:
+        sizes.append(len(events))
+        space.apply_batch(events, isolate=True)
+
+    store = RedisStore(url)
+    store.open(space.apply, apply_batch=apply_batch)
+    try:
+        with store._lock:
+            store._applied[SPACE] = 0  # behind by the whole log
+        deadline = time.monotonic() + 60
+        while store.applied_seq(SPACE) < upto and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        store.close()
+    return space, max(sizes)
+
+
+@pytest.mark.parametrize("policy", ["disjoint_linucb", "hybrid_linucb", "qoe_model"])
+def test_batches_and_one_by_one_give_bit_identical_replicas(
+    tmp_path: Path, redis_server: RedisServer, policy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "edgesel.toml"
+    text = CONFIG.format(share=SHARE).replace('kind = "disjoint_linucb"', f'kind = "{policy}"')
+    if policy == "qoe_model":
+        text = text.replace("forced_sampling = 0.5\n", "")  # qoe_model has no forced sampling
+    config.write_text(text.replace("snapshot_every = 7", "snapshot_every = 1000000"))
+    cfg = load_config(config)
+    # Small reads, so that the log arrives in several batches and the batch boundaries fall mid-run.
+    monkeypatch.setattr(redis_store, "LOG_READ_COUNT", 50)
+    asyncio.run(write_log(cfg, redis_server.url, 240, seed=7))
+    reference = one_by_one(cfg, redis_server.url)
+    upto = reference.applied_seq
+    assert upto > 240  # the configured models, the Feedback events, one add, one retire
+    assert reference.counters["late"].n_updates > 0 and reference.failed_pairs._by_model
+    replayed, replay_batch = replayed_in_batches(cfg, redis_server.url)
+    tailed, tail_batch = tailed_in_batches(cfg, redis_server.url, upto, monkeypatch)
+    assert replay_batch > 1 and tail_batch > 1  # batches really happened
+    assert state(replayed) == state(reference)
+    assert state(tailed) == state(reference)
+    assert replayed.bandit.to_bytes() == tailed.bandit.to_bytes() == reference.bandit.to_bytes()
