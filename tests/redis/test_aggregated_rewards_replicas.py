@@ -46,7 +46,7 @@ def test_the_redis_store_fences_observations_and_the_close(store: RedisStore) ->
 def closes(r) -> dict[str, tuple[str, float]]:
     """event id -> (kind, reward) of every close in the space's log stream."""
     out = {}
-    for _id, f in r.xrange("edgesel:log:vision"):
+    for _id, f in r.xrange("edgesel:{vision}:log"):
         if f[b"e"]:
             out[f[b"e"].decode()] = (f[b"k"].decode(), float(f[b"r"]))
     return out
@@ -54,7 +54,9 @@ def closes(r) -> dict[str, tuple[str, float]]:
 
 def recorded(r, eid: str) -> list[tuple[str, float]]:
     """(request id, reward) of a decision's recorded Feedbacks, in the order the store recorded them."""
-    entries = [(k.decode(), v.decode().split(" ", 2)) for k, v in r.hgetall(f"edgesel:obs:{eid}").items()]
+    entries = [
+        (k.decode(), v.decode().split(" ", 2)) for k, v in r.hgetall(f"edgesel:{{vision}}:obs:{eid}").items()
+    ]
     return [(k, float(reward)) for k, (n, reward, _) in sorted(entries, key=lambda kv: int(kv[1][0]))]
 
 
@@ -161,7 +163,9 @@ def test_activate_on_one_replica_feedback_on_the_other_and_a_kill9(
         assert (
             sel(a.target).Activate(selection_pb2.ActivateRequest(event_id=used), timeout=10).already_activated
         )
-        assert sum(int(v) for v in r.hgetall("edgesel:sel:vision").values()) == 1  # counted once, at Activate
+        assert (
+            sum(int(v) for v in r.hgetall("edgesel:{vision}:sel").values()) == 1
+        )  # counted once, at Activate
         for i, (replica, x) in enumerate(((a, 0.2), (b, 0.6), (a, 0.7))):
             res = sel(replica.target).Feedback(
                 selection_pb2.FeedbackRequest(event_id=used, reward=x, request_id=f"q{i}"), timeout=10
