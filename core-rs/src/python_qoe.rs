@@ -8,6 +8,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
 
+use crate::error::CoreResult;
 use crate::python::{int_arg, str_seq, strs, value_error, vec_arg};
 use crate::qoe_model::{Observation, QoeModel, QoeParams, TARGET_NAMES};
 use crate::qoe_spec::{Prefs, QoeSpec, Shape, N_TERMS, TERM_NAMES};
@@ -168,8 +169,8 @@ impl PyQoeModel {
 impl PyQoeModel {
     #[new]
     #[pyo3(
-        signature = (device_dim, model_dim = None, spec = None, *, alpha = 1.0, lam = 1.0, refactor_every = None, baseline_model = None, max_loss = 0.05),
-        text_signature = "(device_dim, model_dim=0, spec=None, *, alpha=1.0, lam=1.0, refactor_every=1000, baseline_model=None, max_loss=0.05)"
+        signature = (device_dim, model_dim = None, spec = None, *, alpha = 1.0, lam = 1.0, refactor_every = None, baseline_model = None, max_loss = 0.05, half_life = None),
+        text_signature = "(device_dim, model_dim=0, spec=None, *, alpha=1.0, lam=1.0, refactor_every=1000, baseline_model=None, max_loss=0.05, half_life=0)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -181,11 +182,13 @@ impl PyQoeModel {
         refactor_every: Option<&Bound<'_, PyAny>>,
         baseline_model: Option<String>,
         max_loss: f64,
+        half_life: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let device_dim = int_arg(device_dim, "device_dim")?;
+        let half_life = half_life.map_or(Ok(0), |o| int_arg(o, "half_life"))?;
         let model_dim = model_dim.map_or(Ok(0), |o| int_arg(o, "model_dim"))?;
         let refactor_every = refactor_every.map_or(Ok(1000), |o| int_arg(o, "refactor_every"))?;
-        let params = QoeParams::new(device_dim, model_dim, alpha, lam, refactor_every)?;
+        let params = QoeParams::new(device_dim, model_dim, alpha, lam, refactor_every, half_life)?;
         let spec = spec_arg(spec)?;
         let m = QoeModel::new(params, spec, baseline_model.map(|b| (b, max_loss)))?;
         Ok(PyQoeModel::wrap(m))
@@ -214,6 +217,11 @@ impl PyQoeModel {
     #[getter]
     fn refactor_every(&self) -> u64 {
         self.params.refactor_every
+    }
+    /// Forgetting half-life of every target, in that target's applied events (0 = none).
+    #[getter]
+    fn half_life(&self) -> u64 {
+        self.params.half_life
     }
     #[getter]
     fn n_updates(&self) -> u64 {
@@ -408,8 +416,16 @@ impl PyQoeModel {
         PyBytes::new(py, &blob)
     }
 
+    /// Restores a snapshot; with `half_life`, the restored model forgets with that half-life from now on
+    /// instead of the snapshot's (a setting, like `Bandit.from_bytes`).
     #[staticmethod]
-    fn from_bytes(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Self> {
+    #[pyo3(signature = (data, *, half_life = None))]
+    fn from_bytes(
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        half_life: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let half_life = half_life.map(|o| int_arg(o, "half_life")).transpose()?;
         let raw = if let Ok(bytes) = data.cast::<PyBytes>() {
             bytes.as_bytes().to_vec()
         } else if let Ok(ba) = data.cast::<PyByteArray>() {
@@ -417,7 +433,13 @@ impl PyQoeModel {
         } else {
             return Err(PyTypeError::new_err("data must be bytes"));
         };
-        let m = py.detach(|| QoeModel::from_bytes(&raw))?;
+        let m = py.detach(|| -> CoreResult<QoeModel> {
+            let mut m = QoeModel::from_bytes(&raw)?;
+            if let Some(n) = half_life {
+                m.set_half_life(n)?;
+            }
+            Ok(m)
+        })?;
         Ok(PyQoeModel::wrap(m))
     }
 }

@@ -35,7 +35,8 @@ pub const NOISE_PRIOR_N: f64 = 2.0;
 pub const MIN_COST: f64 = 1e-3;
 
 pub const MAGIC: &[u8; 8] = b"EDGESELQ";
-pub const VERSION: u32 = 1;
+/// Version 2 added `half_life` to the header (version 1 reads as 0, no forgetting).
+pub const VERSION: u32 = 2;
 
 /// Exploration width in units of each target's standard error: `α · c(K)` for `K` arms in the catalog,
 /// `c(K) = sqrt(2 ln(1 + K)) / 8`. It grows with the catalog like a union bound over the arms
@@ -52,6 +53,9 @@ pub struct QoeParams {
     pub alpha: f64,
     pub lam: f64,
     pub refactor_every: u64,
+    /// Forgetting of every target's statistics, exactly as in the hybrid layout (docs/core.md,
+    /// "Forgetting"): each target's shared part on that target's updates, each arm on its own; 0 = none.
+    pub half_life: u64,
 }
 
 impl QoeParams {
@@ -61,8 +65,9 @@ impl QoeParams {
         alpha: f64,
         lam: f64,
         refactor_every: i64,
+        half_life: i64,
     ) -> CoreResult<Self> {
-        // The target statistics validate dimensions, λ and refactor_every (hybrid limits included).
+        // The target statistics validate dimensions, λ, refactor_every (hybrid limits included) and half_life.
         let p = Params::new(
             "hybrid_linucb",
             device_dim,
@@ -71,7 +76,8 @@ impl QoeParams {
             lam,
             refactor_every,
             0,
-        )?;
+        )?
+        .with_half_life(half_life)?;
         if !(alpha.is_finite() && alpha >= 0.0) {
             return Err(CoreError::invalid(format!(
                 "alpha must be a finite number >= 0, got {alpha}"
@@ -83,6 +89,7 @@ impl QoeParams {
             alpha,
             lam,
             refactor_every: p.refactor_every,
+            half_life: p.half_life,
         })
     }
 
@@ -96,8 +103,7 @@ impl QoeParams {
             refactor_every: self.refactor_every,
             seed: 0,
             forced_sampling: 0.0,
-            // Forgetting is not wired into the QoE model's targets yet (the config refuses half_life with it).
-            half_life: 0,
+            half_life: self.half_life,
         }
     }
 }
@@ -285,6 +291,17 @@ impl QoeModel {
     /// The statistics of one target (for tests and explanations).
     pub fn target(&self, t: usize) -> &Bandit {
         &self.targets[t]
+    }
+    /// Changes the forgetting half-life of every target (a setting, like [`Bandit::set_half_life`]: the
+    /// statistics stay as they are and the clocks keep counting); a restored model takes its configured
+    /// half-life this way.
+    pub fn set_half_life(&mut self, n: i64) -> CoreResult<()> {
+        let p = self.params.target_params().with_half_life(n)?;
+        for t in &mut self.targets {
+            t.set_half_life(n)?;
+        }
+        self.params.half_life = p.half_life;
+        Ok(())
     }
     pub fn arm_info(&self, id: &str) -> CoreResult<ArmInfo> {
         Ok(self.info[self.index(id)?])
@@ -671,6 +688,7 @@ impl QoeModel {
         w.f64(p.alpha);
         w.f64(p.lam);
         w.u64(p.refactor_every);
+        w.u64(p.half_life);
         let s = &self.spec;
         w.f64s(&s.weights);
         for v in [s.rating_min, s.rating_max, s.latency_budget_ms] {
@@ -721,7 +739,7 @@ impl QoeModel {
     }
 
     pub fn from_bytes(data: &[u8]) -> CoreResult<Self> {
-        let (version, body) = snapshot::checked_body(data, MAGIC, &[VERSION])?;
+        let (version, body) = snapshot::checked_body(data, MAGIC, &[1, VERSION])?;
         let mut r = Reader::after_header(body, version);
         let bad =
             |e: CoreError| CoreError::snapshot(format!("snapshot holds invalid parameters: {e}"));
@@ -730,12 +748,14 @@ impl QoeModel {
         let alpha = r.f64("alpha")?;
         let lam = r.f64("lam")?;
         let every = r.u64("refactor_every")?;
+        let half_life = if version >= 2 { r.u64("half_life")? } else { 0 };
         let params = QoeParams::new(
             i64::from(d),
             i64::from(pd),
             alpha,
             lam,
             i64::try_from(every).unwrap_or(-1),
+            i64::try_from(half_life).unwrap_or(-1),
         )
         .map_err(bad)?;
         let weights = r.f64s(N_TERMS, "spec weights")?;

@@ -785,3 +785,67 @@ fn forgetting_batch_equals_sequential() {
         assert_eq!(encode(&a), encode(&b), "{policy}");
     }
 }
+
+/// The QoE model's targets forget exactly as the hybrid layout does: its `log_latency` target, fed
+/// latencies only, is bit for bit a `hybrid_linucb` bandit with the same half-life fed `ln(L / budget)`
+/// (uneven pulls, so the per-arm clocks differ from the shared one), and a snapshot carries the half-life.
+#[test]
+fn qoe_model_targets_forget_as_the_hybrid_layout() {
+    use crate::qoe_model::{Observation, QoeModel, QoeParams, T_LATENCY};
+    use crate::qoe_spec::QoeSpec;
+    for half_life in [1_i64, 7, 300] {
+        let qp = QoeParams::new(3, 2, 1.0, 0.7, 25, half_life).expect("qoe params");
+        let spec = QoeSpec::default();
+        let budget = spec.latency_budget_ms;
+        let prefs = spec.resolve(None, None, [None; 4]).expect("prefs");
+        let mut m = QoeModel::new(qp, spec, None).expect("qoe model");
+        let p = Params::new("hybrid_linucb", 3, 2, 1.0, 0.7, 25, 0)
+            .and_then(|p| p.with_half_life(half_life))
+            .expect("params");
+        let mut b = Bandit::new(p);
+        let mut rng = Lcg(half_life as u64);
+        for i in 0..4 {
+            let f = rng.vec(2);
+            m.add_arm(&format!("m{i}"), Some(&f), None).expect("add");
+            b.add_arm(&format!("m{i}"), Some(&f)).expect("add");
+        }
+        for step in 0..400 {
+            let x = rng.vec(3);
+            // arm 0 most of the time, the others rarely
+            let u = rng.next();
+            let arm = if u < 0.5 {
+                0
+            } else {
+                ((u * 1000.0) as usize) % 4
+            };
+            let latency =
+                50.0 * (1.0 + arm as f64) * (1.5 + x[0]) * if step > 200 { 3.0 } else { 1.0 };
+            let obs = Observation {
+                latency_ms: Some(latency),
+                ..Observation::default()
+            };
+            let id = format!("m{arm}");
+            m.update(&id, &x, 0.5, &obs, &prefs).expect("qoe update");
+            b.update(&id, &x, (latency / budget).ln()).expect("update");
+        }
+        let t = m.target(T_LATENCY);
+        assert_eq!(t.params().half_life, half_life as u64);
+        for i in 0..4 {
+            let (s, r) = (
+                t.arm_stats(&format!("m{i}")).expect("arm"),
+                b.arm_stats(&format!("m{i}")).expect("arm"),
+            );
+            assert_eq!(s.n_updates, r.n_updates);
+            assert_eq!((&s.a, &s.a_inv, &s.b), (&r.a, &r.a_inv, &r.b), "arm m{i}");
+        }
+        let (s, r) = (
+            t.shared_stats().expect("shared"),
+            b.shared_stats().expect("shared"),
+        );
+        assert_eq!((&s.a, &s.a_inv, &s.b), (&r.a, &r.a_inv, &r.b));
+        let blob = m.to_bytes();
+        let back = QoeModel::from_bytes(&blob).expect("restore");
+        assert_eq!(back.params().half_life, half_life as u64);
+        assert_eq!(back.to_bytes(), blob);
+    }
+}

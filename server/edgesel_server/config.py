@@ -286,8 +286,6 @@ def _space(r: _Reader) -> SpaceConfig:
             f"{p.where}.half_life must be an integer >= 0 (applied events; 0 = no forgetting), "
             f"got {policy.half_life}"
         )
-    if policy.half_life > 0 and policy.kind == "qoe_model":
-        raise ConfigError(f'{p.where}.half_life is not available with kind = "qoe_model" (yet)')
     if policy.forced_sampling > 0 and policy.kind == "qoe_model":
         raise ConfigError(f'{p.where}.forced_sampling is not available with kind = "qoe_model" (yet)')
     if policy.baseline_model is not None and policy.kind != "qoe_model":

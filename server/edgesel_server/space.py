@@ -198,6 +198,7 @@ class SpaceRuntime:
                 refactor_every=p.refactor_every,
                 baseline_model=p.baseline_model,
                 max_loss=p.max_loss,
+                half_life=p.half_life,
             )
         return Bandit(
             p.kind,
@@ -258,9 +259,9 @@ class SpaceRuntime:
     def _restore_bandit(self, blob: bytes) -> Bandit | QoeModel:
         """The learned state from a snapshot, with the config's settings (forced sampling, half-life), which
         are not learned state."""
-        if self.learns_measurements:
-            return QoeModel.from_bytes(blob)
         p = self.cfg.policy
+        if self.learns_measurements:
+            return QoeModel.from_bytes(blob, half_life=p.half_life)
         return Bandit.from_bytes(blob, forced_sampling=p.forced_sampling, half_life=p.half_life)
 
     def _choose_qoe(self, model: QoeModel, x: np.ndarray, arms: list[str] | None, prefs: dict) -> QoeDecision:

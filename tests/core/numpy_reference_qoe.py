@@ -58,6 +58,7 @@ class ReferenceQoeModel:
         lam: float = 1.0,
         baseline_model: str | None = None,
         max_loss: float = 0.05,
+        half_life: int = 0,
     ) -> None:
         self.spec = dict(DEFAULT_SPEC)
         if spec:
@@ -66,7 +67,9 @@ class ReferenceQoeModel:
                 self.spec["weights"] = {t: float(spec["weights"].get(t, 0.0)) for t in TERMS}
         self.alpha = alpha
         self.targets = [
-            ReferenceBandit("hybrid_linucb", device_dim, model_dim, alpha=1.0, lam=lam) for _ in TARGETS
+            # forgetting per target exactly as the hybrid layout's (each target and arm on its own clock)
+            ReferenceBandit("hybrid_linucb", device_dim, model_dim, alpha=1.0, lam=lam, half_life=half_life)
+            for _ in TARGETS
         ]
         self.noise_n = [0, 0, 0, 0]
         self.noise_sq = [0.0, 0.0, 0.0, 0.0]

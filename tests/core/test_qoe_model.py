@@ -111,11 +111,12 @@ prefs = st.fixed_dictionaries(
         st.tuples(st.integers(0, 4), feedback, prefs, st.floats(0.0, 1.0)), min_size=1, max_size=25
     ),
     seed=st.integers(0, 2**32 - 1),
+    half_life=st.sampled_from([0, 0, 1, 3, 17]),
 )
-def test_matches_reference(d, p, n_arms, alpha, sim_spec, steps, seed):
+def test_matches_reference(d, p, n_arms, alpha, sim_spec, steps, seed, half_life):
     rng = np.random.default_rng(seed)
     spec = SIM_SPEC if sim_spec else None
-    mirror = Mirror(d, p, spec, alpha=alpha)
+    mirror = Mirror(d, p, spec, alpha=alpha, half_life=half_life)
     for a in range(n_arms):
         acc = None if a % 2 else float(rng.uniform(0.5, 0.9))
         mirror.add_arm(f"arm{a}", rng.uniform(0.0, 1.0, p), acc)
@@ -133,7 +134,7 @@ def test_matches_reference(d, p, n_arms, alpha, sim_spec, steps, seed):
     assert mirror.near_ties <= 2
     blob = mirror.core.to_bytes()
     restored = QoeModel.from_bytes(blob)
-    assert restored.to_bytes() == blob
+    assert restored.half_life == half_life and restored.to_bytes() == blob
     x = rng.uniform(0.0, 1.0, d)
     a, b = mirror.core.score(x), restored.score(x)
     for u, v in zip(a[1:], b[1:], strict=True):

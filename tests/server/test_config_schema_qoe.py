@@ -113,3 +113,20 @@ def test_qoe_function() -> None:
     assert q.check_reward(0.3) == 0.3
     with pytest.raises(RewardError):
         q.check_reward(1.01)
+
+
+@pytest.mark.parametrize("kind", [None, "qoe_model", "hybrid_linucb", "disjoint_linucb", "lin_ts"])
+@pytest.mark.parametrize("half_life", [0, 1, 400, 2**63 - 1])
+def test_half_life_is_accepted_for_every_policy(kind: str | None, half_life: int) -> None:
+    policy: dict = {"half_life": half_life}
+    if kind is not None:
+        policy["kind"] = kind
+    (space,) = parse_config(minimal(policy=policy)).spaces
+    assert space.policy.kind == (kind or "qoe_model")
+    assert space.policy.half_life == half_life
+
+
+@pytest.mark.parametrize("half_life", [-1, 2**63])
+def test_half_life_out_of_range_is_rejected_with_qoe_model(half_life: int) -> None:
+    with pytest.raises(ConfigError, match=r"space\[0\]\.policy\.half_life must be an integer >= 0"):
+        parse_config(minimal(policy={"kind": "qoe_model", "half_life": half_life}))

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgesel.v1 import selection_pb2
 from edgesel.v1 import selection_pb2_grpc as sel_grpc
-from edgesel_server.core import Bandit
+from edgesel_server.core import Bandit, QoeModel
 from tests.server.serverproc import ServerProcess, write_config
 from tests.server.test_durability import DEVICES, export
 
@@ -70,3 +70,26 @@ def test_half_life_reaches_the_core_and_restart_is_bit_identical(tmp_path: Path)
     before = Bandit.from_bytes(state2)
     for arm in before.arm_ids():
         assert restored.arm_stats(arm)["a"].tobytes() == before.arm_stats(arm)["a"].tobytes()
+
+
+def test_qoe_model_half_life_reaches_the_core_and_restart_is_bit_identical(tmp_path: Path) -> None:
+    """The default policy forgets too: the config's half_life reaches every target of the QoeModel, and a
+    kill -9 + restart (snapshot + log replay) reproduces its state bit for bit."""
+    cfg = write_config(tmp_path, policy="qoe_model", snapshot_every=30, half_life=HALF_LIFE)
+    data = tmp_path / "data"
+    proc = ServerProcess(cfg, data).start()
+    port = proc.port
+    try:
+        drive(proc.target, 120)
+        state, total = export(proc.target)
+    finally:
+        proc.kill()
+    assert total == 120
+    model = QoeModel.from_bytes(state)
+    assert model.half_life == HALF_LIFE
+    assert model.target_stats()["rating"]["n_updates"] == 120  # scalar rewards teach the rating target
+    proc = ServerProcess(cfg, data, port=port).start()
+    try:
+        assert export(proc.target) == (state, total)
+    finally:
+        proc.kill()

@@ -461,7 +461,8 @@ impl Statistics for HybridStats {
     }
 
     fn predict_mean(&self, i: usize, x: &[f64]) -> f64 {
-        // g_0 + w·(b_a − g_0 s_a + λ g_{1:}) with w = A_a⁻¹x and g = reshape(β) m'_a, as in the mean cache.
+        // g_0 + w·(b_a − g_0 s_a + P_a ⊙ g_{1:}) with w = A_a⁻¹x and g = reshape(β) m'_a, as in the mean
+        // cache (P_a the arm's prior diagonal: λ without forgetting, decayed and topped up with it).
         let arm = &self.arms[i];
         let d = self.d;
         let mut w = vec![0.0; d];
@@ -469,7 +470,7 @@ impl Statistics for HybridStats {
         let g = self.beta_times(&arm.m);
         let g0 = g[0];
         let h: Vec<f64> = (0..d)
-            .map(|j| arm.b[j] - g0 * arm.s[j] + self.lam * g[j + 1])
+            .map(|j| arm.b[j] - g0 * arm.s[j] + arm.prior[j] * g[j + 1])
             .collect();
         g0 + dot(&w, &h)
     }

@@ -141,6 +141,7 @@ class QoeModelPolicy:
         lam: float = DEFAULT_LAMBDA,
         baseline_model: str | None = None,
         max_loss: float = 0.05,
+        half_life: int = 0,
     ) -> None:
         from edgesel_server.core import QoeModel
 
@@ -155,6 +156,7 @@ class QoeModelPolicy:
             lam=lam,
             baseline_model=baseline_model,
             max_loss=max_loss,
+            half_life=half_life,
         )
         self.fallbacks = 0
 
@@ -211,6 +213,7 @@ def _qoe_model(name: str, c: PolicyContext) -> Policy:
         alpha=c.alpha,
         lam=c.lam,
         baseline_model=baseline,
+        half_life=c.half_life,
     )
 
 
