@@ -12,7 +12,7 @@ import pytest
 from edgesel_server import toml as tomllib
 from edgesel_tools.sim.cli import main
 from edgesel_tools.sim.drift import Drift, recovery
-from edgesel_tools.sim.policies import BanditPolicy, make_policy
+from edgesel_tools.sim.policies import BanditPolicy, QoeModelPolicy, make_policy
 from edgesel_tools.sim.scenario import ScenarioError, build_stream, load_scenario, parse_scenario
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,6 +105,10 @@ def test_half_life_reaches_the_core_policies() -> None:
     p = make_policy("hybrid_linucb", s, half_life=123)
     assert isinstance(p, BanditPolicy) and p.bandit.half_life == 123
     assert make_policy("disjoint_linucb", s).bandit.half_life == 0  # type: ignore[attr-defined]
+    for name in ("qoe_model", "qoe_model_conservative"):  # the default policy forgets too
+        q = make_policy(name, s, half_life=77)
+        assert isinstance(q, QoeModelPolicy) and q.model.half_life == 77
+    assert make_policy("qoe_model", s).model.half_life == 0  # type: ignore[attr-defined]
 
 
 def test_cli_reports_rounds_to_recover_with_and_without_forgetting(tmp_path: Path) -> None:
