@@ -2,6 +2,7 @@
 
     python benchmarks/forgetting_sweep.py                       # the table of docs/simulator.md, "Drift"
     python benchmarks/forgetting_sweep.py --policies disjoint_linucb --half-lives 0,100 --seeds 2024
+    python benchmarks/forgetting_sweep.py --policies qoe_model        # the default policy's table
 
 For every seed, policy and half-life it runs the full scenario (``edgesel-sim run --seed S --half-life N``
 does the same run) and prints one row per (policy, half-life): rounds to recover per seed and their mean on

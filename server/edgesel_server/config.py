@@ -43,7 +43,7 @@ class PolicyConfig:
     forced_sampling: float = 0.0
     # Forgetting (docs/core.md, "Forgetting"): learned statistics are discounted so that an observation's
     # weight halves every `half_life` applied feedback events, so the policy follows firmware/OS/app changes;
-    # 0 = no forgetting.
+    # 0 = no forgetting. For qoe_model each target forgets so on its own updates ("The QoE model").
     half_life: int = 0
     # Conservative exploration (qoe_model only): explore only while the QoE obtained stays >= (1 - max_loss)
     # x what this model would have given.
