@@ -54,6 +54,7 @@ listen = "127.0.0.1:50051"
 data_dir = "../edgesel-data"      # relative to this file; --data-dir overrides
 store = "sqlite"                  # or "redis://127.0.0.1:6379/0" for several replicas
 durability = "fsync"              # fsync every group commit; "process" survives kill -9 but not power loss
+commit_delay_ms = 2.0             # under load, a commit waits up to this for more writes to share it
 snapshot_every = 1000             # feedback events between snapshots of the learned state
 
 [[space]]

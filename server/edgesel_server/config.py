@@ -142,6 +142,8 @@ class ServerConfig:
     data_dir: Path = Path("edgesel-data")
     store: str = "sqlite"
     durability: str = "fsync"
+    # Under load, how long the store's writer waits for more writes to share a commit (store/base.py).
+    commit_delay_ms: float = 2.0
     snapshot_every: int = 1000
     max_message_bytes: int = 1 << 20
     max_features: int = 256
@@ -467,6 +469,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path = Path(".")) -> Serv
         data_dir=base_dir / s.get("data_dir", str, str(ServerConfig.data_dir)),
         store=s.get("store", str, ServerConfig.store),
         durability=s.get("durability", str, ServerConfig.durability),
+        commit_delay_ms=s.get("commit_delay_ms", float, ServerConfig.commit_delay_ms),
         snapshot_every=s.get("snapshot_every", int, ServerConfig.snapshot_every),
         max_message_bytes=s.get("max_message_bytes", int, ServerConfig.max_message_bytes),
         max_features=s.get("max_features", int, ServerConfig.max_features),
@@ -488,6 +491,8 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path = Path(".")) -> Serv
     s.done()
     if cfg.rate_limit_per_s < 0 or cfg.rate_burst < 0:
         raise ConfigError("server.rate_limit_per_s and server.rate_burst must be >= 0")
+    if not 0 <= cfg.commit_delay_ms <= 100:
+        raise ConfigError(f"server.commit_delay_ms must be between 0 and 100, got {cfg.commit_delay_ms}")
     if cfg.durability not in DURABILITY_MODES:
         raise ConfigError(f"server.durability must be one of {DURABILITY_MODES}")
     if cfg.store != "sqlite" and not cfg.store.startswith("redis://"):

@@ -123,7 +123,11 @@ class Engine:
         self.cfg = cfg
         self.spaces = {s.name: SpaceRuntime(s, cfg) for s in cfg.spaces}
         self.store = store or open_store(
-            cfg.store, cfg.data_dir, durability=cfg.durability, retention_s=cfg.decision_retention_s
+            cfg.store,
+            cfg.data_dir,
+            durability=cfg.durability,
+            retention_s=cfg.decision_retention_s,
+            commit_delay_s=cfg.commit_delay_ms / 1000,
         )
         # Feedbacks being written right now, so a concurrent duplicate waits for the first one's fate.
         self._inflight: dict[str, asyncio.Future] = {}

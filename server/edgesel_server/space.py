@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import secrets
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -106,7 +106,7 @@ def new_event_id(now: float | None = None) -> str:
     The random part makes an event id unguessable, so only the device that got it can give feedback; the
     time lets a replica tell an id too young to have reached the shared store from one that never existed."""
     ms = int((time.time() if now is None else now) * 1000)
-    return f"{ms:0{EVENT_ID_TIME_HEX}x}{secrets.token_hex(16)}"
+    return f"{ms:0{EVENT_ID_TIME_HEX}x}{os.urandom(16).hex()}"  # what secrets.token_hex does, 3 calls fewer
 
 
 def event_id_time(event_id: str) -> float | None:
@@ -270,9 +270,9 @@ class SpaceRuntime:
         holds exploration back."""
         request = _qoe_request(prefs)
         ids, mean, bonus, total = model.score(x, arms, **request)
-        best = float(total.max())
-        ties = np.flatnonzero(total == best)
-        i = int(ties[0]) if len(ties) == 1 else min(ties, key=lambda j: ids[j])
+        i = int(total.argmax())
+        if np.count_nonzero(total == total[i]) > 1:
+            i = int(min(np.flatnonzero(total == total[i]), key=lambda j: ids[j]))
         if self.cfg.policy.baseline_model is not None:
             i = ids.index(model.select(x, arms, **request)[0])
         return QoeDecision(

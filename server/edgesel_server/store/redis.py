@@ -360,6 +360,7 @@ class RedisStore(Store):
         retention_s: float = RETENTION_S,
         decision_margin_s: float = DECISION_MARGIN_S,
         on_fatal: Callable[[str], None] = _exit_process,
+        commit_delay_s: float = 0.0,
     ) -> None:
         self.url = url
         self.data_dir = data_dir  # unused: everything lives in Redis
@@ -380,7 +381,7 @@ class RedisStore(Store):
         self._observation_sha = ""
         self._close_sha = ""
         self._activate_sha = ""
-        self._writes = WriteQueue()
+        self._writes = WriteQueue(commit_delay_s=commit_delay_s)
         self._apply: ApplyFn | None = None
         self._apply_batch: BatchApplyFn | None = None
         self._lock = threading.Lock()

@@ -189,10 +189,10 @@ def _row_event(row: sqlite3.Row) -> LogEvent:
 
 
 class SqliteStore(Store):
-    def __init__(self, data_dir: Path, *, durability: str = "fsync") -> None:
+    def __init__(self, data_dir: Path, *, durability: str = "fsync", commit_delay_s: float = 0.0) -> None:
         self.path = Path(data_dir) / "edgesel.sqlite3"
         self.durability = durability
-        self._writes = WriteQueue()
+        self._writes = WriteQueue(commit_delay_s=commit_delay_s)
         self._writer: threading.Thread | None = None
         self._apply: ApplyFn | None = None
         self._read_local = threading.local()
