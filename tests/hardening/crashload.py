@@ -3,7 +3,8 @@
 Every Feedback ends in one of two books: `acked` (the server said ACCEPTED, with the reward it applied) or
 `unsure` (no answer: the server may or may not have made it durable). After the crashes, `settle` re-sends
 every one of them: an acknowledged one must come back DUPLICATE with the reward that was applied; an unsure
-one is either DUPLICATE (it had been applied; the reply says with which reward) or ACCEPTED now. Then the
+one is either DUPLICATE (it had been applied; the reply says with which reward) or ACCEPTED now — never
+NOT_FOUND, since its Select was answered and a Select is answered only once its decision is durable. Then the
 set of applied rewards is known exactly, and the server's statistics must equal it.
 """
 
@@ -36,6 +37,8 @@ def reward_for(n: int) -> float:
 class Books:
     acked: dict[str, tuple[str, float]] = field(default_factory=dict)  # event id -> (model id, reward)
     unsure: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # Answered Selects whose Feedback is held back until after the crashes (CrashLoad's `withhold`).
+    withheld: dict[str, tuple[str, float]] = field(default_factory=dict)
     selected: collections.Counter[str] = field(default_factory=collections.Counter)
     codes: collections.Counter[str] = field(default_factory=collections.Counter)
     # (monotonic send time, answer time, event id) of every ACCEPTED, to check none came during an outage
@@ -50,10 +53,19 @@ class CrashLoad:
     A Feedback that fails with UNAVAILABLE is retried (on the other target) until `retry_for` seconds have
     passed, so a decision answered during an outage must get its real feedback once the store is back."""
 
-    def __init__(self, targets: Sequence[str], books: Books, *, workers: int = 16, retry_for: float = 0.0):
+    def __init__(
+        self,
+        targets: Sequence[str],
+        books: Books,
+        *,
+        workers: int = 16,
+        retry_for: float = 0.0,
+        withhold: int = 0,
+    ):
         self.targets = list(targets)
         self.books = books
         self.retry_for = retry_for
+        self.withhold = withhold  # every n-th answered Select gets its Feedback only in `settle`
         self.stop_event = threading.Event()
         self.threads = [threading.Thread(target=self._run, args=(w,), daemon=True) for w in range(workers)]
 
@@ -97,9 +109,13 @@ class CrashLoad:
                     self._count(f"select:{e.code().name}")
                     self.stop_event.wait(0.02)
                     continue
+                reward = reward_for(w * 7919 + n)
                 with self.books.lock:
                     self.books.selected[r.model.model_id] += 1
-                self._feedback(sels, i + 1, r.event_id, r.model.model_id, reward_for(w * 7919 + n))
+                    if self.withhold and n % self.withhold == 0:
+                        self.books.withheld[r.event_id] = (r.model.model_id, reward)
+                        continue
+                self._feedback(sels, i + 1, r.event_id, r.model.model_id, reward)
         finally:
             for c in channels:
                 c.close()
@@ -165,6 +181,8 @@ def settle(targets: Sequence[str], books: Books) -> dict[str, tuple[str, float]]
             assert fb.reward == reward, f"{event_id}: DUPLICATE says reward {fb.reward}, {reward} was applied"
             applied[event_id] = (model_id, reward)
         for k, (event_id, (model_id, reward)) in enumerate(sorted(books.unsure.items())):
+            # Its Select was answered, so its decision was durable before the reply: whatever the crash
+            # interrupted, the Feedback must be accepted now (or DUPLICATE), never NOT_FOUND.
             try:
                 fb = sels[k % len(sels)].Feedback(
                     selection_pb2.FeedbackRequest(event_id=event_id, reward=reward),
@@ -172,9 +190,26 @@ def settle(targets: Sequence[str], books: Books) -> dict[str, tuple[str, float]]
                     wait_for_ready=True,
                 )
             except grpc.RpcError as e:
-                # The decision itself never became durable (the server died before its group commit).
-                assert e.code() == grpc.StatusCode.NOT_FOUND, (event_id, e.code(), e.details())
-                continue
+                raise AssertionError(
+                    f"feedback for {event_id}, whose Select was answered, failed after the restart: "
+                    f"{e.code().name} {e.details()}"
+                ) from None
+            assert fb.reward == reward, f"{event_id}: reply reward {fb.reward}, sent {reward}"
+            applied[event_id] = (model_id, reward)
+        for k, (event_id, (model_id, reward)) in enumerate(sorted(books.withheld.items())):
+            # First Feedback ever sent for an answered Select, some answered just before a kill -9.
+            try:
+                fb = sels[k % len(sels)].Feedback(
+                    selection_pb2.FeedbackRequest(event_id=event_id, reward=reward),
+                    timeout=30,
+                    wait_for_ready=True,
+                )
+            except grpc.RpcError as e:
+                raise AssertionError(
+                    f"first feedback for {event_id}, whose Select was answered before a crash, failed: "
+                    f"{e.code().name} {e.details()}"
+                ) from None
+            assert fb.status == ACCEPTED, f"{event_id}: {selection_pb2.FeedbackStatus.Name(fb.status)}"
             assert fb.reward == reward, f"{event_id}: reply reward {fb.reward}, sent {reward}"
             applied[event_id] = (model_id, reward)
     finally:
