@@ -15,6 +15,8 @@ Variants (none of them is a way to run edgesel; they bound what each part costs)
                hand-off to the writer thread and back, without the write
   no_fsync     durability = "process" (SQLite synchronous=NORMAL: no fsync at commit)
   slow_commit  like no_sql, but each decision-only batch takes 2 ms (a slow disk): bigger groups per commit
+  loop_journal the decision appended to a file and fdatasync'd on the event loop thread, once per loop
+               iteration for all decisions made in it (no writer thread, no SQLite): the bound for a journal
 
 Columns: rps, p99 (ms), server CPU per call (µs), the difference to base, decisions per commit and the writer
 thread's CPU per decision (thread CPU time inside the commit, µs).
@@ -38,7 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "examples" / "edgesel.toml"
-VARIANTS = ("base", "no_store", "no_sql", "no_fsync", "slow_commit")
+VARIANTS = ("base", "no_store", "no_sql", "no_fsync", "slow_commit", "loop_journal")
 
 
 def patch(variant: str) -> None:
@@ -52,6 +54,31 @@ def patch(variant: str) -> None:
             return None
 
         engine.Engine._persist_decision = persist  # type: ignore[method-assign,assignment]
+    if variant == "loop_journal":
+        import asyncio
+
+        journal = os.open(os.environ["EDGESEL_BREAKDOWN_JOURNAL"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        queued: list = []
+
+        def flush() -> None:
+            batch = list(queued)
+            queued.clear()
+            os.write(journal, b"".join(row for row, _ in batch))
+            os.fdatasync(journal)
+            for _, waiter in batch:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+        async def journaled(self: engine.Engine, d: engine.Decision) -> None:
+            loop = asyncio.get_running_loop()
+            waiter = loop.create_future()
+            if not queued:
+                loop.call_soon(flush)
+            row = json.dumps([d.event_id, d.model_id, d.created, d.deadline, d.propensity, d.x.tolist()])
+            queued.append((row.encode() + b"\n", waiter))
+            await waiter
+
+        engine.Engine._persist_decision = journaled  # type: ignore[method-assign]
     if variant == "no_fsync":
         load = config.load_config
 
@@ -95,7 +122,8 @@ def run_variant(variant: str, duration: float, work: Path) -> dict:
     shutil.rmtree(data, ignore_errors=True)
     cmd = [sys.executable, __file__, "--serve", variant, "--", "--config", str(CONFIG), "--listen",
            "127.0.0.1:0", "--data-dir", str(data), "--log-level", "warning"]  # fmt: skip
-    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "EDGESEL_BREAKDOWN_JOURNAL": str(work / f"{variant}.journal")}
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     assert server.stdout is not None
     target = ""
     for line in server.stdout:
