@@ -129,12 +129,15 @@ class EdgeselServer:
         )
         reflection.enable_server_reflection(reflected, server)
         add_reflection_v1(reflection.aio.ReflectionServicer(reflected), server)
-        if credentials is not None:
-            self.port = server.add_secure_port(self.cfg.listen, credentials)
-        else:
-            self.port = server.add_insecure_port(self.cfg.listen)
+        try:
+            if credentials is not None:
+                self.port = server.add_secure_port(self.cfg.listen, credentials)
+            else:
+                self.port = server.add_insecure_port(self.cfg.listen)
+        except RuntimeError:  # grpcio's "Failed to bind": taken (not by our --workers), or no such address
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {self.cfg.listen}")
+            raise OSError(f"cannot listen on {self.cfg.listen} (in use, or not an address of this host)")
         await server.start()
         self.server = server
         warn_if_exposed(self.cfg)

@@ -263,3 +263,20 @@ def test_workers_must_be_a_positive_integer(tmp_path: Path, value: str) -> None:
     cmd = [sys.executable, "-m", "edgesel_server.cli", "--config", str(cfg), "--workers", value]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--workers" in done.stderr, done.stderr
+
+
+@requires_redis
+def test_a_port_in_use_is_refused_not_shared(tmp_path: Path, redis_server: RedisServer) -> None:
+    """SO_REUSEPORT lets the workers of one supervisor share a port; nothing else may join it: neither a
+    single server (which does not set it) nor a second supervisor (which probes the port first)."""
+    proc = start_workers(tmp_path, redis_server, 2)
+    try:
+        cfg = tmp_path / "edgesel.toml"
+        for extra in ([], ["--workers", "2"]):
+            cmd = [sys.executable, "-m", "edgesel_server.cli", "--config", str(cfg), "--listen", proc.target,
+                   "--data-dir", str(tmp_path / "other"), *extra]  # fmt: skip
+            done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+            assert done.returncode == 1, (extra, done.stdout, done.stderr[-2000:])
+            assert "LISTENING" not in done.stdout and "cannot listen on" in done.stderr, done.stderr[-2000:]
+    finally:
+        assert proc.terminate(timeout=120) == 0
