@@ -8,6 +8,7 @@ worker that answered (`edgesel-worker-pid` initial metadata). Every wait is on a
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -278,5 +279,38 @@ def test_a_port_in_use_is_refused_not_shared(tmp_path: Path, redis_server: Redis
             done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
             assert done.returncode == 1, (extra, done.stdout, done.stderr[-2000:])
             assert "LISTENING" not in done.stdout and "cannot listen on" in done.stderr, done.stderr[-2000:]
+    finally:
+        assert proc.terminate(timeout=120) == 0
+
+
+@requires_redis
+def test_the_bench_sums_the_workers_cpu_under_the_supervisor_pid(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """`edgesel-bench --server-pid <supervisor>`: the workers' CPU is counted (they are its children), and
+    each process's share is reported."""
+    proc = start_workers(tmp_path, redis_server, 2)
+    try:
+        assert proc.proc is not None
+        workers = {e["pid"] for e in worker_events(proc, "worker started")}
+        out = tmp_path / "bench.json"
+        cmd = [sys.executable, "-m", "edgesel_tools.bench.cli", "--config", str(tmp_path / "edgesel.toml"),
+               "--space", "vision", "--phases", "select,feedback", "--duration", "1.5", "--concurrency", "8",
+               "--processes", "2", *(["--target", proc.target] * 4), "--server-pid", str(proc.proc.pid),
+               "--json", str(out)]  # fmt: skip
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        report = json.loads(out.read_text())
+        for kind in ("select", "feedback"):
+            r = report[kind]
+            by_pid = {int(p): c for p, c in r["server_cpu_cores_by_pid"].items()}
+            assert set(by_pid) == workers | {proc.proc.pid}, (kind, by_pid)
+            assert abs(sum(by_pid.values()) - r["server_cpu_cores"]) <= 0.01, (kind, r)
+        # Every worker applies every Feedback (whichever served it), so each has CPU of its own in that
+        # phase, however the kernel spread the connections; the supervisor only waits.
+        fb = {int(p): c for p, c in report["feedback"]["server_cpu_cores_by_pid"].items()}
+        assert min(fb[w] for w in workers) > fb[proc.proc.pid], fb
+        assert report["errors"] == {}
+        assert "server cores by process" in done.stdout
     finally:
         assert proc.terminate(timeout=120) == 0
