@@ -179,16 +179,17 @@ class EdgeselServer:
 async def serve(cfg: ServerConfig, worker_index: int | None = None) -> int:
     app = EdgeselServer(cfg, worker_index)
     port = await app.start()
+    # Before LISTENING: whoever reads it (a supervisor of --workers, a test, a script) may stop us at once.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     host = cfg.listen.rsplit(":", 1)[0]
     # One plain line on stdout so scripts and tests can find the port when --listen ends in :0.
     print(f"LISTENING {host}:{port}", flush=True)
     log.info(
         "edgesel server listening", extra={"listen": f"{host}:{port}", "spaces": list(app.engine.spaces)}
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
     await app.stop()

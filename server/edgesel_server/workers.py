@@ -219,6 +219,9 @@ class Supervisor:
                 log.error("worker did not stop in time; killing it", extra={"worker": w.index})
                 w.proc.kill()
                 code = w.proc.wait()
+            if code != 0:
+                how = {"signal": signal.Signals(-code).name} if code < 0 else {"code": code}
+                log.error("worker did not stop cleanly", extra={"worker": w.index, "pid": w.proc.pid, **how})
             clean = clean and code == 0
             self._close(w.proc)
         log.info("workers stopped", extra={"clean": clean})
