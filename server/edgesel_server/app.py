@@ -185,11 +185,12 @@ async def serve(cfg: ServerConfig, worker_index: int | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     host = cfg.listen.rsplit(":", 1)[0]
-    # One plain line on stdout so scripts and tests can find the port when --listen ends in :0.
-    print(f"LISTENING {host}:{port}", flush=True)
     log.info(
         "edgesel server listening", extra={"listen": f"{host}:{port}", "spaces": list(app.engine.spaces)}
     )
+    # One plain line on stdout so scripts and tests can find the port when --listen ends in :0. After the
+    # log line: a --workers supervisor that has read every worker's LISTENING logs its own line after theirs.
+    print(f"LISTENING {host}:{port}", flush=True)
     await stop.wait()
     log.info("shutting down")
     await app.stop()

@@ -43,7 +43,14 @@ HANDLED = (
 def start_workers(tmp_path: Path, redis_server: RedisServer, n: int = 2, **cfg_kw) -> ServerProcess:
     cfg = write_config(tmp_path, store=redis_server.url, **cfg_kw)
     cfg.write_text(cfg.read_text() + METRICS)
-    return ServerProcess(cfg, tmp_path / "data", extra=["--workers", str(n)]).start(timeout=120)
+    proc = ServerProcess(cfg, tmp_path / "data", extra=["--workers", str(n)]).start(timeout=120)
+    # The supervisor logs its line once every worker has logged its own; the first such line that start()
+    # saw may have been a worker's.
+    wait_for(
+        lambda: [e for e in worker_events(proc, "edgesel server listening") if "workers" in e],
+        "the supervisor did not log that it listens",
+    )
+    return proc
 
 
 def worker_exports(target: str, n: int, space: str = "vision", timeout: float = 60.0) -> dict[int, tuple]:
