@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -21,6 +22,7 @@ from edgesel_server.security import TokenRegistry, server_credentials, warn_if_e
 from edgesel_server.servicers import CatalogServicer, SelectionServicer
 from edgesel_server.status import app as status_app
 from edgesel_server.status.history import SpaceHistory, sample_forever
+from edgesel_server.workers import WORKER_HEADER, WORKER_PID_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +57,29 @@ def add_reflection_v1(servicer: reflection.aio.ReflectionServicer, server: grpc.
     )
 
 
+class WorkerTagged:
+    """A servicer whose every reply starts with initial metadata naming the worker (`--workers N`) that
+    answered, so an admin (or a test) can tell the workers behind one port apart. CatalogService only: the
+    device RPCs stay as they are."""
+
+    def __init__(self, servicer: Any, index: int) -> None:
+        self._servicer = servicer
+        self._metadata = ((WORKER_HEADER, str(index)), (WORKER_PID_HEADER, str(os.getpid())))
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._servicer, name)
+
+        async def tagged(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await context.send_initial_metadata(self._metadata)
+            return await method(request, context)
+
+        return tagged
+
+
 class EdgeselServer:
-    def __init__(self, cfg: ServerConfig) -> None:
+    def __init__(self, cfg: ServerConfig, worker_index: int | None = None) -> None:
         self.cfg = cfg
+        self.worker_index = worker_index  # one of `--workers N` processes: the port is shared
         self.engine = Engine(cfg)
         self.health = HealthServicer()
         self.server: grpc.aio.Server | None = None
@@ -86,14 +108,18 @@ class EdgeselServer:
         opts = [
             ("grpc.max_receive_message_length", self.cfg.max_message_bytes),
             ("grpc.max_send_message_length", max(self.cfg.max_message_bytes, 64 << 20)),
-            ("grpc.so_reuseport", 0),
+            # Off unless one of `--workers N`: a second server on a taken port must fail, not share it.
+            ("grpc.so_reuseport", 0 if self.worker_index is None else 1),
         ]
         self.guard = RpcGuard.from_config(self.cfg, tokens, self.metrics)
         server = grpc.aio.server(options=opts)
         selection_service = selection_pb2.DESCRIPTOR.services_by_name["SelectionService"]
         catalog_service = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"]
         self.guard.register(selection_service, SelectionServicer(self.engine), server)
-        self.guard.register(catalog_service, CatalogServicer(self.engine), server)
+        catalog: Any = CatalogServicer(self.engine)
+        if self.worker_index is not None:
+            catalog = WorkerTagged(catalog, self.worker_index)
+        self.guard.register(catalog_service, catalog, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflected = (
             *SERVICE_NAMES,
@@ -103,12 +129,15 @@ class EdgeselServer:
         )
         reflection.enable_server_reflection(reflected, server)
         add_reflection_v1(reflection.aio.ReflectionServicer(reflected), server)
-        if credentials is not None:
-            self.port = server.add_secure_port(self.cfg.listen, credentials)
-        else:
-            self.port = server.add_insecure_port(self.cfg.listen)
+        try:
+            if credentials is not None:
+                self.port = server.add_secure_port(self.cfg.listen, credentials)
+            else:
+                self.port = server.add_insecure_port(self.cfg.listen)
+        except RuntimeError:  # grpcio's "Failed to bind": taken (not by our --workers), or no such address
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {self.cfg.listen}")
+            raise OSError(f"cannot listen on {self.cfg.listen} (in use, or not an address of this host)")
         await server.start()
         self.server = server
         warn_if_exposed(self.cfg)
@@ -147,19 +176,21 @@ class EdgeselServer:
             self.metrics_port.close()
 
 
-async def serve(cfg: ServerConfig) -> int:
-    app = EdgeselServer(cfg)
+async def serve(cfg: ServerConfig, worker_index: int | None = None) -> int:
+    app = EdgeselServer(cfg, worker_index)
     port = await app.start()
-    host = cfg.listen.rsplit(":", 1)[0]
-    # One plain line on stdout so scripts and tests can find the port when --listen ends in :0.
-    print(f"LISTENING {host}:{port}", flush=True)
-    log.info(
-        "edgesel server listening", extra={"listen": f"{host}:{port}", "spaces": list(app.engine.spaces)}
-    )
+    # Before LISTENING: whoever reads it (a supervisor of --workers, a test, a script) may stop us at once.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    host = cfg.listen.rsplit(":", 1)[0]
+    log.info(
+        "edgesel server listening", extra={"listen": f"{host}:{port}", "spaces": list(app.engine.spaces)}
+    )
+    # One plain line on stdout so scripts and tests can find the port when --listen ends in :0. After the
+    # log line: a --workers supervisor that has read every worker's LISTENING logs its own line after theirs.
+    print(f"LISTENING {host}:{port}", flush=True)
     await stop.wait()
     log.info("shutting down")
     await app.stop()
@@ -167,9 +198,9 @@ async def serve(cfg: ServerConfig) -> int:
     return 0
 
 
-def run(cfg: ServerConfig) -> int:
+def run(cfg: ServerConfig, worker_index: int | None = None) -> int:
     try:
-        return asyncio.run(serve(cfg))
+        return asyncio.run(serve(cfg, worker_index))
     except KeyboardInterrupt:
         return 0
     except ConfigError as e:

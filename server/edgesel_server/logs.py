@@ -29,9 +29,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, separators=(",", ":"))
 
 
-def setup_logging(level: str = "info") -> None:
+class _Fields(logging.Filter):
+    """Puts the same fields on every record (a worker's index and pid: the workers of `--workers N` write
+    to one stderr)."""
+
+    def __init__(self, fields: dict[str, int | str]) -> None:
+        super().__init__()
+        self.fields = fields
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for k, v in self.fields.items():
+            setattr(record, k, v)
+        return True
+
+
+def setup_logging(level: str = "info", fields: dict[str, int | str] | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    if fields:
+        handler.addFilter(_Fields(fields))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -8,9 +8,10 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -46,8 +47,8 @@ def start_replica(tmp_path: Path, name: str, port: int = 0) -> ServerProcess:
     return ServerProcess(tmp_path / "edgesel.toml", tmp_path / name, port=port).start()
 
 
-def sel(target: str) -> sel_grpc.SelectionServiceStub:
-    return sel_grpc.SelectionServiceStub(grpc.insecure_channel(target))
+def sel(target: str, options: Sequence[tuple[str, Any]] = ()) -> sel_grpc.SelectionServiceStub:
+    return sel_grpc.SelectionServiceStub(grpc.insecure_channel(target, options=options))
 
 
 def cat(target: str) -> cat_grpc.CatalogServiceStub:
@@ -77,8 +78,11 @@ def converge(targets: list[str], r: redis.Redis, space: str = "vision", timeout:
 class Load:
     """Workers doing Select on one replica and Feedback on the next; records what was acknowledged."""
 
-    def __init__(self, targets: list[str], workers: int) -> None:
+    def __init__(
+        self, targets: list[str], workers: int, channel_options: Sequence[tuple[str, Any]] = ()
+    ) -> None:
         self.targets = targets
+        self.channel_options = channel_options
         self.stop_event = threading.Event()
         self.acked: list[tuple[str, float]] = []
         self.codes: collections.Counter[str] = collections.Counter()
@@ -104,7 +108,7 @@ class Load:
             time.sleep(0.05)
 
     def _run(self, w: int) -> None:
-        stubs = [sel(t) for t in self.targets]
+        stubs = [sel(t, self.channel_options) for t in self.targets]
         n = len(stubs)
         i = 0
         while not self.stop_event.is_set():

@@ -184,7 +184,7 @@ class ServerProcess:
 
     def _wait_for_log_line(self, text: str, deadline: float) -> None:
         """stdout and stderr are separate pipes: LISTENING on stdout says nothing about how far the stderr
-        thread has read. The server logs `text` right after LISTENING, so once it is here, every startup
+        thread has read. The server logs `text` right before LISTENING, so once it is here, every startup
         log line ("space ready", ...) is in `stderr_lines` too (tests read them right after start)."""
         seen = 0
         while time.monotonic() < deadline and self.proc is not None and self.proc.poll() is None:

@@ -12,7 +12,9 @@ Results are printed and, with --json, written as {"select": {"rps", "p50_ms", "p
 "feedback": {...}, "floor": {...}, "errors": {...}, "learning": {...}, "server_rss_mb": {...}}.
 
 CPU per call (bench/cpu.py), in each phase's entry (mixed: "mixed_cpu"): server_cpu_us_per_call (the server's
-utime + stime from /proc over the phase, per completed call; the floor's is the floor server's) and
+utime + stime from /proc over the phase, per completed call, summed over the server processes and their
+descendants, e.g. the workers under an `edgesel-server --workers N` supervisor, whose pid is enough; the
+floor's is the floor server's; with several processes also server_cpu_cores_by_pid) and
 server_cpu_us_per_call_vs_floor_us (that minus the floor's: edgesel's own work per call), server_cpu_cores,
 client_cpu_us_per_call and client_cpu_cores_per_process (the load generator's own processes),
 client_ceiling_rps and client_bound (true when the load generator was busy >= 85% of a core per process: the
@@ -231,7 +233,14 @@ def main(argv: list[str] | None = None) -> int:
                     k: summarize(v, res.elapsed_s, _errors(res, k)) for k, v in res.latencies_ms.items()
                 }
                 report["learning"] = fleet.learning_report(res.rewards, res.regrets)
-            cpu = cpu_figures(res.calls, res.elapsed_s, res.server_cpu_s, res.client_cpu_s, args.processes)
+            cpu = cpu_figures(
+                res.calls,
+                res.elapsed_s,
+                res.server_cpu_s,
+                res.client_cpu_s,
+                args.processes,
+                res.server_cpu_by_pid,
+            )
             report.setdefault("mixed_cpu" if phase == "mixed" else phase, {}).update(cpu)
             errors.update(res.errors)
             rss[f"after_{phase}"] = _rss_mb(server_pid)
@@ -396,6 +405,10 @@ def print_cpu(report: dict[str, Any]) -> None:
             f"{r['client_cpu_cores_per_process']:>19.2f}{r.get('client_ceiling_rps', 0):>18.0f}  "
             f"{'YES: the load generator was the limit' if r['client_bound'] else 'no'}"
         )
+    for name, r in rows:  # several server processes (replicas, workers): each one's share
+        if "server_cpu_cores_by_pid" in r:
+            shares = ", ".join(f"pid {p} {c:.2f}" for p, c in r["server_cpu_cores_by_pid"].items())
+            print(f"  {name}: server cores by process: {shares}")
     if "client" in report:
         c = report["client"]
         print(

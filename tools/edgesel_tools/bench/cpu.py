@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 # A load-generator process busy at least this share of one core is at its own ceiling: the phase measured
@@ -46,16 +47,22 @@ def _own_cpu_s(pid: int) -> float | None:
     return (utime + stime) / CLK_TCK
 
 
-def process_cpu_s(pids: list[int]) -> float | None:
-    """utime + stime, in seconds, of these processes and their live descendants (None if none is readable,
-    e.g. no /proc on this system)."""
-    total, seen = 0.0, False
+def process_cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    """utime + stime, in seconds, of each of these processes and of their live descendants (e.g. the workers
+    of `edgesel-server --workers N` under its supervisor), by pid; those not readable are left out."""
+    out: dict[int, float] = {}
     for pid in {p for root in pids for p in (root, *_descendants(root))}:
         s = _own_cpu_s(pid)
         if s is not None:
-            total += s
-            seen = True
-    return total if seen else None
+            out[pid] = s
+    return out
+
+
+def process_cpu_s(pids: list[int]) -> float | None:
+    """utime + stime, in seconds, of these processes and their live descendants (None if none is readable,
+    e.g. no /proc on this system)."""
+    by_pid = process_cpu_by_pid(pids)
+    return sum(by_pid.values()) if by_pid else None
 
 
 def cpu_figures(
@@ -64,15 +71,22 @@ def cpu_figures(
     server_cpu_s: float | None,
     client_cpu_s: float,
     processes: int,
-) -> dict[str, float | bool]:
+    server_cpu_by_pid: dict[int, float] | None = None,
+) -> dict[str, Any]:
     """Per-call CPU of one phase, the server's and the load generator's; and whether the latter was the
-    limit."""
-    out: dict[str, float | bool] = {}
+    limit. With several server processes (replicas, or a supervisor and its workers), also each one's share
+    of a core (`server_cpu_cores_by_pid`): the per-call figure is their sum, the CPU one call costs whichever
+    process served it."""
+    out: dict[str, Any] = {}
     if calls <= 0 or elapsed_s <= 0:
         return out
     if server_cpu_s is not None:
         out["server_cpu_us_per_call"] = round(server_cpu_s / calls * 1e6, 1)
         out["server_cpu_cores"] = round(server_cpu_s / elapsed_s, 3)
+    if server_cpu_by_pid and len(server_cpu_by_pid) > 1:
+        out["server_cpu_cores_by_pid"] = {
+            str(pid): round(s / elapsed_s, 3) for pid, s in sorted(server_cpu_by_pid.items())
+        }
     out["client_cpu_us_per_call"] = round(client_cpu_s / calls * 1e6, 1)
     busy = client_cpu_s / elapsed_s / max(1, processes)
     out["client_cpu_cores_per_process"] = round(busy, 3)

@@ -18,8 +18,10 @@ from typing import Any
 import grpc
 
 from edgesel.v1 import selection_pb2
-from edgesel_tools.bench.cpu import process_cpu_s
+from edgesel_tools.bench.cpu import process_cpu_by_pid
 from edgesel_tools.bench.floor import METHOD as FLOOR_METHOD
+
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 
 
 @dataclass
@@ -43,6 +45,7 @@ class PhaseResult:
     elapsed_s: float = 0.0
     client_cpu_s: float = 0.0  # the load generator's own CPU (all its worker processes) during the phase
     server_cpu_s: float | None = None  # the server processes' CPU over the phase (run_phase's server_pids)
+    server_cpu_by_pid: dict[int, float] = field(default_factory=dict)  # the same, each process's own
 
     def merge(self, other: PhaseResult) -> None:
         for k, v in other.latencies_ms.items():
@@ -85,7 +88,9 @@ class RegisteredSelectionStub:
 async def _run_phase(spec: PhaseSpec, worker: int, progress: Any, event_ids: list[str]) -> PhaseResult:
     result = PhaseResult()
     rng = random.Random(spec.seed * 1000 + worker)
-    channels = [grpc.aio.insecure_channel(t) for t in spec.targets]
+    # Each channel its own TCP connection, even to a target named twice: the workers of `edgesel-server
+    # --workers N` share one port, and the kernel spreads connections, not calls, over them.
+    channels = [grpc.aio.insecure_channel(t, options=OWN_CONNECTION) for t in spec.targets]
     stubs = [RegisteredSelectionStub(c) for c in channels]
     echoes = [
         c.unary_unary(
@@ -216,7 +221,7 @@ def run_phase(
         if not all(p.is_alive() for p in procs):
             raise RuntimeError("a bench worker died before the phase started")
         time.sleep(0.01)
-    server_cpu0 = process_cpu_s(server_pids) if server_pids else None
+    server_cpu0 = process_cpu_by_pid(server_pids) if server_pids else None
     go.set()
     t0 = time.monotonic()
     results: dict[int, tuple[PhaseResult, list[str]]] = {}
@@ -237,7 +242,7 @@ def run_phase(
                 end="",
                 flush=True,
             )
-    server_cpu1 = process_cpu_s(server_pids) if server_pids else None
+    server_cpu1 = process_cpu_by_pid(server_pids) if server_pids else None
     if not quiet:
         print()
     for p in procs:
@@ -245,6 +250,10 @@ def run_phase(
     merged = PhaseResult()
     for w in sorted(results):
         merged.merge(results[w][0])
-    if server_cpu0 is not None and server_cpu1 is not None:
-        merged.server_cpu_s = server_cpu1 - server_cpu0
+    if server_cpu0 and server_cpu1:
+        # Processes alive at both ends (a worker restarted meanwhile is left out).
+        merged.server_cpu_by_pid = {
+            p: server_cpu1[p] - server_cpu0[p] for p in server_cpu1 if p in server_cpu0
+        }
+        merged.server_cpu_s = sum(merged.server_cpu_by_pid.values())
     return merged, [results[w][1] for w in sorted(results)]
