@@ -385,12 +385,13 @@ impl PyQoeModel {
     }
 
     /// Learns n Feedbacks in order, each exactly as `update` with that row's arguments (a replica applying
-    /// the log): `xs` is (n, device_dim); `latency_ms`, `energy_mj`, `user_rating`, `accuracy` and
-    /// `latency_budget_ms` hold one float per row, NaN where the Feedback did not give it (`None` for
-    /// `update`); `failed` one bool per row; `weights` one dict or None per row (or None for every row).
+    /// the log): `xs` is (n, device_dim); `latency_ms`, `energy_mj`, `user_rating`, `accuracy`,
+    /// `latency_budget_ms` and `energy_budget_mj` hold one float per row, NaN where the Feedback did not give
+    /// it (`None` for `update`); `failed` one bool per row; `weights` one dict or None per row (or None for
+    /// every row).
     /// Returns how many rows were learned: n, or the rows before the first one `update` would refuse
     /// (that row is not learned; `update` with its arguments raises the error).
-    #[pyo3(signature = (arm_ids, xs, rewards, *, latency_ms, energy_mj, user_rating, accuracy, failed, latency_budget_ms, weights = None))]
+    #[pyo3(signature = (arm_ids, xs, rewards, *, latency_ms, energy_mj, user_rating, accuracy, failed, latency_budget_ms, energy_budget_mj, weights = None))]
     #[allow(clippy::too_many_arguments)]
     fn update_batch(
         &self,
@@ -404,6 +405,7 @@ impl PyQoeModel {
         accuracy: &Bound<'_, PyAny>,
         failed: Vec<bool>,
         latency_budget_ms: &Bound<'_, PyAny>,
+        energy_budget_mj: &Bound<'_, PyAny>,
         weights: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<usize> {
         let objs = str_seq(arm_ids, "arm_ids")?;
@@ -416,14 +418,21 @@ impl PyQoeModel {
             ("energy_mj", vec_arg(energy_mj, "energy_mj")?),
             ("user_rating", vec_arg(user_rating, "user_rating")?),
             ("accuracy", vec_arg(accuracy, "accuracy")?),
-            ("latency_budget_ms", vec_arg(latency_budget_ms, "latency_budget_ms")?),
+            (
+                "latency_budget_ms",
+                vec_arg(latency_budget_ms, "latency_budget_ms")?,
+            ),
+            (
+                "energy_budget_mj",
+                vec_arg(energy_budget_mj, "energy_budget_mj")?,
+            ),
         ];
         let weights: Option<Vec<Bound<'_, PyAny>>> = weights
             .filter(|o| !o.is_none())
             .map(|o| {
-                o.cast::<PyList>()
-                    .map(|l| l.iter().collect())
-                    .map_err(|_| PyTypeError::new_err("weights must be a list of dict or None per row"))
+                o.cast::<PyList>().map(|l| l.iter().collect()).map_err(|_| {
+                    PyTypeError::new_err("weights must be a list of dict or None per row")
+                })
             })
             .transpose()?;
         let lengths = [rows, failed.len(), weights.as_ref().map_or(n, Vec::len)];
@@ -438,14 +447,15 @@ impl PyQoeModel {
                 "xs rows, failed and weights must have one entry per arm id ({n}), got {lengths:?}"
             )));
         }
-        let [rewards, latency, energy, rating, acc, budget] = columns.map(|(_, c)| c);
+        let [rewards, latency, energy, rating, acc, latency_budget, energy_budget] =
+            columns.map(|(_, c)| c);
         let given = |v: f64| if v.is_nan() { None } else { Some(v) };
         // Preferences first (they need the GIL for the weights dicts): a row whose preferences `update` would
         // refuse ends the batch there, like any other refused row.
         let mut prefs = Vec::with_capacity(n);
         for j in 0..n {
             let w = weights.as_ref().map(|w| &w[j]);
-            match self.prefs(given(budget[j]), None, w) {
+            match self.prefs(given(latency_budget[j]), given(energy_budget[j]), w) {
                 Ok(p) => prefs.push(p),
                 Err(_) => break,
             }

@@ -212,6 +212,7 @@ class QoeModel:
         accuracy: _Vector,
         failed: Sequence[bool],
         latency_budget_ms: _Vector,
+        energy_budget_mj: _Vector,
         weights: Sequence[dict[str, float] | None] | None = None,
     ) -> int: ...
     def target_stats(self) -> dict[str, dict[str, float]]: ...

@@ -102,7 +102,9 @@ class Outcomes:
             hist.counts[latency_bucket] = hist.counts.get(latency_bucket, 0) + 1
             hist.n += 1
         if bucket is not None:
-            cell = self.buckets.setdefault(bucket, [0, 0.0])
+            cell = self.buckets.get(bucket)  # not setdefault(bucket, [0, 0.0]): no list made per call
+            if cell is None:
+                cell = self.buckets[bucket] = [0, 0.0]
             cell[0] += 1
             cell[1] += qoe
 

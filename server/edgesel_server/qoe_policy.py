@@ -146,6 +146,7 @@ def learn_records(model: QoeModel, events: Sequence[LogEvent], records: Sequence
     if n == 0:
         return 0
     lat, energy, rating, accuracy, budget = (np.array(c, dtype=np.float64) for c in columns)
+    no_energy_budget = np.full(n, _NOT_GIVEN)  # learn_record passes none
     return model.update_batch(
         [e.model_id for e in events[:n]],
         np.stack([e.x for e in events[:n]]),  # type: ignore[misc]
@@ -156,6 +157,7 @@ def learn_records(model: QoeModel, events: Sequence[LogEvent], records: Sequence
         accuracy=accuracy,
         failed=failed,
         latency_budget_ms=budget,
+        energy_budget_mj=no_energy_budget,
         weights=weights if any(w is not None for w in weights) else None,
     )
 

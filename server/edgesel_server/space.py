@@ -139,8 +139,10 @@ def _qoe_request(prefs: Mapping) -> dict:
 
 def reward_outcome(payload: bytes) -> dict:
     """A reward event's payload as json.loads reads it ({} for none), parsed by orjson (~4x faster; both read
-    every float correctly rounded, so the same bits, tests/server/test_payload_decode.py). What orjson refuses
-    and json accepts (NaN, lone surrogates, integers beyond 64 bits, other encodings) is read by json."""
+    every float correctly rounded, so the same bits: tests/server/test_reward_payloads.py). What orjson refuses
+    and json accepts (NaN, Infinity, lone surrogates, other encodings) is read by json. One difference is left:
+    orjson reads an integer beyond 64 bits as a float; no payload has one (its integers are a bucket < 64, a
+    record version, counts)."""
     if not payload:
         return {}
     try:
@@ -432,7 +434,7 @@ class SpaceRuntime:
                         )
                     except ValueError:
                         return False
-            self._account_run(run, outcomes, teach, skipped)
+            self._account_run(run, outcomes, teach, skipped, isolate)
             self._refresh_active()
         return True
 
@@ -482,69 +484,88 @@ class SpaceRuntime:
         self.since_snapshot += 1
 
     def _account_run(
-        self, run: Sequence[LogEvent], outcomes: list[dict], teach: list[bool], skipped: set[int]
+        self,
+        run: Sequence[LogEvent],
+        outcomes: list[dict],
+        teach: list[bool],
+        skipped: set[int],
+        isolate: bool = False,
     ) -> None:
         """`_account` of each event of a run in order (except the `skipped` positions), with exactly its
         result. This is per-event work on every replica, so the usual event (an outcome as holdout.py writes
         it) is accounted inline here and its report row goes to the lift tracker with the others in one call;
-        any other event goes through `_account` itself, after the rows before it."""
+        any other event goes through `_account` itself, after the rows before it (with `isolate`, one that
+        fails there is logged and skipped, as `apply_batch` does with events)."""
         counters, history = self.counters, self.history
         lift_rows: list[tuple[str, str, float, float | None, bool, float, int | None]] = []
         guardrails = self.guardrails if self.guardrails.cfg.enabled else None
-        for k, (e, outcome, taught) in enumerate(zip(run, outcomes, teach, strict=True)):
-            if k in skipped:
-                continue
-            group = outcome.get("group")
-            latency = outcome.get("latency_ms")
-            bucket = outcome.get("bucket")
-            usual = (
-                type(outcome.get("device_class")) is str
-                and (latency is None or type(latency) is float)
-                and (bucket is None or (type(bucket) is int and 0 <= bucket < BUCKETS))
-                and type(outcome.get("prefs", {})) is dict
-            )
-            if group is None or not usual:
-                self.lift.add_many(lift_rows)
-                lift_rows = []
-                self._account(e, outcome, taught)
-                continue
-            if taught:
-                c = counters.get(e.model_id)
-                if c is None:
-                    c = counters[e.model_id] = ArmCounters()
-                c.n_updates += 1
-                c.reward_sum += e.reward
-                c.last_update = e.created
-            failed = bool(outcome.get("failed", False))
-            if failed:  # qoe_policy.failed_installation_of
-                installation = str(outcome.get("prefs", {}).get("installation_id", ""))
-                if installation:
-                    self.failed_pairs.add(installation, e.model_id)
-            cls = outcome["device_class"]
-            if group == POLICY or group == HOLDOUT:
-                if (
-                    bucket is None
-                ):  # an event from before the variance buckets: its decision is its own device
-                    bucket = variance_bucket(self.name, e.event_id or str(e.seq))
-                lift_rows.append((group, cls, e.reward, latency, failed, e.created, bucket))
-                if history is not None:
-                    reason = str(outcome.get("failure_reason", ""))
-                    history.on_outcome(group, cls, e.model_id, e.reward, failed, reason, e.created)
-            if guardrails is not None:
-                breach = guardrails.observe(
-                    model_id=e.model_id,
-                    device_class=cls,
-                    holdout=group == HOLDOUT,
-                    failed=failed,
-                    latency_ms=latency,
-                    seq=e.seq,
-                    created=e.created,
+        accounted, last_seq = 0, self.applied_seq  # written to self when the loop ends or hands an event on
+        try:
+            for k, (e, outcome, taught) in enumerate(zip(run, outcomes, teach, strict=True)):
+                if skipped and k in skipped:
+                    continue
+                group = outcome.get("group")
+                latency = outcome.get("latency_ms")
+                bucket = outcome.get("bucket")
+                failed = bool(outcome.get("failed", False))
+                usual = (
+                    type(outcome.get("device_class")) is str
+                    and (latency is None or type(latency) is float)
+                    and (bucket is None or (type(bucket) is int and 0 <= bucket < BUCKETS))
+                    and (not failed or type(outcome.get("prefs", {})) is dict)
                 )
-                if breach is not None:
-                    self._log_breach(breach)
-            self.applied_seq = e.seq
-            self.since_snapshot += 1
-        self.lift.add_many(lift_rows)
+                if group is None or not usual:
+                    self.lift.add_many(lift_rows)
+                    lift_rows = []
+                    self.applied_seq, self.since_snapshot = last_seq, self.since_snapshot + accounted
+                    accounted = 0
+                    try:
+                        self._account(e, outcome, taught)
+                    except Exception:
+                        if not isolate:
+                            raise
+                        # as the tailer does around `apply`: what the event changed before it failed stays
+                        log.exception("applying event seq=%d of space %s failed", e.seq, self.name)
+                    last_seq = self.applied_seq
+                    continue
+                if taught:
+                    c = counters.get(e.model_id)
+                    if c is None:
+                        c = counters[e.model_id] = ArmCounters()
+                    c.n_updates += 1
+                    c.reward_sum += e.reward
+                    c.last_update = e.created
+                if failed:  # qoe_policy.failed_installation_of
+                    installation = str(outcome.get("prefs", {}).get("installation_id", ""))
+                    if installation:
+                        self.failed_pairs.add(installation, e.model_id)
+                cls = outcome["device_class"]
+                if group == POLICY or group == HOLDOUT:
+                    if (
+                        bucket is None
+                    ):  # an event from before the variance buckets: its decision is its own device
+                        bucket = variance_bucket(self.name, e.event_id or str(e.seq))
+                    lift_rows.append((group, cls, e.reward, latency, failed, e.created, bucket))
+                    if history is not None:
+                        reason = str(outcome.get("failure_reason", ""))
+                        history.on_outcome(group, cls, e.model_id, e.reward, failed, reason, e.created)
+                if guardrails is not None:
+                    breach = guardrails.observe(
+                        model_id=e.model_id,
+                        device_class=cls,
+                        holdout=group == HOLDOUT,
+                        failed=failed,
+                        latency_ms=latency,
+                        seq=e.seq,
+                        created=e.created,
+                    )
+                    if breach is not None:
+                        self._log_breach(breach)
+                last_seq = e.seq
+                accounted += 1
+        finally:
+            self.applied_seq, self.since_snapshot = last_seq, self.since_snapshot + accounted
+            self.lift.add_many(lift_rows)
 
     def _observe(self, e: LogEvent, outcome: Mapping) -> None:
         group, cls = outcome["group"], outcome["device_class"]

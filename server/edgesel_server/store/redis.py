@@ -691,9 +691,15 @@ class RedisStore(Store):
                 space_of = {_skey(s, "log").encode(): s for s in applied}
                 streams = {_skey(s, "log"): f"0-{seq}" for s, seq in applied.items()}
                 resp = self._t.xread(streams, count=LOG_READ_COUNT, block=BLOCK_MS)
-                # RESP3 (redis-py >= 8 by default) answers a map, RESP2 a list of [key, entries].
-                for key, entries in resp.items() if isinstance(resp, dict) else resp or []:
-                    self._apply_entries(space_of[key], entries)
+                # RESP3 (redis-py >= 8 by default) answers a map, RESP2 a list of [key, entries]. Decoded
+                # first, the raw reply dropped, then applied (see event_batches_after).
+                new = [
+                    (space_of[key], *self._new_events(space_of[key], entries))
+                    for key, entries in (resp.items() if isinstance(resp, dict) else resp or [])
+                ]
+                del resp
+                for space, events, gap in new:
+                    self._apply_new(space, events, gap)
             except RedisError as e:
                 if connected:
                     log.error("lost redis; reconnecting", extra={"url": self.url, "error": str(e)})
@@ -704,10 +710,9 @@ class RedisStore(Store):
                 self._stop.wait(backoff * (0.5 + random.random()))
                 backoff = min(BACKOFF_MAX_S, backoff * 2)
 
-    def _apply_entries(self, space: str, entries: list) -> None:
-        """Decode a raw XREAD reply's entries and apply the new ones as one batch, in order; then resolve
-        the appends waiting for them. A gap (entries trimmed before this replica applied them) is fatal,
-        after applying what came before it."""
+    def _new_events(self, space: str, entries: list) -> tuple[list[LogEvent], str]:
+        """A raw XREAD reply's entries this replica has not applied yet, decoded, and the gap that ends them
+        ("" if none: entries trimmed before this replica applied them)."""
         with self._lock:
             expect = self._applied[space] + 1
         numbered: list[tuple[int, list[bytes]]] = []
@@ -724,7 +729,11 @@ class RedisStore(Store):
                 break
             numbered.append((seq, flat))
             expect += 1
-        events = _decode_entries(space, numbered)
+        return _decode_entries(space, numbered), gap
+
+    def _apply_new(self, space: str, events: list[LogEvent], gap: str) -> None:
+        """Apply new events as one batch, in order; then resolve the appends waiting for them. A gap is
+        fatal, after applying what came before it."""
         if events:
             self._apply_decoded(events)
             upto = events[-1].seq
@@ -849,9 +858,13 @@ class RedisStore(Store):
                 numbered.append((n, flat))
                 last = n
             batch = _decode_entries(space, numbered)
+            more = len(entries) >= LOG_READ_COUNT
+            # The raw reply (two lists per entry) is garbage once decoded: dropped before the batch is
+            # applied, or the cyclic GC keeps scanning it meanwhile (measured ~2 us per event of replay).
+            del entries, numbered
             if batch:
                 yield batch
-            if len(entries) < LOG_READ_COUNT:
+            if not more:
                 break
         with self._lock:
             self._loading.pop(space, None)
