@@ -138,11 +138,11 @@ def _qoe_request(prefs: Mapping) -> dict:
 
 
 def reward_outcome(payload: bytes) -> dict:
-    """A reward event's payload as json.loads reads it ({} for none), parsed by orjson (~4x faster; both read
-    every float correctly rounded, so the same bits: tests/server/test_reward_payloads.py). What orjson refuses
-    and json accepts (NaN, Infinity, lone surrogates, other encodings) is read by json. One difference is left:
-    orjson reads an integer beyond 64 bits as a float; no payload has one (its integers are a bucket < 64, a
-    record version, counts)."""
+    """A reward event's payload as json.loads reads it ({} for none), parsed by orjson (~4x faster; both
+    read every float correctly rounded, so the same bits: tests/server/test_reward_payloads.py). What orjson
+    refuses and json accepts (NaN, Infinity, lone surrogates, other encodings) is read by json. One difference
+    is left: orjson reads an integer beyond 64 bits as a float; no payload has one (its integers are a
+    bucket < 64, a record version, counts)."""
     if not payload:
         return {}
     try:
