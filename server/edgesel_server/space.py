@@ -498,7 +498,7 @@ class SpaceRuntime:
         fails there is logged and skipped, as `apply_batch` does with events)."""
         counters, history = self.counters, self.history
         lift_rows: list[tuple[str, str, float, float | None, bool, float, int | None]] = []
-        guardrails = self.guardrails if self.guardrails.cfg.enabled else None
+        watched = self.guardrails.cfg.enabled  # (observe does nothing otherwise: not called at all)
         accounted, last_seq = 0, self.applied_seq  # written to self when the loop ends or hands an event on
         try:
             for k, (e, outcome, taught) in enumerate(zip(run, outcomes, teach, strict=True)):
@@ -549,18 +549,8 @@ class SpaceRuntime:
                     if history is not None:
                         reason = str(outcome.get("failure_reason", ""))
                         history.on_outcome(group, cls, e.model_id, e.reward, failed, reason, e.created)
-                if guardrails is not None:
-                    breach = guardrails.observe(
-                        model_id=e.model_id,
-                        device_class=cls,
-                        holdout=group == HOLDOUT,
-                        failed=failed,
-                        latency_ms=latency,
-                        seq=e.seq,
-                        created=e.created,
-                    )
-                    if breach is not None:
-                        self._log_breach(breach)
+                if watched:
+                    self._guard(e, group, cls, failed, latency)
                 last_seq = e.seq
                 accounted += 1
         finally:
@@ -581,6 +571,10 @@ class SpaceRuntime:
             if self.history is not None:
                 reason = str(outcome.get("failure_reason", ""))
                 self.history.on_outcome(group, cls, e.model_id, e.reward, failed, reason, e.created)
+        self._guard(e, group, cls, failed, latency)
+
+    def _guard(self, e: LogEvent, group: str, cls: str, failed: bool, latency: float | None) -> None:
+        """The guardrails' look at one applied outcome (a breach is logged)."""
         breach = self.guardrails.observe(
             model_id=e.model_id,
             device_class=cls,
