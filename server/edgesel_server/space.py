@@ -541,9 +541,7 @@ class SpaceRuntime:
                         self.failed_pairs.add(installation, e.model_id)
                 cls = outcome["device_class"]
                 if group == POLICY or group == HOLDOUT:
-                    if (
-                        bucket is None
-                    ):  # an event from before the variance buckets: its decision is its own device
+                    if bucket is None:  # from before the variance buckets: its decision is its own device
                         bucket = variance_bucket(self.name, e.event_id or str(e.seq))
                     lift_rows.append((group, cls, e.reward, latency, failed, e.created, bucket))
                     if history is not None:
