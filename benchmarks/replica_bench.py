@@ -13,8 +13,9 @@ Then, interleaved per repeat, a fresh replica of each path catches up from seq 0
 
 Timed in process CPU time (`time.process_time`: every thread of this process, so the tailer and the redis
 client's parsing count, Redis's own CPU does not). Old path with redis-py's pure-Python parser and with
-hiredis, new path with hiredis. Every replica's learned state (bandit snapshot bytes) must be bit-identical to
-the others' at the end, or the benchmark fails.
+hiredis, the previous bulk path (`--prev-rev`: its store and SpaceRuntime from git, on today's other modules
+and core) and today's, both with hiredis. Every replica's learned state (bandit snapshot bytes) must be
+bit-identical to the others' at the end, or the benchmark fails.
 """
 
 from __future__ import annotations
@@ -72,21 +73,24 @@ def start_redis(directory: Path) -> tuple[subprocess.Popen, int]:
     raise RuntimeError("redis-server did not start")
 
 
-def old_store_module(rev: str) -> ModuleType:
-    """store/redis.py as it was at `rev` (git), importable next to today's modules."""
+def old_module(rev: str, path: str = "store/redis.py") -> ModuleType:
+    """server/edgesel_server/<path> as it was at `rev` (git), importable next to today's modules."""
     src = subprocess.run(
-        ["git", "show", f"{rev}:server/edgesel_server/store/redis.py"],
+        ["git", "show", f"{rev}:server/edgesel_server/{path}"],
         cwd=ROOT, check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
-    spec = importlib.util.spec_from_loader("edgesel_old_redis_store", loader=None)
+    spec = importlib.util.spec_from_loader(f"edgesel_old_{path.replace('/', '_')[:-3]}_{rev}", loader=None)
     assert spec is not None
     mod = importlib.util.module_from_spec(spec)
-    exec(compile(src, f"{rev}:store/redis.py", "exec"), mod.__dict__)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up
+    exec(compile(src, f"{rev}:{path}", "exec"), mod.__dict__)
     return mod
 
 
 def old_store(mod: ModuleType, url: str) -> Any:
     """The old RedisStore, opened the way today's engine opens a store (it had no batch apply)."""
+    # Store methods added since (observations: reward aggregation, which this benchmark's space does not use).
+    mod.RedisStore.__abstractmethods__ = frozenset()
     store = mod.RedisStore(url)
     open_one_by_one = store.open
     store.open = lambda apply, apply_batch=None: open_one_by_one(apply)
@@ -134,8 +138,8 @@ async def fill(cfg: ServerConfig, store: Any, n: int, seed: int) -> None:
     store.close()  # no final snapshot (Engine.close would write one): a fresh replica replays everything
 
 
-def fresh_space(cfg: ServerConfig) -> SpaceRuntime:
-    return SpaceRuntime(cfg.spaces[0], cfg)
+def fresh_space(cfg: ServerConfig, runtime: type = SpaceRuntime) -> SpaceRuntime:
+    return runtime(cfg.spaces[0], cfg)
 
 
 def replay(store: Any, space: SpaceRuntime, bulk: bool) -> int:
@@ -185,11 +189,17 @@ def main() -> int:
     p.add_argument("--events", type=int, default=50_000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--old-rev", default="6b0f371", help="git revision of the per-entry store code")
+    p.add_argument(
+        "--prev-rev",
+        default="7a7727a",
+        help="git revision of the previous bulk path (store/redis.py, space.py)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json")
     args = p.parse_args()
     cfg = bench_config(args.config, args.policy)
-    old = old_store_module(args.old_rev)
+    old = old_module(args.old_rev)
+    prev_store, prev_space = old_module(args.prev_rev), old_module(args.prev_rev, "space.py")
     tmp = Path(tempfile.mkdtemp(prefix="replica-bench-"))
     proc, port = start_redis(tmp)
     try:
@@ -202,15 +212,19 @@ def main() -> int:
         variants = {
             "old, pure-Python parser": lambda: python_parser(old_store(old, urls["old"])),
             "old, hiredis": lambda: old_store(old, urls["old"]),
+            # the previous release's bulk decode + batch apply (its store and SpaceRuntime; today's lift.py,
+            # qoe_policy.py and core), reading the same log as today's
+            f"bulk at {args.prev_rev}": lambda: prev_store.RedisStore(urls["new"]),
             "new (bulk, hiredis)": lambda: new_redis.RedisStore(urls["new"]),
         }
+        runtimes = {f"bulk at {args.prev_rev}": prev_space.SpaceRuntime}
         cpu: dict[str, dict[str, list[float]]] = {k: {"replay": [], "tail": []} for k in variants}
         states: dict[str, bytes] = {}
         for _ in range(args.repeats):
             for name, make in variants.items():  # interleaved: each repeat runs every variant once
-                bulk = name.startswith("new")
+                bulk = name.startswith(("new", "bulk"))
                 for mode in ("replay", "tail"):
-                    space = fresh_space(cfg)
+                    space = fresh_space(cfg, runtimes.get(name, SpaceRuntime))
                     fn = replay if mode == "replay" else tail
                     extra = () if mode == "replay" else (upto,)
                     s, seq = timed(fn, make(), space, *extra, bulk)
@@ -234,6 +248,9 @@ def main() -> int:
         base = med["old, hiredis"]
         new = med["new (bulk, hiredis)"]
         report["new_vs_old_hiredis"] = {m: round(new[m] / base[m], 3) for m in ("replay", "tail")}
+        report["new_vs_prev_bulk"] = {
+            m: round(new[m] / med[f"bulk at {args.prev_rev}"][m], 3) for m in ("replay", "tail")
+        }
         report["new_vs_old_pure_python"] = {
             m: round(new[m] / med["old, pure-Python parser"][m], 3) for m in ("replay", "tail")
         }
@@ -242,7 +259,7 @@ def main() -> int:
         print(f"{'path':<28}{'replay':>10}{'tail':>10}")
         for k, v in med.items():
             print(f"{k:<28}{v['replay']:>10.2f}{v['tail']:>10.2f}")
-        for k in ("new_vs_old_hiredis", "new_vs_old_pure_python"):
+        for k in ("new_vs_prev_bulk", "new_vs_old_hiredis", "new_vs_old_pure_python"):
             print(f"{k}: replay {report[k]['replay']:.3f}x, tail {report[k]['tail']:.3f}x")
         print(f"learned states bit-identical across all {len(states)} replicas: {identical}")
         if args.json:

@@ -51,7 +51,7 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// `y += alpha * x`.
-#[inline]
+#[inline(always)]
 pub fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += alpha * xi;
@@ -102,7 +102,7 @@ fn combine_block<const W: usize>(coef: &[f64], m: &[f64], ncols: usize, c: usize
 }
 
 /// `out = M v` for a row-major `n×n` matrix `M`.
-#[inline]
+#[inline(always)]
 pub fn matvec(m: &[f64], n: usize, v: &[f64], out: &mut [f64]) {
     for (o, row) in out.iter_mut().zip(m.chunks_exact(n)) {
         *o = dot(row, v);
@@ -119,6 +119,7 @@ pub fn scaled_identity(n: usize, s: f64) -> Vec<f64> {
 }
 
 /// `A += v vᵀ` (exactly symmetric: `v_i v_j == v_j v_i`).
+#[inline(always)]
 pub fn add_outer(a: &mut [f64], n: usize, v: &[f64]) {
     for (row, &vi) in a.chunks_exact_mut(n).zip(v) {
         axpy(vi, v, row);
@@ -131,6 +132,7 @@ pub fn add_outer(a: &mut [f64], n: usize, v: &[f64]) {
 /// `u` is scratch of length `n`. The update is applied as `C −= ũ ũᵀ` with `ũ = Cv / sqrt(1 + vᵀCv)`,
 /// which keeps `C` exactly symmetric. Returns `false` (and leaves `C` unchanged) if the denominator is
 /// not a positive finite number, which cannot happen for a positive definite `C`.
+#[inline(always)]
 pub fn sherman_morrison(c: &mut [f64], n: usize, v: &[f64], u: &mut [f64]) -> bool {
     matvec(c, n, v, u);
     let den = 1.0 + dot(v, u);
@@ -333,6 +335,47 @@ mod tests {
                 for j in 0..n {
                     assert_eq!(c[i * n + j].to_bits(), c[j * n + i].to_bits());
                 }
+            }
+        }
+    }
+
+    /// The update path's kernels in the AVX2 build (what `ridge::rank_one_update` and the hybrid refresh run
+    /// when the CPU has it) give bit for bit what the portable build gives, for every size up to the hybrid
+    /// layout's joint dimensions: a replica on an AVX2 machine learns exactly what one without AVX2 learns.
+    #[test]
+    fn update_kernels_are_bit_identical_with_and_without_avx2() {
+        use crate::simd::{self, Simd};
+        let mut s = 13;
+        for n in (1usize..=40).chain([63, 64, 65, 78, 100, 130]) {
+            let lam = 0.5 + lcg(&mut s).abs();
+            let (mut a_best, mut c_best) = (scaled_identity(n, lam), scaled_identity(n, 1.0 / lam));
+            let (mut a_port, mut c_port) = (a_best.clone(), c_best.clone());
+            let (mut u_best, mut u_port) = (vec![0.0; n], vec![0.0; n]);
+            for _ in 0..20 {
+                let v: Vec<f64> = (0..n).map(|_| 3.0 * lcg(&mut s)).collect();
+                simd::run(
+                    Simd::Best,
+                    #[inline(always)]
+                    || add_outer(&mut a_best, n, &v),
+                );
+                add_outer(&mut a_port, n, &v);
+                let ok_best = simd::run(
+                    Simd::Best,
+                    #[inline(always)]
+                    || sherman_morrison(&mut c_best, n, &v, &mut u_best),
+                );
+                assert_eq!(ok_best, sherman_morrison(&mut c_port, n, &v, &mut u_port));
+                let (mut mv_best, mut mv_port) = (vec![0.0; n], vec![0.0; n]);
+                simd::run(
+                    Simd::Best,
+                    #[inline(always)]
+                    || matvec(&c_best, n, &v, &mut mv_best),
+                );
+                matvec(&c_port, n, &v, &mut mv_port);
+                let bits = |m: &[f64]| m.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a_best), bits(&a_port), "A, n={n}");
+                assert_eq!(bits(&c_best), bits(&c_port), "A⁻¹, n={n}");
+                assert_eq!(bits(&mv_best), bits(&mv_port), "A⁻¹v, n={n}");
             }
         }
     }

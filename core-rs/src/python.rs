@@ -95,7 +95,11 @@ pub(crate) fn vec_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<f64>> 
 }
 
 /// A 2-D matrix of floats with `ncols` columns, returned row-major with its row count.
-fn matrix_arg(obj: &Bound<'_, PyAny>, name: &str, ncols: usize) -> PyResult<(usize, Vec<f64>)> {
+pub(crate) fn matrix_arg(
+    obj: &Bound<'_, PyAny>,
+    name: &str,
+    ncols: usize,
+) -> PyResult<(usize, Vec<f64>)> {
     if let Ok(arr) = obj.cast::<PyArray2<f64>>() {
         let ro = arr
             .try_readonly()

@@ -9,8 +9,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::error::CoreResult;
-use crate::python::{int_arg, str_seq, strs, value_error, vec_arg};
-use crate::qoe_model::{Observation, QoeModel, QoeParams, TARGET_NAMES};
+use crate::python::{int_arg, matrix_arg, str_seq, strs, value_error, vec_arg};
+use crate::qoe_model::{Feedback, Observation, QoeModel, QoeParams, TARGET_NAMES};
 use crate::qoe_spec::{Prefs, QoeSpec, Shape, N_TERMS, TERM_NAMES};
 
 const SPEC_KEYS: [&str; 14] = [
@@ -382,6 +382,104 @@ impl PyQoeModel {
         };
         py.detach(|| self.write().update(arm_id, &x, reward, &obs, &p))?;
         Ok(())
+    }
+
+    /// Learns n Feedbacks in order, each exactly as `update` with that row's arguments (a replica applying
+    /// the log): `xs` is (n, device_dim); `latency_ms`, `energy_mj`, `user_rating`, `accuracy`,
+    /// `latency_budget_ms` and `energy_budget_mj` hold one float per row, NaN where the Feedback did not give
+    /// it (`None` for `update`); `failed` one bool per row; `weights` one dict or None per row (or None for
+    /// every row).
+    /// Returns how many rows were learned: n, or the rows before the first one `update` would refuse
+    /// (that row is not learned; `update` with its arguments raises the error).
+    #[pyo3(signature = (arm_ids, xs, rewards, *, latency_ms, energy_mj, user_rating, accuracy, failed, latency_budget_ms, energy_budget_mj, weights = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn update_batch(
+        &self,
+        py: Python<'_>,
+        arm_ids: &Bound<'_, PyAny>,
+        xs: &Bound<'_, PyAny>,
+        rewards: &Bound<'_, PyAny>,
+        latency_ms: &Bound<'_, PyAny>,
+        energy_mj: &Bound<'_, PyAny>,
+        user_rating: &Bound<'_, PyAny>,
+        accuracy: &Bound<'_, PyAny>,
+        failed: Vec<bool>,
+        latency_budget_ms: &Bound<'_, PyAny>,
+        energy_budget_mj: &Bound<'_, PyAny>,
+        weights: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<usize> {
+        let objs = str_seq(arm_ids, "arm_ids")?;
+        let names = strs(&objs)?;
+        let n = names.len();
+        let (rows, flat) = matrix_arg(xs, "xs", self.params.device_dim)?;
+        let columns = [
+            ("rewards", vec_arg(rewards, "rewards")?),
+            ("latency_ms", vec_arg(latency_ms, "latency_ms")?),
+            ("energy_mj", vec_arg(energy_mj, "energy_mj")?),
+            ("user_rating", vec_arg(user_rating, "user_rating")?),
+            ("accuracy", vec_arg(accuracy, "accuracy")?),
+            (
+                "latency_budget_ms",
+                vec_arg(latency_budget_ms, "latency_budget_ms")?,
+            ),
+            (
+                "energy_budget_mj",
+                vec_arg(energy_budget_mj, "energy_budget_mj")?,
+            ),
+        ];
+        let weights: Option<Vec<Bound<'_, PyAny>>> = weights
+            .filter(|o| !o.is_none())
+            .map(|o| {
+                o.cast::<PyList>().map(|l| l.iter().collect()).map_err(|_| {
+                    PyTypeError::new_err("weights must be a list of dict or None per row")
+                })
+            })
+            .transpose()?;
+        let lengths = [rows, failed.len(), weights.as_ref().map_or(n, Vec::len)];
+        if let Some((name, col)) = columns.iter().find(|(_, c)| c.len() != n) {
+            return Err(value_error(format!(
+                "{name} has {} entries but arm_ids has {n}",
+                col.len()
+            )));
+        }
+        if lengths.iter().any(|&l| l != n) {
+            return Err(value_error(format!(
+                "xs rows, failed and weights must have one entry per arm id ({n}), got {lengths:?}"
+            )));
+        }
+        let [rewards, latency, energy, rating, acc, latency_budget, energy_budget] =
+            columns.map(|(_, c)| c);
+        let given = |v: f64| if v.is_nan() { None } else { Some(v) };
+        // Preferences first (they need the GIL for the weights dicts): a row whose preferences `update` would
+        // refuse ends the batch there, like any other refused row.
+        let mut prefs = Vec::with_capacity(n);
+        for j in 0..n {
+            let w = weights.as_ref().map(|w| &w[j]);
+            match self.prefs(given(latency_budget[j]), given(energy_budget[j]), w) {
+                Ok(p) => prefs.push(p),
+                Err(_) => break,
+            }
+        }
+        let d = self.params.device_dim;
+        let feedback: Vec<Feedback<'_>> = prefs
+            .iter()
+            .enumerate()
+            .map(|(j, p)| Feedback {
+                arm_id: names[j],
+                x: &flat[j * d..(j + 1) * d],
+                reward: rewards[j],
+                obs: Observation {
+                    latency_ms: given(latency[j]),
+                    energy_mj: given(energy[j]),
+                    user_rating: given(rating[j]),
+                    accuracy: given(acc[j]),
+                    failed: failed[j],
+                },
+                prefs: *p,
+            })
+            .collect();
+        let (learned, _) = py.detach(|| self.write().update_batch(&feedback));
+        Ok(learned)
     }
 
     /// Per target (log_latency, log_energy, rating, runs): n_updates and the residual sd in use.

@@ -163,6 +163,16 @@ impl Observation {
     }
 }
 
+/// One row of [`QoeModel::update_batch`]: the arguments of one [`QoeModel::update`].
+#[derive(Clone, Copy, Debug)]
+pub struct Feedback<'a> {
+    pub arm_id: &'a str,
+    pub x: &'a [f64],
+    pub reward: f64,
+    pub obs: Observation,
+    pub prefs: Prefs,
+}
+
 /// Conservative exploration (Wu et al. 2016; Kazerouni et al. 2017): explore only while the QoE obtained
 /// so far plus the candidate's pessimistic QoE stays ≥ `(1 − max_loss)` × the baseline's estimated QoE
 /// over the same requests.
@@ -673,6 +683,19 @@ impl QoeModel {
         }
         self.n_updates += 1;
         Ok(())
+    }
+
+    /// Learns Feedbacks in order, each exactly as [`QoeModel::update`] learns it (every row reads the model
+    /// as the rows before it left it: residuals, rating references), in one call: what a replica catching up
+    /// on the log does. Stops before the first row `update` would refuse, which changes nothing; returns how
+    /// many rows were learned and that row's error.
+    pub fn update_batch(&mut self, rows: &[Feedback<'_>]) -> (usize, Option<CoreError>) {
+        for (n, r) in rows.iter().enumerate() {
+            if let Err(e) = self.update(r.arm_id, r.x, r.reward, &r.obs, &r.prefs) {
+                return (n, Some(e));
+            }
+        }
+        (rows.len(), None)
     }
 
     // -- snapshot ------------------------------------------------------------------------------------

@@ -200,6 +200,21 @@ class QoeModel:
         energy_budget_mj: float | None = None,
         weights: dict[str, float] | None = None,
     ) -> None: ...
+    def update_batch(
+        self,
+        arm_ids: Sequence[str],
+        xs: NDArray[Any] | Sequence[Sequence[float]],
+        rewards: _Vector,
+        *,
+        latency_ms: _Vector,
+        energy_mj: _Vector,
+        user_rating: _Vector,
+        accuracy: _Vector,
+        failed: Sequence[bool],
+        latency_budget_ms: _Vector,
+        energy_budget_mj: _Vector,
+        weights: Sequence[dict[str, float] | None] | None = None,
+    ) -> int: ...
     def target_stats(self) -> dict[str, dict[str, float]]: ...
     def conservative_state(self) -> dict[str, Any] | None: ...
     def to_bytes(self) -> bytes: ...

@@ -88,14 +88,23 @@ class Outcomes:
     buckets: dict[int, list[float]] = field(default_factory=dict)
 
     def add(self, qoe: float, latency_ms: float | None, failed: bool, bucket: int | None = None) -> None:
+        latency_bucket = None if latency_ms is None or failed else LatencyHistogram.bucket(latency_ms)
+        self.add_bucketed(qoe, latency_bucket, failed, bucket)
+
+    def add_bucketed(self, qoe: float, latency_bucket: int | None, failed: bool, bucket: int | None) -> None:
+        """`add` with the latency's histogram bucket already computed (None: no latency to count)."""
         self.n += 1
         self.qoe_sum += qoe
         self.qoe_sumsq += qoe * qoe
         self.failures += int(failed)
-        if latency_ms is not None and not failed:
-            self.latency.add(latency_ms)
+        if latency_bucket is not None:
+            hist = self.latency
+            hist.counts[latency_bucket] = hist.counts.get(latency_bucket, 0) + 1
+            hist.n += 1
         if bucket is not None:
-            cell = self.buckets.setdefault(bucket, [0, 0.0])
+            cell = self.buckets.get(bucket)  # not setdefault(bucket, [0, 0.0]): no list made per call
+            if cell is None:
+                cell = self.buckets[bucket] = [0, 0.0]
             cell[0] += 1
             cell[1] += qoe
 
@@ -229,23 +238,34 @@ class LiftTracker:
             raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
         if bucket is not None and not 0 <= bucket < BUCKETS:
             raise ValueError(f"bucket must be in [0, {BUCKETS}), got {bucket}")
-        cell = (group, device_class)
-        # get-then-create, not setdefault(cell, Outcomes()): this runs for every reward a replica applies.
-        o = self.total.get(cell)
-        if o is None:
-            o = self.total[cell] = Outcomes()
-        o.add(qoe, latency_ms, failed, bucket)
-        slot = math.floor(at / self.slot_s)
-        cells = self.recent.get(slot)
-        if cells is None:
-            cells = self.recent[slot] = {}
-            if self._oldest is not None and slot < self._oldest:
-                self._oldest = slot
-        o = cells.get(cell)
-        if o is None:
-            o = cells[cell] = Outcomes()
-        o.add(qoe, latency_ms, failed, bucket)
-        self._trim(slot)
+        self.add_many([(group, device_class, qoe, latency_ms, failed, at, bucket)])
+
+    def add_many(self, rows: Iterable[tuple[str, str, float, float | None, bool, float, int | None]]) -> None:
+        """`add` of each (group, device_class, qoe, latency_ms, failed, at, bucket) in order, with exactly its
+        result, for rows already checked as `add` checks them: a replica applies a batch of rewards in one
+        call (this is per-event work, so the loop keeps its lookups local)."""
+        total, recent, slot_s, slots = self.total, self.recent, self.slot_s, self.slots
+        latency_bucket = LatencyHistogram.bucket
+        for group, device_class, qoe, latency_ms, failed, at, bucket in rows:
+            lb = None if latency_ms is None or failed else latency_bucket(latency_ms)
+            cell = (group, device_class)
+            # get-then-create, not setdefault(cell, Outcomes()): this runs for every reward a replica applies.
+            o = total.get(cell)
+            if o is None:
+                o = total[cell] = Outcomes()
+            o.add_bucketed(qoe, lb, failed, bucket)
+            slot = math.floor(at / slot_s)
+            cells = recent.get(slot)
+            if cells is None:
+                cells = recent[slot] = {}
+                if self._oldest is not None and slot < self._oldest:
+                    self._oldest = slot
+            o = cells.get(cell)
+            if o is None:
+                o = cells[cell] = Outcomes()
+            o.add_bucketed(qoe, lb, failed, bucket)
+            if self._oldest is None or self._oldest <= slot - slots:
+                self._trim(slot)  # something may be old enough to leave the window
 
     def _trim(self, newest: int) -> None:
         if self._oldest is not None and self._oldest > newest - self.slots:

@@ -14,11 +14,15 @@ run's installation id keeps the model away from that installation (failed_pairs.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
 
 from edgesel_server.catalog import Model
 from edgesel_server.core import QoeModel
 from edgesel_server.qoe import QoeFunction, RewardError
+from edgesel_server.store.base import LogEvent
 
 FEEDBACK_RECORD_VERSION = 1
 FAILURE_REASONS = ("load_error", "out_of_memory", "unsupported_op", "timeout", "other")
@@ -109,6 +113,68 @@ def learn_record(model: QoeModel, arm_id: str, x, reward: float, record: Mapping
         latency_budget_ms=prefs.get("latency_budget_ms"),
         weights=weights,
     )
+
+
+def learn_records(model: QoeModel, events: Sequence[LogEvent], records: Sequence[Mapping]) -> int:
+    """`learn_record` of each event (its payload parsed) in order, through one `QoeModel.update_batch`, with
+    exactly its result. Returns how many were learned: all, or those before the first one the batch cannot
+    take (the model refuses it, or its record holds what only `learn_record` handles: another version, a
+    measurement that is not a float, NaN); `learn_record` of that one learns it or raises why not."""
+    n = len(events)
+    columns: list[list[float]] = [[], [], [], [], []]  # latency, energy, rating, accuracy, latency budget
+    failed: list[bool] = []
+    weights: list[dict | None] = []
+    for record in records:
+        if "v" not in record:  # a scalar reward: update(arm, x, reward) alone
+            row, fail, w = [_NOT_GIVEN] * 5, False, None
+        else:
+            m, prefs = record.get("measurements", {}), record.get("prefs", {})
+            if record.get("v") != FEEDBACK_RECORD_VERSION or type(m) is not dict or type(prefs) is not dict:
+                n = len(failed)
+                break
+            w = prefs.get("qoe_weights") or None
+            given = [m.get("latency_ms"), m.get("energy_mj"), m.get("user_rating"), m.get("accuracy")]
+            row = [v for v in map(_batch_float, [*given, prefs.get("latency_budget_ms")]) if v is not None]
+            if len(row) < 5 or (w is not None and type(w) is not dict):
+                n = len(failed)
+                break
+            fail = bool(record.get("failed", False))
+        failed.append(fail)
+        weights.append(w)
+        for column, v in zip(columns, row, strict=True):
+            column.append(v)
+    if n == 0:
+        return 0
+    lat, energy, rating, accuracy, budget = (np.array(c, dtype=np.float64) for c in columns)
+    no_energy_budget = np.full(n, _NOT_GIVEN)  # learn_record passes none
+    return model.update_batch(
+        [e.model_id for e in events[:n]],
+        np.stack([e.x for e in events[:n]]),  # type: ignore[misc]
+        np.array([e.reward for e in events[:n]], dtype=np.float64),
+        latency_ms=lat,
+        energy_mj=energy,
+        user_rating=rating,
+        accuracy=accuracy,
+        failed=failed,
+        latency_budget_ms=budget,
+        energy_budget_mj=no_energy_budget,
+        weights=weights if any(w is not None for w in weights) else None,
+    )
+
+
+_NOT_GIVEN = math.nan  # update_batch's "not given" (a NaN measurement itself never reaches the batch)
+
+
+def _batch_float(v: object) -> float | None:
+    """A record's value as update_batch takes it: NaN for absent, the float itself, None for what only
+    update() reads as learn_record passes it (other types, NaN)."""
+    if v is None:
+        return _NOT_GIVEN
+    if type(v) is float:
+        return v if v == v else None
+    if type(v) is int and abs(v) <= 2**53:  # exactly a float (larger ones: update() says why not)
+        return float(v)
+    return None
 
 
 def failed_installation_of(record: Mapping) -> str:

@@ -2,8 +2,10 @@
 start, or its tailer N entries behind) holds exactly the state of one that applied it one event at a time.
 
 The log is written by a real engine on a real Redis: Selects with holdout installations (whose Feedback
-teaches nothing), Feedback with measurements, failed runs (an installation kept away from a model), a model
-added and one retired in the middle, so a batch crosses event kinds."""
+teaches nothing), with and without a latency budget and QoE weights, Feedback with measurements, failed runs
+(an installation kept away from a model, guardrails withdrawing models), a model added and one retired in the
+middle, so a batch crosses event kinds. Compared: the learned state, counters, lift report (also as served,
+whose window merge depends on the order cells were made), failed pairs, guardrails, the status history."""
 
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ import pytest
 from edgesel_server.catalog import Model
 from edgesel_server.config import load_config
 from edgesel_server.engine import Engine
+from edgesel_server.errors import NoEligibleModel
 from edgesel_server.space import SpaceRuntime
+from edgesel_server.status.history import SpaceHistory
 from edgesel_server.store import redis as redis_store
 from edgesel_server.store.redis import RedisStore
 from tests.redis.conftest import RedisServer, requires_redis
@@ -40,22 +44,54 @@ async def write_log(cfg, url: str, n: int, seed: int) -> None:
             if k == 2 * n // 3:
                 await engine.retire_model(SPACE, "slow")
             soc = rng.choice(["snapdragon", "exynos"])
-            c = await engine.select(SPACE, {"ram_gb": rng.uniform(0.5, 32)}, labels={"soc": soc},
-                                    installation_id=installation)  # fmt: skip
+            prefs = {}
+            if k % 4 == 1:
+                prefs = {
+                    "latency_budget_ms": rng.uniform(20, 200),
+                    "qoe_weights": {"latency": 2.0, "rating": 0.5},
+                }
+            try:
+                c = await engine.select(SPACE, {"ram_gb": rng.uniform(0.5, 32)}, labels={"soc": soc},
+                                        installation_id=installation, **prefs)  # fmt: skip
+            except NoEligibleModel:
+                continue  # the guardrails withdrew every model from this class
             if k % 11 == 5:
                 await engine.feedback(c.decision.event_id, failed=True, failure_reason="load_error")
             elif k % 3 == 0:
                 await engine.feedback(c.decision.event_id, rng.random())
             else:
-                m = {"latency_ms": rng.uniform(5, 120), "user_rating": float(rng.randint(1, 5))}
+                slower = 4.0 if c.model.id == "slow" else 1.0  # the p95 latency guardrail withdraws it
+                m = {"latency_ms": slower * rng.uniform(5, 120), "user_rating": float(rng.randint(1, 5))}
                 await engine.feedback(c.decision.event_id, measurements=m)
     finally:
         await engine.flush_unsaved()
         engine.store.close()  # no final snapshot: the replicas below replay the whole log
 
 
+GUARDRAILS = """
+[space.guardrails]
+max_failure_rate = 0.5
+max_p95_latency_ratio = 1.5
+window = 20
+min_observations = 5
+"""
+REPORT_AT = 2e9  # a fixed "now" for the served report (its window)
+
+
+def new_space(cfg) -> SpaceRuntime:
+    space = SpaceRuntime(cfg.spaces[0], cfg)
+    space.history = SpaceHistory(60.0, 10, now=0.0)  # as if the status page were served
+    space.restore(None)
+    return space
+
+
 def state(space: SpaceRuntime) -> tuple:
+    assert space.history is not None
+    history = space.history.view()
     return (
+        space.report(REPORT_AT),
+        dataclasses.astuple(history.current),
+        history.failures,
         space.bandit.to_bytes(),
         space.applied_seq,
         space.since_snapshot,
@@ -69,8 +105,7 @@ def state(space: SpaceRuntime) -> tuple:
 
 
 def one_by_one(cfg, url: str) -> SpaceRuntime:
-    space = SpaceRuntime(cfg.spaces[0], cfg)
-    space.restore(None)
+    space = new_space(cfg)
     store = RedisStore(url)
     store.open(space.apply)
     try:
@@ -82,8 +117,7 @@ def one_by_one(cfg, url: str) -> SpaceRuntime:
 
 
 def replayed_in_batches(cfg, url: str) -> tuple[SpaceRuntime, int]:
-    space = SpaceRuntime(cfg.spaces[0], cfg)
-    space.restore(None)
+    space = new_space(cfg)
     store = RedisStore(url)
     store.open(space.apply, apply_batch=space.apply_batch)
     sizes = []
@@ -98,8 +132,7 @@ def replayed_in_batches(cfg, url: str) -> tuple[SpaceRuntime, int]:
 
 def tailed_in_batches(cfg, url: str, upto: int, monkeypatch: pytest.MonkeyPatch) -> tuple[SpaceRuntime, int]:
     """A running replica `upto` entries behind: its tailer catches up through apply_batch."""
-    space = SpaceRuntime(cfg.spaces[0], cfg)
-    space.restore(None)
+    space = new_space(cfg)
     sizes: list[int] = []
 
     def apply_batch(events: list) -> None:
@@ -127,7 +160,7 @@ def test_batches_and_one_by_one_give_bit_identical_replicas(
     text = CONFIG.format(share=SHARE).replace('kind = "disjoint_linucb"', f'kind = "{policy}"')
     if policy == "qoe_model":
         text = text.replace("forced_sampling = 0.5\n", "")  # qoe_model has no forced sampling
-    config.write_text(text.replace("snapshot_every = 7", "snapshot_every = 1000000"))
+    config.write_text(text.replace("snapshot_every = 7", "snapshot_every = 1000000") + GUARDRAILS)
     cfg = load_config(config)
     # Small reads, so that the log arrives in several batches and the batch boundaries fall mid-run.
     monkeypatch.setattr(redis_store, "LOG_READ_COUNT", 50)
@@ -136,6 +169,9 @@ def test_batches_and_one_by_one_give_bit_identical_replicas(
     upto = reference.applied_seq
     assert upto > 240  # the configured models, the Feedback events, one add, one retire
     assert reference.counters["late"].n_updates > 0 and reference.failed_pairs._by_model
+    assert reference.guardrails.to_dict()["pairs"]  # the guardrails watched
+    if policy != "qoe_model":  # (qoe_model learns to avoid the slow model before the guardrail would act)
+        assert reference.guardrails.withdrawn and reference.guardrails.history
     replayed, replay_batch = replayed_in_batches(cfg, redis_server.url)
     tailed, tail_batch = tailed_in_batches(cfg, redis_server.url, upto, monkeypatch)
     assert replay_batch > 1 and tail_batch > 1  # batches really happened

@@ -442,7 +442,13 @@ impl Statistics for HybridStats {
         self.version += 1;
         let sh = &mut self.shared;
         sh.beta.resize(self.k, 0.0);
-        matvec(&sh.a_inv, self.k, &sh.b, &mut sh.beta);
+        let k = self.k;
+        // k×k, once per update (or batch): the AVX2 build when the CPU has it (bit-identical, simd.rs).
+        simd::run(
+            Simd::Best,
+            #[inline(always)]
+            || matvec(&sh.a_inv, k, &sh.b, &mut sh.beta),
+        );
     }
 
     fn scan<F: FnMut(usize, usize, f64, f64)>(

@@ -7,6 +7,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::linalg::{
     add_outer, cholesky_inverse, scaled_identity, sherman_morrison, sherman_morrison_coord,
 };
+use crate::simd::{self, Simd};
 use crate::snapshot::{Reader, Writer};
 
 /// Discounting by `γ = 2^(−1/half_life)` per event of a matrix's clock (`half_life = 0`: none, `γ = 1`),
@@ -311,7 +312,14 @@ pub fn rank_one_update(
     refactor_every: u64,
     scratch: &mut [f64],
 ) {
-    add_outer(a, n, v);
+    // The O(n²) work runs in the AVX2 build when the CPU has it (simd.rs: no FMA, fixed reduction order, so
+    // bit-identical to the portable build): the hybrid layout's shared k×k update, k = 78, is what a replica
+    // spends most of a hybrid_linucb or qoe_model event on.
+    simd::run(
+        Simd::Best,
+        #[inline(always)]
+        || add_outer(a, n, v),
+    );
     *since_refactor += 1;
     if *since_refactor >= refactor_every {
         if let Some(inv) = cholesky_inverse(a, n) {
@@ -320,7 +328,12 @@ pub fn rank_one_update(
             return;
         }
     }
-    if !sherman_morrison(a_inv, n, v, scratch) {
+    let updated = simd::run(
+        Simd::Best,
+        #[inline(always)]
+        || sherman_morrison(a_inv, n, v, scratch),
+    );
+    if !updated {
         // Unreachable for a positive definite inverse; recover from A if it ever happens.
         if let Some(inv) = cholesky_inverse(a, n) {
             *a_inv = inv;
