@@ -121,7 +121,24 @@ DECISION_COLUMNS = (
     "event_id, space, model_id, x, created, deadline, propensity, expected_qoe, bonus, policy_version, "
     "eligible, prefs, owner, report_group, device_class, deferred, activated"
 )
-INSERT_DECISION = f"INSERT OR REPLACE INTO decisions ({DECISION_COLUMNS}) VALUES ({','.join('?' * 17)})"
+INSERT_DECISIONS = f"INSERT OR REPLACE INTO decisions ({DECISION_COLUMNS}) VALUES"  # + one (?,...) per row
+EVENT_COLUMNS = "space, kind, event_id, model_id, x, reward, payload, created"
+# Rows of one commit go in as multi-row INSERTs of at most this many rows (so at most this many distinct
+# statements for SQLite's statement cache). Why: each sqlite3 call, and each row of an executemany, gives the
+# GIL up and takes it back, and with a busy event loop taking it back costs far more than the row itself.
+ROWS_PER_INSERT = 64
+
+
+def _values(n: int, width: int) -> str:
+    row = "(" + ",".join("?" * width) + ")"
+    return ",".join([row] * n)
+
+
+def _chunks(rows: list, size: int = ROWS_PER_INSERT) -> Iterator[list]:
+    for i in range(0, len(rows), size):
+        yield rows[i : i + size]
+
+
 # Columns added after the first release: (table, column, declaration) added to older databases at open.
 ADDED_COLUMNS = (
     ("decisions", "report_group", "TEXT NOT NULL DEFAULT 'policy'"),
@@ -146,6 +163,11 @@ def _decision_row(d: Decision) -> tuple:
         d.prefs_json() if d.prefs else "{}", d.owner, d.group, d.device_class, int(d.deferred),
         d.activated or None,
     )  # fmt: skip
+
+
+def _event_row(ev: LogEvent) -> tuple:
+    created = ev.created or time.time()
+    return (ev.space, ev.kind, ev.event_id, ev.model_id, _x_blob(ev.x), ev.reward, ev.payload, created)
 
 
 def _row_decision(row: sqlite3.Row) -> Decision:
@@ -260,20 +282,32 @@ class SqliteStore(Store):
         started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            # Decisions go in with one executemany: they are most of the rows and need no per-row answer.
+            # Decisions go in first, in multi-row INSERTs: most of the rows, and they need no per-row answer.
             decisions = [obj for kind, obj, _ in batch if kind == "decision"]
-            conn.executemany(INSERT_DECISION, [_decision_row(d) for d in decisions])
+            for rows in _chunks(decisions):
+                values = [v for d in rows for v in _decision_row(d)]
+                conn.execute(f"{INSERT_DECISIONS} {_values(len(rows), 17)}", values)
             # Selections are counted in the same transaction: durable exactly when their decisions are (a
             # deferred decision's when it is activated).
             chosen = Counter((d.space, d.model_id) for d in decisions if not d.deferred)
-            conn.executemany(COUNT_SELECTIONS, [(sp, m, n) for (sp, m), n in chosen.items()])
-            for kind, obj, fut in batch:
+            if chosen:
+                conn.executemany(COUNT_SELECTIONS, [(sp, m, n) for (sp, m), n in chosen.items()])
+            # Runs of consecutive Feedback events go in with one statement each, when the commit reaches them.
+            runs = self._event_runs(batch)
+            inserted: dict[int, int | None] = {}
+            for i, (kind, obj, fut) in enumerate(batch):
+                if i in runs:
+                    events = [batch[k][1] for k in range(i, runs[i])]
+                    inserted.update(zip(range(i, runs[i]), self._insert_run(conn, events), strict=True))
                 if kind == "decision":
                     results.append((fut, None))
                 elif kind in ("event", "close"):
                     event, expected = (obj, None) if kind == "event" else obj
                     found = None if expected is None else self._count_observations(conn, event.event_id)
-                    seq = None if found != expected else self._insert_event(conn, event)
+                    if i in inserted:
+                        seq = inserted[i]
+                    else:
+                        seq = None if found != expected else self._insert_event(conn, event)
                     if found != expected:
                         assert expected is not None and found is not None
                         results.append((fut, StaleClose(expected, found)))
@@ -306,6 +340,7 @@ class SqliteStore(Store):
             return
         self._observe_commit(started, ok=True)
         # Apply in log order before anyone hears "ok": an ack means durable *and* learned.
+        committed.sort(key=lambda e: e.seq)
         for ev in committed:
             try:
                 assert self._apply is not None
@@ -323,20 +358,37 @@ class SqliteStore(Store):
             self.commit_observer(time.perf_counter() - started, ok)
 
     @staticmethod
+    def _event_runs(batch: list[tuple]) -> dict[int, int]:
+        """{start: end} of each run of >= 2 consecutive plain events with distinct event ids (at most
+        ROWS_PER_INSERT): those go in with one statement when the commit reaches them, in batch order."""
+        runs: dict[int, int] = {}
+        i = 0
+        while i < len(batch):
+            j, ids = i, set()
+            while j < len(batch) and j - i < ROWS_PER_INSERT:
+                kind, obj, _ = batch[j]
+                if kind != "event" or obj.event_id is None or obj.event_id in ids:
+                    break
+                ids.add(obj.event_id)
+                j += 1
+            if j - i >= 2:
+                runs[i] = j
+            i = max(j, i + 1)
+        return runs
+
+    @staticmethod
+    def _insert_run(conn: sqlite3.Connection, events: list[LogEvent]) -> list[int | None]:
+        """Each event's seq, or None where its event id was in the log already."""
+        values = [v for e in events for v in _event_row(e)]
+        sql = f"INSERT OR IGNORE INTO events ({EVENT_COLUMNS}) VALUES {_values(len(events), 8)} "
+        # RETURNING gives only the rows inserted (not the ids already in the log), in no promised order.
+        seqs = {eid: seq for seq, eid in conn.execute(sql + "RETURNING seq, event_id", values)}
+        return [seqs.get(e.event_id) for e in events]
+
+    @staticmethod
     def _insert_event(conn: sqlite3.Connection, ev: LogEvent) -> int | None:
         cur = conn.execute(
-            "INSERT OR IGNORE INTO events (space, kind, event_id, model_id, x, reward, payload, created) "
-            "VALUES (?,?,?,?,?,?,?,?)",
-            (
-                ev.space,
-                ev.kind,
-                ev.event_id,
-                ev.model_id,
-                _x_blob(ev.x),
-                ev.reward,
-                ev.payload,
-                ev.created or time.time(),
-            ),
+            f"INSERT OR IGNORE INTO events ({EVENT_COLUMNS}) VALUES {_values(1, 8)}", _event_row(ev)
         )
         return cur.lastrowid if cur.rowcount == 1 else None
 
