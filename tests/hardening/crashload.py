@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
@@ -165,6 +166,20 @@ def wait_for(cond: Callable[[], bool], timeout: float, what: Callable[[], str] |
         time.sleep(0.05)
 
 
+def _answered_select_feedback(sel: Any, event_id: str, reward: float, what: str) -> Any:
+    """A Feedback for a decision whose Select was answered, so was durable before the reply: whatever a crash
+    interrupted, it must be accepted now (or DUPLICATE), never fail — NOT_FOUND least of all."""
+    try:
+        return sel.Feedback(
+            selection_pb2.FeedbackRequest(event_id=event_id, reward=reward), timeout=30, wait_for_ready=True
+        )
+    except grpc.RpcError as e:
+        raise AssertionError(
+            f"{what} for {event_id}, whose Select was answered, failed after the restart: "
+            f"{e.code().name} {e.details()}"
+        ) from None
+
+
 def settle(targets: Sequence[str], books: Books) -> dict[str, tuple[str, float]]:
     """Re-send every acknowledged and unsure Feedback; returns event id -> (model id, applied reward)."""
     applied: dict[str, tuple[str, float]] = {}
@@ -181,34 +196,12 @@ def settle(targets: Sequence[str], books: Books) -> dict[str, tuple[str, float]]
             assert fb.reward == reward, f"{event_id}: DUPLICATE says reward {fb.reward}, {reward} was applied"
             applied[event_id] = (model_id, reward)
         for k, (event_id, (model_id, reward)) in enumerate(sorted(books.unsure.items())):
-            # Its Select was answered, so its decision was durable before the reply: whatever the crash
-            # interrupted, the Feedback must be accepted now (or DUPLICATE), never NOT_FOUND.
-            try:
-                fb = sels[k % len(sels)].Feedback(
-                    selection_pb2.FeedbackRequest(event_id=event_id, reward=reward),
-                    timeout=30,
-                    wait_for_ready=True,
-                )
-            except grpc.RpcError as e:
-                raise AssertionError(
-                    f"feedback for {event_id}, whose Select was answered, failed after the restart: "
-                    f"{e.code().name} {e.details()}"
-                ) from None
+            fb = _answered_select_feedback(sels[k % len(sels)], event_id, reward, "feedback")
             assert fb.reward == reward, f"{event_id}: reply reward {fb.reward}, sent {reward}"
             applied[event_id] = (model_id, reward)
         for k, (event_id, (model_id, reward)) in enumerate(sorted(books.withheld.items())):
             # First Feedback ever sent for an answered Select, some answered just before a kill -9.
-            try:
-                fb = sels[k % len(sels)].Feedback(
-                    selection_pb2.FeedbackRequest(event_id=event_id, reward=reward),
-                    timeout=30,
-                    wait_for_ready=True,
-                )
-            except grpc.RpcError as e:
-                raise AssertionError(
-                    f"first feedback for {event_id}, whose Select was answered before a crash, failed: "
-                    f"{e.code().name} {e.details()}"
-                ) from None
+            fb = _answered_select_feedback(sels[k % len(sels)], event_id, reward, "first feedback")
             assert fb.status == ACCEPTED, f"{event_id}: {selection_pb2.FeedbackStatus.Name(fb.status)}"
             assert fb.reward == reward, f"{event_id}: reply reward {fb.reward}, sent {reward}"
             applied[event_id] = (model_id, reward)
