@@ -307,7 +307,7 @@ class SqliteStore(Store):
                     if i in inserted:
                         seq = inserted[i]
                     else:
-                        seq = None if found != expected else self._insert_event(conn, event)
+                        seq = None if found != expected else self._insert_run(conn, [event])[0]
                     if found != expected:
                         assert expected is not None and found is not None
                         results.append((fut, StaleClose(expected, found)))
@@ -378,19 +378,13 @@ class SqliteStore(Store):
 
     @staticmethod
     def _insert_run(conn: sqlite3.Connection, events: list[LogEvent]) -> list[int | None]:
-        """Each event's seq, or None where its event id was in the log already."""
+        """Each event's seq, or None where its event id was in the log already (one statement; a lone event is
+        a run of one, and the only way a model event, whose event id is NULL, goes in)."""
         values = [v for e in events for v in _event_row(e)]
         sql = f"INSERT OR IGNORE INTO events ({EVENT_COLUMNS}) VALUES {_values(len(events), 8)} "
         # RETURNING gives only the rows inserted (not the ids already in the log), in no promised order.
         seqs = {eid: seq for seq, eid in conn.execute(sql + "RETURNING seq, event_id", values)}
         return [seqs.get(e.event_id) for e in events]
-
-    @staticmethod
-    def _insert_event(conn: sqlite3.Connection, ev: LogEvent) -> int | None:
-        cur = conn.execute(
-            f"INSERT OR IGNORE INTO events ({EVENT_COLUMNS}) VALUES {_values(1, 8)}", _event_row(ev)
-        )
-        return cur.lastrowid if cur.rowcount == 1 else None
 
     @staticmethod
     def _count_observations(conn: sqlite3.Connection, event_id: str | None) -> int:
