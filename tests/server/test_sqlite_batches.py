@@ -95,3 +95,76 @@ def test_a_run_answers_seqs_in_batch_order_and_duplicates(tmp_path: Path) -> Non
     assert answers == [2, "DuplicateEvent", 4, "DuplicateEvent", 6]
     assert applied == [(2, "a", 1.0), (4, "b", 3.0), (6, "c", 5.0)]
     assert [(r[0], r[3]) for r in rows] == [(1, "old"), (2, "a"), (4, "b"), (6, "c")]
+
+
+def statements_of(store: S.SqliteStore, batch: list[tuple[str, object]]) -> tuple[list[Future], list[str]]:
+    """Commit `batch` directly; the futures and the statements the commit ran, in order. (Python's trace
+    callback repeats a statement's text for each trigger program it runs: counted once.)"""
+    conn = store._connect()
+    ran: list[str] = []
+    conn.set_trace_callback(ran.append)
+    futures = [Future() for _ in batch]
+    store._commit(conn, [(kind, obj, f) for (kind, obj), f in zip(batch, futures, strict=True)])
+    conn.close()
+    return futures, list(dict.fromkeys(ran))
+
+
+def selections(store: S.SqliteStore) -> dict[tuple[str, str], int]:
+    rows = sqlite3.connect(store.path).execute("SELECT space, model_id, n FROM selections").fetchall()
+    return {(sp, m): n for sp, m, n in rows}
+
+
+def test_a_commit_of_decisions_alone_is_one_statement(tmp_path: Path) -> None:
+    """Each sqlite3 call hands the GIL to the event loop and back: Selects' commits make one."""
+    store = S.SqliteStore(tmp_path)
+    store.open(lambda e: None)
+    try:
+        futures, ran = statements_of(store, [("decision", decision(i)) for i in range(S.ROWS_PER_INSERT)])
+        assert [f.result() for f in futures] == [None] * S.ROWS_PER_INSERT
+        assert len(ran) == 1 and ran[0].startswith("INSERT OR REPLACE INTO decisions"), ran
+        assert selections(store) == {(SPACE, "m1"): S.ROWS_PER_INSERT}
+        # More than one statement's worth, or anything else with them: one transaction.
+        _, ran = statements_of(store, [("decision", decision(100 + i)) for i in range(S.ROWS_PER_INSERT + 1)])
+        assert ran[0].startswith("BEGIN") and ran[-1] == "COMMIT" and len(ran) == 4, ran
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_selections_are_counted_exactly_with_their_decisions(tmp_path: Path, seed: int) -> None:
+    """The selections counted by the trigger, over random commits (decisions alone, past one statement, mixed
+    with events; deferred ones, stored again), equal the decisions stored, not deferred, per model; an
+    activation adds its own."""
+    rng = random.Random(seed)
+    store = S.SqliteStore(tmp_path)
+    store.open(lambda e: None)
+    expected: dict[tuple[str, str], int] = {}
+    stored: list[Decision] = []
+    try:
+        for c in range(8):
+            batch: list[tuple[str, object]] = []
+            for i in range(rng.choice([1, 5, S.ROWS_PER_INSERT, S.ROWS_PER_INSERT + 3])):
+                if stored and rng.random() < 0.1:
+                    d = rng.choice(stored)  # stored again (INSERT OR REPLACE): counted again, as before
+                else:
+                    d = decision(c * 1000 + i)
+                    d.model_id = rng.choice(["m1", "m2", "m3"])
+                    d.deferred = rng.random() < 0.2
+                    stored.append(d)
+                batch.append(("decision", d))
+                if not d.deferred:
+                    expected[(SPACE, d.model_id)] = expected.get((SPACE, d.model_id), 0) + 1
+            if rng.random() < 0.4:
+                batch.insert(rng.randrange(len(batch) + 1), ("event", event(f"e{c}", 0.5)))
+            futures, _ = statements_of(store, batch)
+            assert all(f.exception() is None for f in futures)
+            assert selections(store) == expected
+        deferred = next((d for d in stored if d.deferred), None)
+        if deferred is not None:
+            conn = store._connect()
+            assert store._activate(conn, deferred, 5.0, 6.0).fresh
+            conn.close()
+            expected[(SPACE, deferred.model_id)] = expected.get((SPACE, deferred.model_id), 0) + 1
+            assert selections(store) == expected
+    finally:
+        store.close()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import json
 import queue
-import time
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -221,11 +221,12 @@ class WriteQueue:
         self.batch_max = batch_max
         # Measured (benchmarks/select_breakdown.py): a commit costs the server ~400-550 us of CPU whatever
         # it holds (SQL, fsync, waking the writer and the event loop), and under load the event loop hands
-        # the writer only ~1-2 writes per commit. So when writes are queueing up anyway, the writer waits up
-        # to this long for more before committing. An idle writer (it had to wait for the first write)
-        # never waits: a lone request is not delayed.
+        # the writer only ~1-2 writes per commit. So when writes are queueing up anyway, the writer waits
+        # this long for more before committing. An idle writer (it had to wait for the first write) never
+        # waits: a lone request is not delayed.
         self.commit_delay_s = commit_delay_s
         self.closed = False
+        self._closing = threading.Event()  # ends a writer's wait at once
 
     def submit(self, kind: str, obj: object) -> Future:
         fut: Future = Future()
@@ -239,6 +240,7 @@ class WriteQueue:
         """No new items; the writer finishes what is queued, then `next_batch` says stop."""
         self.closed = True
         self._q.put(None)
+        self._closing.set()
 
     def next_batch(self) -> tuple[list[tuple[str, Any, Future]], bool]:
         """Block for the next batch; the flag is True once the queue is closed (after this batch)."""
@@ -251,22 +253,27 @@ class WriteQueue:
         if item is None:
             return [], True
         batch = [item]
-        until = time.monotonic() + self.commit_delay_s if busy and self.commit_delay_s > 0 else 0.0
+        if self._drain(batch):
+            return batch, True
+        if busy and self.commit_delay_s > 0 and len(batch) < self.batch_max:
+            # One sleep for the whole delay, then take what came: waiting in `get` instead would wake this
+            # thread (and make it take the GIL from the busy event loop) once per write that arrives.
+            self._closing.wait(self.commit_delay_s)
+            if self._drain(batch):
+                return batch, True
+        return batch, False
+
+    def _drain(self, batch: list) -> bool:
+        """Move what is queued into `batch` (up to batch_max); True if the queue's end was reached."""
         while len(batch) < self.batch_max:
             try:
                 nxt = self._q.get_nowait()
             except queue.Empty:
-                wait = until - time.monotonic()
-                if wait <= 0:
-                    break
-                try:
-                    nxt = self._q.get(timeout=wait)
-                except queue.Empty:
-                    break
+                return False
             if nxt is None:
-                return batch, True
+                return True
             batch.append(nxt)
-        return batch, False
+        return False
 
 
 class Store(abc.ABC):

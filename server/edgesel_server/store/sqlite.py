@@ -14,7 +14,6 @@ import math
 import sqlite3
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -78,6 +77,13 @@ CREATE TABLE IF NOT EXISTS selections (
     n INTEGER NOT NULL,
     PRIMARY KEY (space, model_id)
 ) WITHOUT ROWID;
+-- A decision counts as a selection when it is stored (a deferred one when it is activated: _activate), in
+-- the statement that stores it: a commit of decisions alone is then one statement (see _commit).
+CREATE TRIGGER IF NOT EXISTS decisions_count_selections AFTER INSERT ON decisions WHEN NEW.deferred = 0
+BEGIN
+    INSERT INTO selections (space, model_id, n) VALUES (NEW.space, NEW.model_id, 1)
+    ON CONFLICT (space, model_id) DO UPDATE SET n = n + 1;
+END;
 CREATE TABLE IF NOT EXISTS observations (
     event_id TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -280,18 +286,18 @@ class SqliteStore(Store):
         results: list[tuple[Future, object]] = []
         committed: list[LogEvent] = []
         started = time.perf_counter()
+        # Each sqlite3 call gives the GIL up and must take it back from the busy event loop, which costs far
+        # more than the SQL: a batch of decisions alone (what Selects make) that fits one multi-row INSERT is
+        # that one statement, in SQLite's own implicit transaction, its selections counted by the trigger.
+        decisions = [obj for kind, obj, _ in batch if kind == "decision"]
+        one_statement = len(decisions) == len(batch) <= ROWS_PER_INSERT
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            if not one_statement:
+                conn.execute("BEGIN IMMEDIATE")
             # Decisions go in first, in multi-row INSERTs: most of the rows, and they need no per-row answer.
-            decisions = [obj for kind, obj, _ in batch if kind == "decision"]
             for rows in _chunks(decisions):
                 values = [v for d in rows for v in _decision_row(d)]
                 conn.execute(f"{INSERT_DECISIONS} {_values(len(rows), 17)}", values)
-            # Selections are counted in the same transaction: durable exactly when their decisions are (a
-            # deferred decision's when it is activated).
-            chosen = Counter((d.space, d.model_id) for d in decisions if not d.deferred)
-            if chosen:
-                conn.executemany(COUNT_SELECTIONS, [(sp, m, n) for (sp, m), n in chosen.items()])
             # Runs of consecutive Feedback events go in with one statement each, when the commit reaches them.
             runs = self._event_runs(batch)
             inserted: dict[int, int | None] = {}
@@ -326,7 +332,8 @@ class SqliteStore(Store):
                 else:
                     self._insert_snapshot(conn, obj)
                     results.append((fut, None))
-            conn.execute("COMMIT")
+            if not one_statement:
+                conn.execute("COMMIT")
         except sqlite3.Error as e:
             try:
                 conn.execute("ROLLBACK")
@@ -381,10 +388,23 @@ class SqliteStore(Store):
         """Each event's seq, or None where its event id was in the log already (one statement; a lone event is
         a run of one, and the only way a model event, whose event id is NULL, goes in)."""
         values = [v for e in events for v in _event_row(e)]
-        sql = f"INSERT OR IGNORE INTO events ({EVENT_COLUMNS}) VALUES {_values(len(events), 8)} "
-        # RETURNING gives only the rows inserted (not the ids already in the log), in no promised order.
-        seqs = {eid: seq for seq, eid in conn.execute(sql + "RETURNING seq, event_id", values)}
-        return [seqs.get(e.event_id) for e in events]
+        sql = f"INSERT OR IGNORE INTO events ({EVENT_COLUMNS}) VALUES {_values(len(events), 8)}"
+        cur = conn.execute(sql, values)
+        # The rows that went in took consecutive seqs in VALUES order (AUTOINCREMENT; the only writer),
+        # the last one lastrowid. (Not RETURNING: each row it returns is one more GIL round trip.)
+        n, last = cur.rowcount, cur.lastrowid
+        if n == len(events):
+            return list(range(last - n + 1, last + 1))
+        if n == 0:
+            return [None] * len(events)
+        # Some event ids were in the log already (a retried Feedback; a run's ids are distinct), and the rows
+        # ignored may have used up seqs too. Every row that went in now has a higher seq than any row that was
+        # there before, so the n highest of the run's ids are the ones that went in.
+        ids = [e.event_id for e in events]
+        sql = f"SELECT seq, event_id FROM events WHERE event_id IN ({','.join('?' * len(ids))})"
+        rows = conn.execute(sql, ids)
+        seqs = dict(sorted(((eid, seq) for seq, eid in rows), key=lambda r: r[1])[-n:])
+        return [seqs.get(eid) for eid in ids]
 
     @staticmethod
     def _count_observations(conn: sqlite3.Connection, event_id: str | None) -> int:
