@@ -114,7 +114,7 @@ def selections(store: S.SqliteStore) -> dict[tuple[str, str], int]:
     return {(sp, m): n for sp, m, n in rows}
 
 
-def test_a_commit_of_decisions_alone_is_one_statement(tmp_path: Path) -> None:
+def test_a_commit_of_decisions_or_events_alone_is_one_statement(tmp_path: Path) -> None:
     """Each sqlite3 call hands the GIL to the event loop and back: Selects' commits make one."""
     store = S.SqliteStore(tmp_path)
     store.open(lambda e: None)
@@ -123,6 +123,12 @@ def test_a_commit_of_decisions_alone_is_one_statement(tmp_path: Path) -> None:
         assert [f.result() for f in futures] == [None] * S.ROWS_PER_INSERT
         assert len(ran) == 1 and ran[0].startswith("INSERT OR REPLACE INTO decisions"), ran
         assert selections(store) == {(SPACE, "m1"): S.ROWS_PER_INSERT}
+        # So is a commit of Feedback events alone (one run, or a lone one).
+        futures, ran = statements_of(store, [("event", event(f"e{i}", i / 8)) for i in range(10)])
+        assert [f.result() for f in futures] == list(range(1, 11))
+        assert len(ran) == 1 and ran[0].startswith("INSERT OR IGNORE INTO events"), ran
+        futures, ran = statements_of(store, [("event", event("e99", 0.5))])
+        assert futures[0].result() == 11 and len(ran) == 1, ran
         # More than one statement's worth, or anything else with them: one transaction.
         _, ran = statements_of(store, [("decision", decision(100 + i)) for i in range(S.ROWS_PER_INSERT + 1)])
         assert ran[0].startswith("BEGIN") and ran[-1] == "COMMIT" and len(ran) == 4, ran

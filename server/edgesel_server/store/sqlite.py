@@ -287,10 +287,17 @@ class SqliteStore(Store):
         committed: list[LogEvent] = []
         started = time.perf_counter()
         # Each sqlite3 call gives the GIL up and must take it back from the busy event loop, which costs far
-        # more than the SQL: a batch of decisions alone (what Selects make) that fits one multi-row INSERT is
-        # that one statement, in SQLite's own implicit transaction, its selections counted by the trigger.
+        # more than the SQL. So a batch that one statement can write (what Selects make: decisions alone, up
+        # to one multi-row INSERT; what Feedbacks make: one run of events, or a lone one) is that statement
+        # in SQLite's own implicit transaction, the decisions' selections counted by the trigger.
         decisions = [obj for kind, obj, _ in batch if kind == "decision"]
-        one_statement = len(decisions) == len(batch) <= ROWS_PER_INSERT
+        # Runs of consecutive Feedback events go in with one statement each, when the commit reaches them.
+        runs = self._event_runs(batch)
+        one_statement = (
+            len(decisions) == len(batch) <= ROWS_PER_INSERT
+            or runs.get(0) == len(batch)
+            or (len(batch) == 1 and batch[0][0] == "event")
+        )
         try:
             if not one_statement:
                 conn.execute("BEGIN IMMEDIATE")
@@ -298,8 +305,6 @@ class SqliteStore(Store):
             for rows in _chunks(decisions):
                 values = [v for d in rows for v in _decision_row(d)]
                 conn.execute(f"{INSERT_DECISIONS} {_values(len(rows), 17)}", values)
-            # Runs of consecutive Feedback events go in with one statement each, when the commit reaches them.
-            runs = self._event_runs(batch)
             inserted: dict[int, int | None] = {}
             for i, (kind, obj, fut) in enumerate(batch):
                 if i in runs:
