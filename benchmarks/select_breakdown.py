@@ -11,6 +11,8 @@ Variants (none of them is a way to run edgesel; they bound what each part costs)
   base         the server as shipped
   no_store     the decision is not written at all (`Engine._persist_decision` returns at once): the cost of
                everything but durability, i.e. the bound for any decision-log design
+  canned       Select answers one prebuilt response (no engine at all) behind the same RPC guard, metrics
+               and registration: what serving an edgesel RPC costs beyond the floor before any of its work
   no_sql       the writer thread takes decision-only batches and resolves them without SQL or fsync: the
                hand-off to the writer thread and back, without the write
   no_fsync     durability = "process" (SQLite synchronous=NORMAL: no fsync at commit)
@@ -40,7 +42,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "examples" / "edgesel.toml"
-VARIANTS = ("base", "no_store", "no_sql", "no_fsync", "slow_commit", "loop_journal")
+VARIANTS = ("base", "no_store", "canned", "no_sql", "no_fsync", "slow_commit", "loop_journal")
 
 
 def patch(variant: str) -> None:
@@ -54,6 +56,18 @@ def patch(variant: str) -> None:
             return None
 
         engine.Engine._persist_decision = persist  # type: ignore[method-assign,assignment]
+    if variant == "canned":
+        from edgesel_server import servicers
+
+        real = servicers.SelectionServicer.Select
+        first: list = []
+
+        async def canned(self: servicers.SelectionServicer, request: object, context: object) -> object:
+            if not first:  # one real answer, then the same one for every call
+                first.append(await real(self, request, context))  # type: ignore[arg-type]
+            return first[0]
+
+        servicers.SelectionServicer.Select = canned  # type: ignore[method-assign,assignment]
     if variant == "loop_journal":
         import asyncio
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -100,6 +100,19 @@ class Model:
         for k, label in self.labels.items():
             if not isinstance(label, str):
                 raise CatalogError(f"model {self.id!r}: label {k!r} must be a string, got {label!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Whatever was derived from the fields (`derived`) is stale once one is set (retire, update).
+        self.__dict__.pop("_derived", None)
+        object.__setattr__(self, name, value)
+
+    def derived(self, key: str, build: Callable[[Model], Any]) -> Any:
+        """`build(self)`, computed once per state of the model (e.g. its message in every Select's reply).
+        Not a field: not compared, not in to_dict."""
+        cache = self.__dict__.setdefault("_derived", {})
+        if key not in cache:
+            cache[key] = build(self)
+        return cache[key]
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -144,6 +144,21 @@ class FeatureSchema:
         self.kind = kind
         self.columns = [c for s in self.specs for c in s.columns]
         self._offsets = np.cumsum([0] + [len(s.columns) for s in self.specs]).tolist()
+        # What `vector` does per feature, worked out once (every Select vectorizes its device): the
+        # normalization's constants are the ones FeatureSpec.normalize computes, so the result is the same.
+        self._plan: list[tuple] = []
+        for spec, at in zip(self.specs, self._offsets, strict=False):
+            if isinstance(spec, CategoricalSpec):
+                self._plan.append((spec.name, at, spec, None, 0.0, 0.0))
+                continue
+            if spec.transform == "none":
+                lo, span = 0.0, 0.0
+            elif spec.transform == "log":
+                lo, hi = math.log(spec.min), math.log(spec.max)
+                span = hi - lo
+            else:
+                lo, span = spec.min, spec.max - spec.min
+            self._plan.append((spec.name, at, spec, spec.transform, lo, span))
 
     def __len__(self) -> int:
         return len(self.columns)
@@ -161,40 +176,45 @@ class FeatureSchema:
         labels = labels or {}
         out = np.zeros(len(self.columns), dtype=np.float64)
         missing = []
-        for spec, at in zip(self.specs, self._offsets, strict=False):
-            if isinstance(spec, CategoricalSpec):
-                if spec.name in values:
+        for name, at, spec, transform, lo, span in self._plan:
+            if transform is None:  # categorical
+                if name in values:
                     raise FeatureError(
-                        f"{self.kind} feature {spec.name!r} is categorical: send it as a label (a string), "
+                        f"{self.kind} feature {name!r} is categorical: send it as a label (a string), "
                         "not a number"
                     )
-                label = labels.get(spec.name, spec.default)
+                label = labels.get(name, spec.default)
                 if label is None:
-                    missing.append(spec.name)
+                    missing.append(name)
                     continue
                 out[at + spec.column_of(label, self.kind)] = 1.0
                 continue
-            if spec.name in labels:
+            if labels and name in labels:
                 raise FeatureError(
-                    f"{self.kind} feature {spec.name!r} is numeric: send it as a number, not a label"
+                    f"{self.kind} feature {name!r} is numeric: send it as a number, not a label"
                 )
-            raw = values.get(spec.name)
+            raw = values.get(name)
             if raw is None:
                 if spec.default is None:
-                    missing.append(spec.name)
+                    missing.append(name)
                     continue
                 raw = spec.default
             raw = float(raw)
             if not math.isfinite(raw):
-                raise FeatureError(f"{self.kind} feature {spec.name!r} is {raw}, it must be a finite number")
+                raise FeatureError(f"{self.kind} feature {name!r} is {raw}, it must be a finite number")
             if not spec.min <= raw <= spec.max:
                 if not spec.clip:
                     raise FeatureError(
-                        f"{self.kind} feature {spec.name!r} = {raw:g} is outside its range "
+                        f"{self.kind} feature {name!r} = {raw:g} is outside its range "
                         f"[{spec.min:g}, {spec.max:g}]"
                     )
                 raw = min(spec.max, max(spec.min, raw))
-            out[at] = spec.normalize(raw)
+            if transform == "log":
+                out[at] = (math.log(raw) - lo) / span
+            elif transform == "linear":
+                out[at] = (raw - lo) / span
+            else:
+                out[at] = raw
         if missing:
             raise FeatureError(f"missing {self.kind} feature(s) with no default: {', '.join(missing)}")
         return out

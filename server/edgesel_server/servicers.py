@@ -51,6 +51,12 @@ def _timestamp(seconds: float) -> Timestamp:
 
 
 def model_message(m: Model) -> types_pb2.Model:
+    """The model as a message, built once per state of the model (three map fields cost ~4 us per Select).
+    Shared: callers copy it into their own message (a constructor or CopyFrom does), never change it."""
+    return m.derived("message", _build_model_message)
+
+
+def _build_model_message(m: Model) -> types_pb2.Model:
     return types_pb2.Model(
         model_id=m.id,
         version=m.version,
@@ -149,7 +155,7 @@ class SelectionServicer(selection_pb2_grpc.SelectionServiceServicer):
         )
         # A deferred decision's window opens at Activate; until then its deadline is the activation's.
         deadline = response.activation_deadline if d.deferred else response.feedback_deadline
-        deadline.CopyFrom(_timestamp(d.deadline))
+        deadline.FromNanoseconds(int(d.deadline * 1e9))  # what _timestamp gives, without a copy
         return response
 
     @rpc

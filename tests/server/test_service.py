@@ -320,6 +320,7 @@ def test_catalog_changes_at_runtime(stubs) -> None:
         "big": True,
         "huge": False,
     }
+    before = select(s, eligible_model_ids=["tiny"]).model  # the server builds a model's message once...
     upd = cat.UpdateModel(
         catalog_pb2.UpdateModelRequest(
             space="vision",
@@ -327,6 +328,9 @@ def test_catalog_changes_at_runtime(stubs) -> None:
         )
     )
     assert upd.model.version == "2" and upd.model.features["top1"] == 58.0
+    after = select(s, eligible_model_ids=["tiny"]).model  # ...and again once the model changed
+    assert before.version != "2" and (after.version, after.artifact_uri) == ("2", "file:///v2/tiny.pt")
+    assert after.features == before.features
 
 
 def test_export_import_reset(stubs) -> None:
