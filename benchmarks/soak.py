@@ -8,12 +8,19 @@ and closed), and samples the server's resident memory (VmRSS from /proc/<pid>/st
 seconds meanwhile. Prints the RSS series, the first/last-third medians and their ratio, the least-squares
 slope in MB per minute, the bench's throughput and its error counts, and writes everything to --json.
 "Flat" is judged from the second half only: the first minutes include warm-up (allocator arenas, caches).
+
+To tell a leak from a cache filling up, the server runs with a sampler thread of this script inside it
+(`--serve` below; the server itself is unchanged) that also records, every --sample-s: SQLite's own heap
+(`sqlite3_memory_used`, from the libsqlite3 the sqlite3 module uses: its page caches, bounded by
+`cache_size` per connection), the Python allocator's live blocks (`sys.getallocatedblocks`: a leak of Python
+objects grows it), and the open SQLite connections. Their first/last-third medians are in the report.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -23,6 +30,42 @@ import time
 from pathlib import Path
 
 from edgesel_server.process import server_command, start_listening, stop
+
+MEMORY_FILE_ENV = "EDGESEL_SOAK_MEMORY"
+
+
+def serve(argv: list[str]) -> int:
+    """Inside the server process: start the sampler thread, then run the server as `edgesel-server` does."""
+    import ctypes
+    import ctypes.util
+    import gc
+    import os
+    import sqlite3
+
+    lib_name = ctypes.util.find_library("sqlite3")
+    lib = ctypes.CDLL(lib_name) if lib_name else None
+    if lib is not None:
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+    out = Path(os.environ[MEMORY_FILE_ENV])
+    every = float(os.environ.get("EDGESEL_SOAK_SAMPLE_S", "10"))
+
+    def sample() -> None:
+        t0 = time.monotonic()
+        while True:
+            row = {
+                "t": round(time.monotonic() - t0, 1),
+                "sqlite_heap_mb": None if lib is None else lib.sqlite3_memory_used() / 1e6,
+                "python_blocks": sys.getallocatedblocks(),
+                "sqlite_connections": sum(isinstance(o, sqlite3.Connection) for o in gc.get_objects()),
+            }
+            with out.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            time.sleep(every)
+
+    threading.Thread(target=sample, name="soak-sampler", daemon=True).start()
+    from edgesel_server import cli
+
+    return cli.main(argv)
 
 
 def rss_mb(pid: int) -> float:
@@ -51,7 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="edgesel-soak-") as tmp:
-        proc, target = start_listening(server_command(args.config, Path(tmp) / "data"))
+        memory_file = Path(tmp) / "memory.jsonl"
+        os.environ[MEMORY_FILE_ENV] = str(memory_file)
+        os.environ["EDGESEL_SOAK_SAMPLE_S"] = str(args.sample_s)
+        cmd = server_command(args.config, Path(tmp) / "data")
+        cmd[1:3] = [__file__, "--serve", "--"]  # python -m edgesel_server.cli ... -> this script's serve()
+        proc, target = start_listening(cmd)
         samples: list[tuple[float, float]] = []
         done = threading.Event()
         t0 = time.monotonic()
@@ -75,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
             samples.append((time.monotonic() - t0, rss_mb(proc.pid)))
             stop(proc)
         result = json.loads(bench_json.read_text()) if bench_json.exists() else {}
+        inside = (
+            [json.loads(line) for line in memory_file.read_text().splitlines()]
+            if memory_file.exists()
+            else []
+        )
 
     third = max(1, len(samples) // 3)
     first = statistics.median(m for _, m in samples[:third])
@@ -91,12 +144,23 @@ def main(argv: list[str] | None = None) -> int:
         "rss_slope_mb_per_min_second_half": slope_mb_per_min(second_half),
         "mixed": result.get("mixed"),
         "errors": result.get("errors"),
+        "inside": inside,
     }
+    k = max(1, len(inside) // 3)
+    for key in ("sqlite_heap_mb", "python_blocks", "sqlite_connections"):
+        values = [row[key] for row in inside if row[key] is not None]
+        if values:
+            report[f"{key}_first_third_median"] = statistics.median(values[:k])
+            report[f"{key}_last_third_median"] = statistics.median(values[-k:])
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=2))
     print("RSS (s, MB):", " ".join(f"{t:.0f}:{m:.1f}" for t, m in samples))
     print(f"RSS median first third {first:.1f} MB, last third {last:.1f} MB (x{last / first:.3f}); "
           f"slope over the second half {report['rss_slope_mb_per_min_second_half']:+.3f} MB/min")  # fmt: skip
+    for key in ("sqlite_heap_mb", "python_blocks", "sqlite_connections"):
+        if f"{key}_first_third_median" in report:
+            print(f"{key}: median first third {report[f'{key}_first_third_median']:.6g}, "
+                  f"last third {report[f'{key}_last_third_median']:.6g}")  # fmt: skip
     print("mixed:", json.dumps(result.get("mixed")))
     print("errors:", json.dumps(result.get("errors")))
     print(f"bench exit code {rc}; report in {args.json}")
@@ -104,4 +168,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--serve":
+        raise SystemExit(serve(sys.argv[3:]))
     raise SystemExit(main())
