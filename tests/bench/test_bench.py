@@ -75,3 +75,21 @@ def test_process_cpu_counts_a_busy_child_and_its_descendants(tmp_path: Path) -> 
         os.killpg(proc.pid, signal.SIGKILL)  # the grandchild too
         proc.wait()
     assert process_cpu_s([proc.pid]) is None  # reaped: nothing to read
+
+
+def test_mixed_phase_errors_name_the_call_that_failed(tmp_path: Path) -> None:
+    """A space whose rewards stop at 0.5 refuses the bench's higher ones: those are Feedback errors (a mixed
+    phase once filed every error under Select), and the report shows the first one's reason."""
+    config = tmp_path / "edgesel.toml"
+    text = (ROOT / "examples/edgesel.toml").read_text()
+    config.write_text(text.replace("[space.qoe]\n", "[space.qoe]\nreward_max = 0.5\n", 1))
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "-m", "edgesel_tools.bench.cli", "--config", str(config), "--duration", "1.5",
+           "--concurrency", "4", "--phases", "mixed", "--json", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report["errors"]) == {"feedback:INVALID_ARGUMENT"}, report["errors"]
+    assert report["errors"]["feedback:INVALID_ARGUMENT"] > 0
+    assert "reward" in report["error_examples"]["feedback:INVALID_ARGUMENT"]
+    assert "first feedback:INVALID_ARGUMENT:" in proc.stdout

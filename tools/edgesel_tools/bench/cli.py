@@ -9,7 +9,8 @@ Phases, each for --duration seconds at --concurrency calls in flight (split over
   feedback  Feedback (durable) for the decisions the select phase made
   mixed     simulated devices doing Select then Feedback with a hidden ground-truth QoE (learning quality)
 Results are printed and, with --json, written as {"select": {"rps", "p50_ms", "p90_ms", "p99_ms", "max_ms"},
-"feedback": {...}, "floor": {...}, "errors": {...}, "learning": {...}, "server_rss_mb": {...}}.
+"feedback": {...}, "floor": {...}, "errors": {...} (by call and status; "error_examples": the first one's details
+of each), "learning": {...}, "server_rss_mb": {...}}.
 
 CPU per call (bench/cpu.py), in each phase's entry (mixed: "mixed_cpu"): server_cpu_us_per_call (the server's
 utime + stime from /proc over the phase, per completed call, summed over the server processes and their
@@ -178,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.duration:g}s per phase"
         )
         errors: Counter = Counter()
+        error_examples: dict[str, str] = {}
         for phase in phases:
             spec = PhaseSpec(
                 kind=phase,
@@ -243,12 +245,16 @@ def main(argv: list[str] | None = None) -> int:
             )
             report.setdefault("mixed_cpu" if phase == "mixed" else phase, {}).update(cpu)
             errors.update(res.errors)
+            for k, v in res.error_examples.items():
+                error_examples.setdefault(k, v)
             rss[f"after_{phase}"] = _rss_mb(server_pid)
         sizes = [int(x) for x in args.catalog_sizes.split(",") if x.strip()]
         if sizes:
             report["catalog_scaling"] = catalog_scaling(args, space_cfg, devices, sizes, per_worker, tmp)
             errors.update(report["catalog_scaling"].pop("_errors"))
         report["errors"] = dict(errors)
+        if error_examples:
+            report["error_examples"] = error_examples
         report["server_rss_mb"] = rss
         if sampler.timeline:
             report["server_rss_mb_timeline"] = sampler.timeline
@@ -364,6 +370,8 @@ def print_report(report: dict[str, Any]) -> None:
     print_cpu(report)
     if report.get("errors"):
         print(f"errors by status: {report['errors']}")
+        for k, v in report.get("error_examples", {}).items():
+            print(f"  first {k}: {v}")
     if "learning" in report:
         lr = report["learning"]
         print(

@@ -40,6 +40,7 @@ class PhaseSpec:
 class PhaseResult:
     latencies_ms: dict[str, list[float]] = field(default_factory=dict)
     errors: Counter = field(default_factory=Counter)
+    error_examples: dict[str, str] = field(default_factory=dict)  # "kind:CODE" -> the first one's details
     rewards: list[float] = field(default_factory=list)
     regrets: list[float] = field(default_factory=list)
     elapsed_s: float = 0.0
@@ -51,6 +52,8 @@ class PhaseResult:
         for k, v in other.latencies_ms.items():
             self.latencies_ms.setdefault(k, []).extend(v)
         self.errors.update(other.errors)
+        for key, example in other.error_examples.items():
+            self.error_examples.setdefault(key, example)
         self.rewards.extend(other.rewards)
         self.regrets.extend(other.regrets)
         self.elapsed_s = max(self.elapsed_s, other.elapsed_s)
@@ -105,10 +108,11 @@ async def _run_phase(spec: PhaseSpec, worker: int, progress: Any, event_ids: lis
     ids = list(event_ids)
     pending = [0]
 
-    def record(kind: str, t0: float, code: str | None) -> None:
+    def record(kind: str, t0: float, code: str | None, details: str = "") -> None:
         lat[kind].append((time.perf_counter() - t0) * 1000)
         if code is not None:
             result.errors[f"{kind}:{code}"] += 1
+            result.error_examples.setdefault(f"{kind}:{code}", details[:200])
         pending[0] += 1
         if pending[0] >= 25:  # the shared counter takes a lock: touch it rarely
             with progress.get_lock():
@@ -121,7 +125,7 @@ async def _run_phase(spec: PhaseSpec, worker: int, progress: Any, event_ids: lis
             i += spec.concurrency
             which = i % len(spec.targets)
             t0 = time.perf_counter()
-            code = None
+            kind = spec.kind if spec.kind in ("floor", "feedback") else "select"  # the call in flight
             try:
                 if spec.kind == "floor":
                     feats = spec.devices[i % len(spec.devices)]
@@ -152,6 +156,7 @@ async def _run_phase(spec: PhaseSpec, worker: int, progress: Any, event_ids: lis
                     record("select", t0, None)
                     reward, expected = reward_of(r.model.model_id)
                     t0 = time.perf_counter()
+                    kind = "feedback"
                     await stubs[(which + 1) % len(stubs)].Feedback(
                         selection_pb2.FeedbackRequest(event_id=r.event_id, reward=reward), timeout=10
                     )
@@ -159,11 +164,7 @@ async def _run_phase(spec: PhaseSpec, worker: int, progress: Any, event_ids: lis
                     result.rewards.append(expected)
                     result.regrets.append(best - expected)
             except grpc.aio.AioRpcError as e:
-                code = e.code().name
-                kind = (
-                    "floor" if spec.kind == "floor" else ("feedback" if spec.kind == "feedback" else "select")
-                )
-                record(kind, t0, code)
+                record(kind, t0, e.code().name, e.details() or "")
                 await asyncio.sleep(0.01)
 
     t_start = time.perf_counter()
