@@ -14,6 +14,8 @@ To tell a leak from a cache filling up, the server runs with a sampler thread of
 (`sqlite3_memory_used`, from the libsqlite3 the sqlite3 module uses: its page caches, bounded by
 `cache_size` per connection), the Python allocator's live blocks (`sys.getallocatedblocks`: a leak of Python
 objects grows it), and the open SQLite connections. Their first/last-third medians are in the report.
+`--tracemalloc FRAMES` also traces the server's Python allocations and reports what grew between 1/5 and 4/5
+of the run, by traceback (the server then runs several times slower: use it to find a leak, not to soak).
 """
 
 from __future__ import annotations
@@ -63,6 +65,29 @@ def serve(argv: list[str]) -> int:
             time.sleep(every)
 
     threading.Thread(target=sample, name="soak-sampler", daemon=True).start()
+    frames = int(os.environ.get("EDGESEL_SOAK_TRACEMALLOC", "0"))
+    if frames:
+        import tracemalloc
+
+        tracemalloc.start(frames)
+        at = [float(v) for v in os.environ["EDGESEL_SOAK_TRACEMALLOC_AT"].split(",")]
+
+        def compare() -> None:
+            # Two snapshots of the loaded server (after warm-up, near the end): what grew, by traceback.
+            time.sleep(at[0])
+            gc.collect()
+            first = tracemalloc.take_snapshot()
+            time.sleep(at[1] - at[0])
+            gc.collect()
+            grown = tracemalloc.take_snapshot().compare_to(first, "traceback")
+            total = sum(d.size_diff for d in grown) / 1024
+            lines = [f"total {total:+.1f} KiB from {at[0]:.0f} s to {at[1]:.0f} s"]
+            for d in grown[:12]:
+                lines.append(f"{d.size_diff / 1024:+.1f} KiB {d.count_diff:+d} blocks")
+                lines += ["    " + line for line in d.traceback.format()[-12:]]
+            out.with_suffix(".tracemalloc.txt").write_text("\n".join(lines) + "\n")
+
+        threading.Thread(target=compare, name="soak-tracemalloc", daemon=True).start()
     from edgesel_server import cli
 
     return cli.main(argv)
@@ -91,12 +116,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--sample-s", type=float, default=10.0, help="seconds between RSS samples")
     ap.add_argument("--json", default="out/soak.json")
+    ap.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
+                    help="trace the server's Python allocations (FRAMES deep; slows it several times) and "
+                    "report what grew between 1/5 and 4/5 of the run, by traceback")  # fmt: skip
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="edgesel-soak-") as tmp:
         memory_file = Path(tmp) / "memory.jsonl"
         os.environ[MEMORY_FILE_ENV] = str(memory_file)
         os.environ["EDGESEL_SOAK_SAMPLE_S"] = str(args.sample_s)
+        os.environ["EDGESEL_SOAK_TRACEMALLOC"] = str(args.tracemalloc)
+        os.environ["EDGESEL_SOAK_TRACEMALLOC_AT"] = f"{args.duration / 5},{args.duration * 4 / 5}"
         cmd = server_command(args.config, Path(tmp) / "data")
         cmd[1:3] = [__file__, "--serve", "--"]  # python -m edgesel_server.cli ... -> this script's serve()
         proc, target = start_listening(cmd)
@@ -128,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             if memory_file.exists()
             else []
         )
+        traced = memory_file.with_suffix(".tracemalloc.txt")
+        grown = traced.read_text() if traced.exists() else None
 
     third = max(1, len(samples) // 3)
     first = statistics.median(m for _, m in samples[:third])
@@ -146,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         "errors": result.get("errors"),
         "inside": inside,
     }
+    if args.tracemalloc:
+        report["tracemalloc"] = grown  # None: the server stopped before the second snapshot
     k = max(1, len(inside) // 3)
     for key in ("sqlite_heap_mb", "python_blocks", "sqlite_connections"):
         values = [row[key] for row in inside if row[key] is not None]
@@ -161,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         if f"{key}_first_third_median" in report:
             print(f"{key}: median first third {report[f'{key}_first_third_median']:.6g}, "
                   f"last third {report[f'{key}_last_third_median']:.6g}")  # fmt: skip
+    if args.tracemalloc:
+        print("what grew (tracemalloc):\n" + (grown or "no second snapshot: run longer"))
     print("mixed:", json.dumps(result.get("mixed")))
     print("errors:", json.dumps(result.get("errors")))
     print(f"bench exit code {rc}; report in {args.json}")

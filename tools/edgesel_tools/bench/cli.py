@@ -9,8 +9,8 @@ Phases, each for --duration seconds at --concurrency calls in flight (split over
   feedback  Feedback (durable) for the decisions the select phase made
   mixed     simulated devices doing Select then Feedback with a hidden ground-truth QoE (learning quality)
 Results are printed and, with --json, written as {"select": {"rps", "p50_ms", "p90_ms", "p99_ms", "max_ms"},
-"feedback": {...}, "floor": {...}, "errors": {...} (by call and status; "error_examples": the first one's details
-of each), "learning": {...}, "server_rss_mb": {...}}.
+"feedback": {...}, "floor": {...}, "errors": {...} (by call and status; "error_examples": the first
+one's details of each), "learning": {...}, "server_rss_mb": {...}}.
 
 CPU per call (bench/cpu.py), in each phase's entry (mixed: "mixed_cpu"): server_cpu_us_per_call (the server's
 utime + stime from /proc over the phase, per completed call, summed over the server processes and their
