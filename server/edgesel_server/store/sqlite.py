@@ -398,10 +398,11 @@ class SqliteStore(Store):
         # The rows that went in took consecutive seqs in VALUES order (AUTOINCREMENT; the only writer),
         # the last one lastrowid. (Not RETURNING: each row it returns is one more GIL round trip.)
         n, last = cur.rowcount, cur.lastrowid
-        if n == len(events):
-            return list(range(last - n + 1, last + 1))
         if n == 0:
             return [None] * len(events)
+        assert last is not None  # a row went in
+        if n == len(events):
+            return list(range(last - n + 1, last + 1))
         # Some event ids were in the log already (a retried Feedback; a run's ids are distinct), and the rows
         # ignored may have used up seqs too. Every row that went in now has a higher seq than any row that was
         # there before, so the n highest of the run's ids are the ones that went in.
