@@ -78,7 +78,8 @@ CREATE TABLE IF NOT EXISTS selections (
     PRIMARY KEY (space, model_id)
 ) WITHOUT ROWID;
 -- A decision counts as a selection when it is stored (a deferred one when it is activated: _activate), in
--- the statement that stores it: a commit of decisions alone is then one statement (see _commit).
+-- the statement that stores it: a commit of decisions alone is then one statement (see _commit). Releases
+-- before it counted in Python: going back to one needs DROP TRIGGER first (docs/performance.md).
 CREATE TRIGGER IF NOT EXISTS decisions_count_selections AFTER INSERT ON decisions WHEN NEW.deferred = 0
 BEGIN
     INSERT INTO selections (space, model_id, n) VALUES (NEW.space, NEW.model_id, 1)
