@@ -66,6 +66,10 @@ class FeatureSpec:
             raise ValueError(
                 f"feature {self.name!r}: default {self.default} is outside [{self.min}, {self.max}]"
             )
+        # The transformed range, once (every Select normalizes its device's features). Not fields.
+        lo, hi = (math.log(self.min), math.log(self.max)) if self.transform == "log" else (self.min, self.max)
+        object.__setattr__(self, "_lo", lo)
+        object.__setattr__(self, "_span", hi - lo)
 
     @property
     def columns(self) -> list[str]:
@@ -74,11 +78,8 @@ class FeatureSpec:
     def normalize(self, value: float) -> float:
         if self.transform == "none":  # already normalized by the sender; only the range is checked
             return value
-        if self.transform == "log":
-            lo, hi, v = math.log(self.min), math.log(self.max), math.log(value)
-        else:
-            lo, hi, v = self.min, self.max, value
-        return (v - lo) / (hi - lo)
+        v = math.log(value) if self.transform == "log" else value
+        return (v - self._lo) / self._span  # type: ignore[attr-defined]  # set in __post_init__
 
 
 @dataclass(frozen=True)
@@ -144,21 +145,6 @@ class FeatureSchema:
         self.kind = kind
         self.columns = [c for s in self.specs for c in s.columns]
         self._offsets = np.cumsum([0] + [len(s.columns) for s in self.specs]).tolist()
-        # What `vector` does per feature, worked out once (every Select vectorizes its device): the
-        # normalization's constants are the ones FeatureSpec.normalize computes, so the result is the same.
-        self._plan: list[tuple] = []
-        for spec, at in zip(self.specs, self._offsets, strict=False):
-            if isinstance(spec, CategoricalSpec):
-                self._plan.append((spec.name, at, spec, None, 0.0, 0.0))
-                continue
-            if spec.transform == "none":
-                lo, span = 0.0, 0.0
-            elif spec.transform == "log":
-                lo, hi = math.log(spec.min), math.log(spec.max)
-                span = hi - lo
-            else:
-                lo, span = spec.min, spec.max - spec.min
-            self._plan.append((spec.name, at, spec, spec.transform, lo, span))
 
     def __len__(self) -> int:
         return len(self.columns)
@@ -176,45 +162,40 @@ class FeatureSchema:
         labels = labels or {}
         out = np.zeros(len(self.columns), dtype=np.float64)
         missing = []
-        for name, at, spec, transform, lo, span in self._plan:
-            if transform is None:  # categorical
-                if name in values:
+        for spec, at in zip(self.specs, self._offsets, strict=False):
+            if isinstance(spec, CategoricalSpec):
+                if spec.name in values:
                     raise FeatureError(
-                        f"{self.kind} feature {name!r} is categorical: send it as a label (a string), "
+                        f"{self.kind} feature {spec.name!r} is categorical: send it as a label (a string), "
                         "not a number"
                     )
-                label = labels.get(name, spec.default)
+                label = labels.get(spec.name, spec.default)
                 if label is None:
-                    missing.append(name)
+                    missing.append(spec.name)
                     continue
                 out[at + spec.column_of(label, self.kind)] = 1.0
                 continue
-            if labels and name in labels:
+            if spec.name in labels:
                 raise FeatureError(
-                    f"{self.kind} feature {name!r} is numeric: send it as a number, not a label"
+                    f"{self.kind} feature {spec.name!r} is numeric: send it as a number, not a label"
                 )
-            raw = values.get(name)
+            raw = values.get(spec.name)
             if raw is None:
                 if spec.default is None:
-                    missing.append(name)
+                    missing.append(spec.name)
                     continue
                 raw = spec.default
             raw = float(raw)
             if not math.isfinite(raw):
-                raise FeatureError(f"{self.kind} feature {name!r} is {raw}, it must be a finite number")
+                raise FeatureError(f"{self.kind} feature {spec.name!r} is {raw}, it must be a finite number")
             if not spec.min <= raw <= spec.max:
                 if not spec.clip:
                     raise FeatureError(
-                        f"{self.kind} feature {name!r} = {raw:g} is outside its range "
+                        f"{self.kind} feature {spec.name!r} = {raw:g} is outside its range "
                         f"[{spec.min:g}, {spec.max:g}]"
                     )
                 raw = min(spec.max, max(spec.min, raw))
-            if transform == "log":
-                out[at] = (math.log(raw) - lo) / span
-            elif transform == "linear":
-                out[at] = (raw - lo) / span
-            else:
-                out[at] = raw
+            out[at] = spec.normalize(raw)
         if missing:
             raise FeatureError(f"missing {self.kind} feature(s) with no default: {', '.join(missing)}")
         return out
