@@ -178,3 +178,62 @@ def test_batches_and_one_by_one_give_bit_identical_replicas(
     assert state(replayed) == state(reference)
     assert state(tailed) == state(reference)
     assert replayed.bandit.to_bytes() == tailed.bandit.to_bytes() == reference.bandit.to_bytes()
+
+
+def test_log_reads_pause_the_collector_only_when_they_return_at_once(
+    tmp_path: Path, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replay's pages and a tailer's reads while it is behind are decoded with the cyclic GC paused
+    (gc_pause.py); a caught-up tailer's read, which may block, is not paused; the collector is on after."""
+    import gc
+
+    config = tmp_path / "edgesel.toml"
+    config.write_text(CONFIG.format(share=SHARE).replace("snapshot_every = 7", "snapshot_every = 1000000"))
+    cfg = load_config(config)
+    monkeypatch.setattr(redis_store, "LOG_READ_COUNT", 50)
+    asyncio.run(write_log(cfg, redis_server.url, 120, seed=3))
+    decoded: list[bool] = []
+    decode = redis_store._decode_entries
+
+    def recording_decode(space: str, numbered: list) -> list:
+        decoded.append(gc.isenabled())
+        return decode(space, numbered)
+
+    monkeypatch.setattr(redis_store, "_decode_entries", recording_decode)
+    assert gc.isenabled()
+    replayed, _ = replayed_in_batches(cfg, redis_server.url)
+    assert len(decoded) > 2 and not any(decoded)  # every page of the replay
+    assert gc.isenabled()
+
+    space = new_space(cfg)
+    store = RedisStore(url=redis_server.url)
+    reads: list[tuple[bool, int]] = []  # (collector on at the read, entries it returned)
+    store.open(space.apply, apply_batch=space.apply_batch)
+    xread = store._t.xread
+
+    def recording_xread(*args, **kwargs):
+        on = gc.isenabled()
+        resp = xread(*args, **kwargs)
+        pages = list(resp.items() if isinstance(resp, dict) else resp or [])
+        reads.append((on, sum(len(entries) for _, entries in pages)))
+        return resp
+
+    store._t.xread = recording_xread
+    try:
+        with store._lock:
+            store._applied[SPACE] = 0  # behind by the whole log
+        upto = replayed.applied_seq
+        deadline = time.monotonic() + 60
+        while (store.applied_seq(SPACE) < upto or len(reads) < 12) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        store.close()
+    assert store.applied_seq(SPACE) == upto
+    ends = [k for k, (_, n) in enumerate(reads) if n < 50]
+    assert ends, reads
+    first_short = ends[0]  # the read that caught up
+    assert reads[0][0]  # nothing says the first read is behind
+    assert not any(on for on, _ in reads[1 : first_short + 1]), reads  # each after a full page: paused
+    assert all(on for on, _ in reads[first_short + 1 :]), reads  # caught up: may block, not paused
+    assert gc.isenabled()
+    assert space.bandit.to_bytes() == replayed.bandit.to_bytes()

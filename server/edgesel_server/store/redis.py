@@ -69,6 +69,7 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from edgesel_server.errors import UnknownEvent
+from edgesel_server.gc_pause import gc_paused
 from edgesel_server.store.base import (
     ADD_MODEL,
     BATCH_MAX,
@@ -670,6 +671,7 @@ class RedisStore(Store):
         backoff = BACKOFF_MIN_S
         connected = True
         last_beat = 0.0
+        behind = False
         while not self._stop.is_set() and not self._fatal:
             try:
                 if not connected:
@@ -691,14 +693,18 @@ class RedisStore(Store):
                     continue
                 space_of = {_skey(s, "log").encode(): s for s in applied}
                 streams = {_skey(s, "log"): f"0-{seq}" for s, seq in applied.items()}
-                resp = self._t.xread(streams, count=LOG_READ_COUNT, block=BLOCK_MS)
-                # RESP3 (redis-py >= 8 by default) answers a map, RESP2 a list of [key, entries]. Decoded
-                # first, the raw reply dropped, then applied (see event_batches_after).
-                new = [
-                    (space_of[key], *self._new_events(space_of[key], entries))
-                    for key, entries in (resp.items() if isinstance(resp, dict) else resp or [])
-                ]
-                del resp
+                # Behind (the last read filled a page): this read returns at once, and its decoding runs
+                # with the GC paused (gc_pause.py); caught up, it may block, and the GC keeps running.
+                with gc_paused(behind):
+                    resp = self._t.xread(streams, count=LOG_READ_COUNT, block=BLOCK_MS)
+                    # RESP3 (redis-py >= 8 by default) answers a map, RESP2 a list of [key, entries].
+                    # Decoded first, the raw reply dropped, then applied (see event_batches_after).
+                    pages = list(resp.items() if isinstance(resp, dict) else resp or [])
+                    behind = any(len(entries) >= LOG_READ_COUNT for _, entries in pages)
+                    new = [
+                        (space_of[key], *self._new_events(space_of[key], entries)) for key, entries in pages
+                    ]
+                    del resp, pages
                 for space, events, gap in new:
                     self._apply_new(space, events, gap)
             except RedisError as e:
@@ -845,24 +851,26 @@ class RedisStore(Store):
         key = _skey(space, "log")
         last = seq
         while True:
-            try:
-                entries = self._r.xrange(key, min=f"0-{last + 1}", max="+", count=LOG_READ_COUNT)
-            except RedisError as e:
-                raise StoreUnavailable(f"cannot read the log of space {space!r}: {e}") from e
-            numbered: list[tuple[int, list[bytes]]] = []
-            for stream_id, flat in entries:
-                n = _seq_of(stream_id)
-                if n != last + 1:
-                    raise RuntimeError(
-                        f"space {space!r}: the log jumps from seq {last} to {n} (trimmed beyond the snapshot)"
-                    )
-                numbered.append((n, flat))
-                last = n
-            batch = _decode_entries(space, numbered)
-            more = len(entries) >= LOG_READ_COUNT
-            # The raw reply (two lists per entry) is garbage once decoded: dropped before the batch is
-            # applied, or the cyclic GC keeps scanning it meanwhile (measured ~2 us per event of replay).
-            del entries, numbered
+            with gc_paused():  # XRANGE returns at once; its reply and the events hold no cycles
+                try:
+                    entries = self._r.xrange(key, min=f"0-{last + 1}", max="+", count=LOG_READ_COUNT)
+                except RedisError as e:
+                    raise StoreUnavailable(f"cannot read the log of space {space!r}: {e}") from e
+                numbered: list[tuple[int, list[bytes]]] = []
+                for stream_id, flat in entries:
+                    n = _seq_of(stream_id)
+                    if n != last + 1:
+                        raise RuntimeError(
+                            f"space {space!r}: the log jumps from seq {last} to {n} "
+                            "(trimmed beyond the snapshot)"
+                        )
+                    numbered.append((n, flat))
+                    last = n
+                batch = _decode_entries(space, numbered)
+                more = len(entries) >= LOG_READ_COUNT
+                # The raw reply (two lists per entry) is garbage once decoded: dropped before the batch is
+                # applied, or the cyclic GC keeps scanning it meanwhile (measured ~2 us per event of replay).
+                del entries, numbered
             if batch:
                 yield batch
             if not more:
