@@ -126,6 +126,41 @@ pub fn add_outer(a: &mut [f64], n: usize, v: &[f64]) {
     }
 }
 
+/// `A += Σ v vᵀ` over the vectors of `vs` (each of length `n`, concatenated), in their order: bit for bit
+/// what [`add_outer`] gives called once per vector (every element gets the same products added in the
+/// same order), but each row of `A` is read and written once per call instead of once per vector.
+#[inline(always)]
+pub fn add_outers(a: &mut [f64], n: usize, vs: &[f64]) {
+    for (i, row) in a.chunks_exact_mut(n).enumerate() {
+        for v in vs.chunks_exact(n) {
+            axpy(v[i], v, row);
+        }
+    }
+}
+
+/// [`add_outers`] for an exactly symmetric `A` (`a_ij == a_ji` bit for bit, checked; otherwise it runs
+/// [`add_outers`]): the upper triangle is computed and mirrored, half the work. The same bits, because
+/// `v_i v_j == v_j v_i` in floating point and both elements start equal and get the same additions.
+#[inline(always)]
+pub fn add_outers_symmetric(a: &mut [f64], n: usize, vs: &[f64]) {
+    let symmetric =
+        (0..n).all(|i| (0..i).all(|j| a[i * n + j].to_bits() == a[j * n + i].to_bits()));
+    if !symmetric {
+        add_outers(a, n, vs);
+        return;
+    }
+    for (i, row) in a.chunks_exact_mut(n).enumerate() {
+        for v in vs.chunks_exact(n) {
+            axpy(v[i], &v[i..], &mut row[i..]);
+        }
+    }
+    for i in 1..n {
+        for j in 0..i {
+            a[i * n + j] = a[j * n + i];
+        }
+    }
+}
+
 /// Sherman-Morrison rank-one update of a symmetric inverse:
 /// `C ← C − (Cv)(Cv)ᵀ / (1 + vᵀCv)`, i.e. the inverse of `C⁻¹ + v vᵀ`. O(n²).
 ///
@@ -376,6 +411,58 @@ mod tests {
                 assert_eq!(bits(&a_best), bits(&a_port), "A, n={n}");
                 assert_eq!(bits(&c_best), bits(&c_port), "A⁻¹, n={n}");
                 assert_eq!(bits(&mv_best), bits(&mv_port), "A⁻¹v, n={n}");
+            }
+        }
+    }
+
+    /// `add_outers` and `add_outers_symmetric` (what the hybrid shared `A_0` is settled with) give bit for
+    /// bit what `add_outer` gives once per vector, in both builds, for symmetric and (the fallback) other
+    /// matrices.
+    #[test]
+    fn batched_outer_products_are_bit_identical_to_one_at_a_time() {
+        use crate::simd::{self, Simd};
+        let bits = |m: &[f64]| m.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let mut s = 41;
+        for n in (1usize..=20).chain([63, 78, 130]) {
+            for count in [1usize, 2, 7, 32] {
+                let vs: Vec<f64> = (0..n * count).map(|_| 3.0 * lcg(&mut s)).collect();
+                let mut sym = scaled_identity(n, 0.5 + lcg(&mut s).abs());
+                add_outer(&mut sym, n, &vs[..n]); // symmetric, with off-diagonal values
+                let mut other: Vec<f64> = (0..n * n).map(|_| lcg(&mut s)).collect();
+                if n > 1 {
+                    other[1] += 1.0; // not symmetric
+                }
+                for start in [sym, other] {
+                    let mut expected = start.clone();
+                    for v in vs.chunks_exact(n) {
+                        add_outer(&mut expected, n, v);
+                    }
+                    let mut plain = start.clone();
+                    add_outers(&mut plain, n, &vs);
+                    let mut symmetric = start.clone();
+                    add_outers_symmetric(&mut symmetric, n, &vs);
+                    let mut best = start.clone();
+                    simd::run(
+                        Simd::Best,
+                        #[inline(always)]
+                        || add_outers_symmetric(&mut best, n, &vs),
+                    );
+                    assert_eq!(
+                        bits(&plain),
+                        bits(&expected),
+                        "add_outers n={n} count={count}"
+                    );
+                    assert_eq!(
+                        bits(&symmetric),
+                        bits(&expected),
+                        "symmetric n={n} count={count}"
+                    );
+                    assert_eq!(
+                        bits(&best),
+                        bits(&expected),
+                        "symmetric, AVX2, n={n} count={count}"
+                    );
+                }
             }
         }
     }

@@ -849,3 +849,98 @@ fn qoe_model_targets_forget_as_the_hybrid_layout() {
         assert_eq!(back.to_bytes(), blob);
     }
 }
+
+/// The hybrid shared `A_0` adds the outer products of its updates when it is needed (refactorization,
+/// forgetting, snapshot) rather than at each update: after every update, and across snapshots taken while
+/// some wait, its statistics are bit for bit those of adding each at its update (the shared part of the
+/// update done eagerly with `ridge::discount` + `ridge::rank_one_update`, as every matrix was updated
+/// before), with and without forgetting, refactorizations often and never, batches and single updates.
+#[test]
+fn hybrid_shared_statistics_match_eager_updates_bit_for_bit() {
+    use crate::features::{outer_into, with_bias};
+    use crate::linalg::axpy;
+    use crate::stats::ridge::{discount, rank_one_update, Forgetting, Ridge};
+    let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    let (d, p, lam) = (3usize, 2usize, 0.7);
+    let k = (d + 1) * (p + 1);
+    for (every, half_life) in [(1000, 0), (7, 0), (1, 0), (1000, 40), (9, 25)] {
+        let params = Params::new("hybrid_linucb", d as i64, p as i64, 1.0, lam, every, 5)
+            .and_then(|q| q.with_half_life(half_life))
+            .expect("params");
+        let mut b = Bandit::new(params);
+        let mut rng = Lcg(99 + every as u64);
+        let feats: Vec<Vec<f64>> = (0..4).map(|_| rng.vec(p)).collect();
+        for (i, m) in feats.iter().enumerate() {
+            b.add_arm(&format!("arm-{i}"), Some(m)).expect("add");
+        }
+        let (mut a, mut a_inv) = (scaled_identity(k, lam), scaled_identity(k, 1.0 / lam));
+        let (mut prior, mut bvec) = (vec![lam; k], vec![0.0; k]);
+        let (mut stamp, mut since) = (0u64, 0u64);
+        let mut forget = Forgetting::new(half_life as u64, 0);
+        let mut scratch = vec![0.0; k];
+        let mut restored: Option<Bandit> = None;
+        for t in 0..150 {
+            let n_rows = if t % 10 == 3 { 5 } else { 1 };
+            let mut rows = Vec::new();
+            for _ in 0..n_rows {
+                let arm = (rng.next().abs() * 4.0) as usize % 4;
+                rows.push((arm, rng.vec(d), rng.next()));
+            }
+            for (arm, x, r) in &rows {
+                let clock = forget.tick();
+                let mut z = vec![0.0; k];
+                outer_into(&with_bias(x), &with_bias(&feats[*arm]), &mut z);
+                let m = Ridge {
+                    a: &mut a,
+                    a_inv: &mut a_inv,
+                    prior: &mut prior,
+                    stamp: &mut stamp,
+                    since_refactor: &mut since,
+                };
+                discount(&forget, lam, k, clock, m, &mut [&mut bvec], &mut scratch);
+                rank_one_update(
+                    &mut a,
+                    &mut a_inv,
+                    &mut since,
+                    k,
+                    &z,
+                    every as u64,
+                    &mut scratch,
+                );
+                axpy(*r, &z, &mut bvec);
+            }
+            let ids: Vec<String> = rows.iter().map(|(i, _, _)| format!("arm-{i}")).collect();
+            let xs: Vec<f64> = rows.iter().flat_map(|(_, x, _)| x.clone()).collect();
+            let rs: Vec<f64> = rows.iter().map(|(_, _, r)| *r).collect();
+            for bandit in std::iter::once(&mut b).chain(restored.as_mut()) {
+                if n_rows == 1 {
+                    bandit.update(&ids[0], &xs, rs[0]).expect("update");
+                } else {
+                    bandit.update_batch(&ids, &xs, &rs).expect("update_batch");
+                }
+            }
+            let sh = b.shared_stats().expect("hybrid");
+            assert_eq!(
+                bits(&sh.a),
+                bits(&a),
+                "A_0, every={every} half_life={half_life} t={t}"
+            );
+            assert_eq!(bits(&sh.a_inv), bits(&a_inv), "A_0⁻¹, t={t}");
+            assert_eq!(bits(&sh.b), bits(&bvec), "b_0, t={t}");
+            if t == 40 {
+                // taken while outer products wait (no refactorization for 1000 updates)
+                restored = Some(decode(&encode(&b)).expect("decode"));
+            }
+            if t == 90 && half_life == 0 {
+                // forgetting switched on while outer products wait: they are added before its discount
+                for bandit in std::iter::once(&mut b).chain(restored.as_mut()) {
+                    bandit.set_half_life(30).expect("half-life");
+                }
+                forget = Forgetting::new(30, forget.clock);
+            }
+            if let Some(r) = &restored {
+                assert_eq!(encode(r), encode(&b), "restored, t={t}");
+            }
+        }
+    }
+}

@@ -16,7 +16,10 @@ use super::ridge::{decode_prior, decode_stamp, discount, rank_one_update, Arm, F
 use super::{ArmStats, SharedStats, Statistics};
 use crate::error::{CoreError, CoreResult};
 use crate::features;
-use crate::linalg::{axpy, combine_rows, dot, matvec, packed_len, packed_outer, scaled_identity};
+use crate::linalg::{
+    add_outers_symmetric, axpy, cholesky_inverse, combine_rows, dot, matvec, packed_len,
+    packed_outer, scaled_identity, sherman_morrison,
+};
 use crate::params::Params;
 use crate::simd::{self, Simd};
 use crate::snapshot::{Reader, Writer};
@@ -34,10 +37,22 @@ pub(super) fn check_dims(device_dim: usize, model_dim: usize) -> CoreResult<()> 
     Ok(())
 }
 
+/// Outer products `z zᵀ` that may wait in [`Shared::pending`] before they are added to `A_0` (bounds its
+/// memory at `PENDING_MAX · k` numbers).
+const PENDING_MAX: usize = 32;
+
 /// Exact shared statistics.
 #[derive(Clone, Debug)]
 struct Shared {
+    /// `A_0`, up to the outer products of `pending`: only a refactorization (Cholesky every
+    /// `refactor_every` updates), the forgetting's discount and the snapshot read `A_0` itself — the
+    /// updates keep `A_0⁻¹` by Sherman-Morrison — so without forgetting the `z` of each update waits here,
+    /// and what waits is added when one of those needs `A_0` or `PENDING_MAX` wait, in one pass over the
+    /// upper triangle mirrored (`linalg::add_outers_symmetric`: the same bits as adding each at its
+    /// update, half the work). Measured (k = 78, batches of 2,048): 3.7–4.1 → 3.3–3.5 µs per update.
     a: Vec<f64>,
+    /// The `z` vectors (k each, concatenated, oldest first) not yet added to `a`.
+    pending: Vec<f64>,
     a_inv: Vec<f64>,
     b: Vec<f64>,
     /// Prior diagonal of `A_0` (`λ` per coordinate without forgetting).
@@ -48,6 +63,63 @@ struct Shared {
     since_refactor: u64,
     /// Clock value of the last update (every update touches the shared statistics, so always the clock).
     stamp: u64,
+}
+
+impl Shared {
+    /// Adds the waiting outer products to `a`.
+    fn settle(&mut self, k: usize) {
+        if !self.pending.is_empty() {
+            let (a, pending) = (&mut self.a, &self.pending);
+            simd::run(
+                Simd::Best,
+                #[inline(always)]
+                || add_outers_symmetric(a, k, pending),
+            );
+            self.pending.clear();
+        }
+    }
+
+    /// `A_0` with the waiting outer products added (a copy when some are waiting).
+    fn settled_a(&self, k: usize) -> std::borrow::Cow<'_, [f64]> {
+        if self.pending.is_empty() {
+            return std::borrow::Cow::Borrowed(&self.a);
+        }
+        let mut a = self.a.clone();
+        add_outers_symmetric(&mut a, k, &self.pending);
+        std::borrow::Cow::Owned(a)
+    }
+
+    /// `ridge::rank_one_update` of the shared statistics by `z`, with `A_0 += z zᵀ` left waiting unless
+    /// a refactorization needs `A_0` now: the same bits in `A_0⁻¹` (and in `A_0` once settled).
+    fn rank_one_update(&mut self, k: usize, z: &[f64], refactor_every: u64, scratch: &mut [f64]) {
+        self.pending.extend_from_slice(z);
+        self.since_refactor += 1;
+        if self.since_refactor >= refactor_every {
+            self.settle(k);
+            if let Some(inv) = cholesky_inverse(&self.a, k) {
+                self.a_inv = inv;
+                self.since_refactor = 0;
+                return;
+            }
+        }
+        let a_inv = &mut self.a_inv;
+        let updated = simd::run(
+            Simd::Best,
+            #[inline(always)]
+            || sherman_morrison(a_inv, k, z, scratch),
+        );
+        if !updated {
+            // Unreachable for a positive definite inverse; recover from A if it ever happens.
+            self.settle(k);
+            if let Some(inv) = cholesky_inverse(&self.a, k) {
+                self.a_inv = inv;
+                self.since_refactor = 0;
+            }
+        }
+        if self.pending.len() >= PENDING_MAX * k {
+            self.settle(k);
+        }
+    }
 }
 
 /// Data derived from the shared statistics that scoring needs, computed at the first scoring after a
@@ -348,6 +420,7 @@ impl Statistics for HybridStats {
             hot: Vec::new(),
             shared: Shared {
                 a: scaled_identity(k, lam),
+                pending: Vec::new(),
                 a_inv: scaled_identity(k, 1.0 / lam),
                 b: vec![0.0; k],
                 prior: vec![lam; k],
@@ -407,6 +480,12 @@ impl Statistics for HybridStats {
         let mut z = vec![0.0; k];
         features::outer_into(&xp, &mp, &mut z);
         let sh = &mut self.shared;
+        // With forgetting every update's discount reads A_0 (scales it, tops its diagonal up): nothing
+        // waits, and A_0 is updated at once as before.
+        let defer = !self.forget.is_on();
+        if !defer {
+            sh.settle(k); // (something waits only after the half-life was changed from 0)
+        }
         discount(
             &self.forget,
             lam,
@@ -422,15 +501,19 @@ impl Statistics for HybridStats {
             &mut [&mut sh.b],
             &mut self.scratch[..k],
         );
-        rank_one_update(
-            &mut sh.a,
-            &mut sh.a_inv,
-            &mut sh.since_refactor,
-            k,
-            &z,
-            every,
-            &mut self.scratch[..k],
-        );
+        if defer {
+            sh.rank_one_update(k, &z, every, &mut self.scratch[..k]);
+        } else {
+            rank_one_update(
+                &mut sh.a,
+                &mut sh.a_inv,
+                &mut sh.since_refactor,
+                k,
+                &z,
+                every,
+                &mut self.scratch[..k],
+            );
+        }
         axpy(reward, &z, &mut sh.b);
         sh.n += 1;
         self.rebuild_hot(i);
@@ -509,7 +592,7 @@ impl Statistics for HybridStats {
         Some(SharedStats {
             n_updates: sh.n,
             beta: sh.beta.clone(),
-            a: sh.a.clone(),
+            a: sh.settled_a(self.k).into_owned(),
             a_inv: sh.a_inv.clone(),
             b: sh.b.clone(),
         })
@@ -522,7 +605,7 @@ impl Statistics for HybridStats {
         w.u64(sh.n);
         w.u64(sh.since_refactor);
         w.u64(sh.stamp);
-        w.f64s(&sh.a);
+        w.f64s(&sh.settled_a(self.k));
         w.f64s(&sh.a_inv);
         w.f64s(&sh.b);
         w.f64s(&sh.prior);
@@ -540,6 +623,7 @@ impl Statistics for HybridStats {
         sh.since_refactor = r.u64("shared refactor counter")?;
         sh.stamp = decode_stamp(r, self.forget.clock, "shared last-update stamp")?;
         sh.a = r.f64s(k * k, "shared A")?;
+        sh.pending.clear();
         sh.a_inv = r.f64s(k * k, "shared A inverse")?;
         sh.b = r.f64s(k, "shared b")?;
         sh.prior = decode_prior(r, k, self.lam, "shared prior")?;
