@@ -4,16 +4,20 @@
 //! Thompson, forced-uniform sampling and the propensity), `params.rs` (the policy table and parameter
 //! validation), composed by `bandit.rs`. `simd.rs` dispatches kernels to their AVX2 build. All of it is
 //! plain Rust with no Python types; `python.rs` (cargo feature `python`, enabled by maturin) is the thin
-//! PyO3 binding exported as `edgesel_server._core`. The specification is `docs/core.md`.
+//! PyO3 binding exported as `edgesel_server._core`. `log_entry.rs` is not math but the replicas' per-event
+//! reading of the Redis log's entries (`python_log.rs` binds it). The specification is `docs/core.md`.
 
 pub mod bandit;
 pub mod error;
 pub mod explore;
 pub mod features;
 pub mod linalg;
+pub mod log_entry;
 pub mod params;
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
+mod python_log;
 #[cfg(feature = "python")]
 mod python_qoe;
 pub mod qoe_model;

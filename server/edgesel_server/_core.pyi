@@ -15,6 +15,7 @@ __all__ = [
     "SnapshotError",
     "UnknownArmError",
     "__version__",
+    "log_page_columns",
     "uses_model_features",
 ]
 
@@ -40,6 +41,21 @@ POLICIES: tuple[str, ...]
 __version__: str
 
 def uses_model_features(policy: str) -> bool: ...
+def log_page_columns(
+    entries: object,
+) -> (
+    tuple[
+        list[int],
+        list[str],
+        list[str | None],
+        list[str],
+        list[bytes],
+        list[float],
+        list[bytes],
+        list[float],
+    ]
+    | None
+): ...
 
 class CoreError(ValueError):
     """Base of every error the bandit core raises for a bad argument or state."""

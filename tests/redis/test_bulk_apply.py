@@ -193,13 +193,13 @@ def test_log_reads_pause_the_collector_only_when_they_return_at_once(
     monkeypatch.setattr(redis_store, "LOG_READ_COUNT", 50)
     asyncio.run(write_log(cfg, redis_server.url, 120, seed=3))
     decoded: list[bool] = []
-    decode = redis_store._decode_entries
+    decode = redis_store._Page.events
 
-    def recording_decode(space: str, numbered: list) -> list:
+    def recording_decode(page: redis_store._Page, *args: int | None) -> list:
         decoded.append(gc.isenabled())
-        return decode(space, numbered)
+        return decode(page, *args)
 
-    monkeypatch.setattr(redis_store, "_decode_entries", recording_decode)
+    monkeypatch.setattr(redis_store._Page, "events", recording_decode)
     assert gc.isenabled()
     replayed, _ = replayed_in_batches(cfg, redis_server.url)
     assert len(decoded) > 2 and not any(decoded)  # every page of the replay
@@ -237,3 +237,30 @@ def test_log_reads_pause_the_collector_only_when_they_return_at_once(
     assert all(on for on, _ in reads[first_short + 1 :]), reads  # caught up: may block, not paused
     assert gc.isenabled()
     assert space.bandit.to_bytes() == replayed.bandit.to_bytes()
+
+
+def test_real_log_replies_are_read_in_rust_and_decode_as_before(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """The replies of a real Redis to the store's own XRANGE and XREAD (whatever protocol its clients speak)
+    take the Rust path of the bulk decoder, and decode to what the per-entry decoder gives."""
+    from edgesel_server._core import log_page_columns
+    from tests.server.test_log_page_decode import assert_same, reference
+
+    config = tmp_path / "edgesel.toml"
+    config.write_text(CONFIG.format(share=SHARE))
+    cfg = load_config(config)
+    asyncio.run(write_log(cfg, redis_server.url, 60, seed=5))
+    store = RedisStore(redis_server.url)
+    store.open(new_space(cfg).apply)
+    try:
+        key = redis_store._skey(SPACE, "log")
+        ranged = store._r.xrange(key, min="0-1", max="+", count=500)
+        resp = store._t.xread({key: "0-0"}, count=500)
+        pages = [ranged, *[entries for _, entries in (resp.items() if isinstance(resp, dict) else resp)]]
+    finally:
+        store.close()
+    assert len(pages) == 2 and len(ranged) > 60
+    for entries in pages:
+        assert log_page_columns(entries) is not None
+        assert_same(redis_store._Page(SPACE, entries).events(), reference(entries))
