@@ -1,5 +1,5 @@
 //! `log_page_columns`: the fields of a page of raw Redis log entries as columns, for the replicas' bulk
-//! decoder (`server/edgesel_server/store/redis.py` `_decode_entries`). Only translation: the entry format
+//! decoder (`server/edgesel_server/store/redis.py` `_Page`). Only translation: the entry format
 //! is read by [`crate::log_entry`].
 
 use std::collections::HashMap;

@@ -12,13 +12,15 @@
 
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
-use super::ridge::{decode_prior, decode_stamp, discount, rank_one_update, Arm, Forgetting, Ridge};
+use super::ridge::{
+    decode_prior, decode_stamp, discount, rank_one_update, update_inverse, Arm, Forgetting, Ridge,
+};
 use super::{ArmStats, SharedStats, Statistics};
 use crate::error::{CoreError, CoreResult};
 use crate::features;
 use crate::linalg::{
-    add_outers_symmetric, axpy, cholesky_inverse, combine_rows, dot, matvec, packed_len,
-    packed_outer, scaled_identity, sherman_morrison,
+    add_outers_symmetric, axpy, combine_rows, dot, matvec, packed_len, packed_outer,
+    scaled_identity,
 };
 use crate::params::Params;
 use crate::simd::{self, Simd};
@@ -65,18 +67,22 @@ struct Shared {
     stamp: u64,
 }
 
+/// Adds the waiting outer products `pending` to `a` (and empties it).
+fn add_pending(a: &mut [f64], k: usize, pending: &mut Vec<f64>) {
+    if !pending.is_empty() {
+        simd::run(
+            Simd::Best,
+            #[inline(always)]
+            || add_outers_symmetric(a, k, pending),
+        );
+        pending.clear();
+    }
+}
+
 impl Shared {
     /// Adds the waiting outer products to `a`.
     fn settle(&mut self, k: usize) {
-        if !self.pending.is_empty() {
-            let (a, pending) = (&mut self.a, &self.pending);
-            simd::run(
-                Simd::Best,
-                #[inline(always)]
-                || add_outers_symmetric(a, k, pending),
-            );
-            self.pending.clear();
-        }
+        add_pending(&mut self.a, k, &mut self.pending);
     }
 
     /// `A_0` with the waiting outer products added (a copy when some are waiting).
@@ -93,29 +99,17 @@ impl Shared {
     /// a refactorization needs `A_0` now: the same bits in `A_0⁻¹` (and in `A_0` once settled).
     fn rank_one_update(&mut self, k: usize, z: &[f64], refactor_every: u64, scratch: &mut [f64]) {
         self.pending.extend_from_slice(z);
-        self.since_refactor += 1;
-        if self.since_refactor >= refactor_every {
-            self.settle(k);
-            if let Some(inv) = cholesky_inverse(&self.a, k) {
-                self.a_inv = inv;
-                self.since_refactor = 0;
-                return;
-            }
-        }
-        let a_inv = &mut self.a_inv;
-        let updated = simd::run(
-            Simd::Best,
-            #[inline(always)]
-            || sherman_morrison(a_inv, k, z, scratch),
+        let pending = &mut self.pending;
+        update_inverse(
+            &mut self.a,
+            &mut self.a_inv,
+            &mut self.since_refactor,
+            k,
+            z,
+            refactor_every,
+            scratch,
+            |a| add_pending(a, k, pending),
         );
-        if !updated {
-            // Unreachable for a positive definite inverse; recover from A if it ever happens.
-            self.settle(k);
-            if let Some(inv) = cholesky_inverse(&self.a, k) {
-                self.a_inv = inv;
-                self.since_refactor = 0;
-            }
-        }
         if self.pending.len() >= PENDING_MAX * k {
             self.settle(k);
         }

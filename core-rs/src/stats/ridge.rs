@@ -320,8 +320,35 @@ pub fn rank_one_update(
         #[inline(always)]
         || add_outer(a, n, v),
     );
+    update_inverse(
+        a,
+        a_inv,
+        since_refactor,
+        n,
+        v,
+        refactor_every,
+        scratch,
+        |_| {},
+    );
+}
+
+/// The `A⁻¹` part of [`rank_one_update`], for an `A` that may not hold `v vᵀ` (nor earlier outer products)
+/// yet: `settle(a)` adds what is missing, and is called only when a refactorization reads `A` (the hybrid
+/// shared `A_0` defers its outer products this way).
+#[allow(clippy::too_many_arguments)]
+pub fn update_inverse(
+    a: &mut [f64],
+    a_inv: &mut Vec<f64>,
+    since_refactor: &mut u64,
+    n: usize,
+    v: &[f64],
+    refactor_every: u64,
+    scratch: &mut [f64],
+    mut settle: impl FnMut(&mut [f64]),
+) {
     *since_refactor += 1;
     if *since_refactor >= refactor_every {
+        settle(a);
         if let Some(inv) = cholesky_inverse(a, n) {
             *a_inv = inv;
             *since_refactor = 0;
@@ -335,6 +362,7 @@ pub fn rank_one_update(
     );
     if !updated {
         // Unreachable for a positive definite inverse; recover from A if it ever happens.
+        settle(a);
         if let Some(inv) = cholesky_inverse(a, n) {
             *a_inv = inv;
             *since_refactor = 0;
