@@ -302,6 +302,13 @@ class _Page:
         self.columns = log_page_columns(entries)
         self.seqs = self.columns[0] if self.columns is not None else [_seq_of(i) for i, _ in entries]
 
+    def run_end(self, start: int, first: int) -> int:
+        """The end of the run of consecutive seqs first, first + 1, ... that begins at entry `start`."""
+        stop = start
+        while stop < len(self.seqs) and self.seqs[stop] == first + (stop - start):
+            stop += 1
+        return stop
+
     def events(self, start: int = 0, stop: int | None = None) -> list[LogEvent]:
         """The events of entries [start, stop), in order."""
         if self.columns is None:
@@ -761,9 +768,7 @@ class RedisStore(Store):
         start = 0
         while start < len(seqs) and seqs[start] < expect:  # a stream's ids increase: applied ones come first
             start += 1
-        stop, gap = start, ""
-        while stop < len(seqs) and seqs[stop] == expect + (stop - start):
-            stop += 1
+        stop, gap = page.run_end(start, expect), ""
         if stop < len(seqs):
             gap = (
                 f"space {space!r}: the log jumps from seq {expect + (stop - start) - 1} to {seqs[stop]}; the "
@@ -890,8 +895,8 @@ class RedisStore(Store):
                 except RedisError as e:
                     raise StoreUnavailable(f"cannot read the log of space {space!r}: {e}") from e
                 page = _Page(space, entries)
-                if page.seqs != list(range(last + 1, last + 1 + len(page.seqs))):
-                    k = next(k for k, n in enumerate(page.seqs) if n != last + 1 + k)
+                k = page.run_end(0, last + 1)
+                if k < len(page.seqs):
                     raise RuntimeError(
                         f"space {space!r}: the log jumps from seq {last + k} to {page.seqs[k]} "
                         "(trimmed beyond the snapshot)"
