@@ -10,7 +10,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::error::CoreResult;
 use crate::python::{int_arg, matrix_arg, str_seq, strs, value_error, vec_arg};
-use crate::qoe_model::{Feedback, Observation, QoeModel, QoeParams, TARGET_NAMES};
+use crate::qoe_model::{Feedback, Observation, QoeModel, QoeParams, QoeScores, TARGET_NAMES};
 use crate::qoe_spec::{Prefs, QoeSpec, Shape, N_TERMS, TERM_NAMES};
 
 const SPEC_KEYS: [&str; 14] = [
@@ -101,6 +101,21 @@ fn spec_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<QoeSpec> {
     }
     spec.validate()?;
     Ok(spec)
+}
+
+/// `score`'s result as Python: (ids, expected, bonus, optimistic), the arrays taking the vectors over.
+fn scores_tuple<'py>(
+    py: Python<'py>,
+    ids: Bound<'py, PyList>,
+    s: QoeScores,
+) -> PyResult<Bound<'py, PyTuple>> {
+    (
+        ids,
+        PyArray1::from_vec(py, s.expected),
+        PyArray1::from_vec(py, s.bonus),
+        PyArray1::from_vec(py, s.optimistic),
+    )
+        .into_pyobject(py)
 }
 
 fn spec_to_py<'py>(py: Python<'py>, s: &QoeSpec) -> PyResult<Bound<'py, PyDict>> {
@@ -296,27 +311,66 @@ impl PyQoeModel {
     ) -> PyResult<Bound<'py, PyTuple>> {
         let x = vec_arg(x, "x")?;
         let p = self.prefs(latency_budget_ms, energy_budget_mj, weights)?;
-        let arms = arms.filter(|o| !o.is_none());
-        let (ids, s) = match arms {
-            None => {
-                let s = py.detach(|| self.read().score::<&str>(&x, None, &p))?;
-                let ids = PyList::new(py, s.ids.iter().map(|i| PyString::new(py, i)))?;
-                (ids, s)
-            }
+        let s = match arms.filter(|o| !o.is_none()) {
+            None => py.detach(|| self.read().score::<&str>(&x, None, &p))?,
             Some(obj) => {
                 let objs = str_seq(obj, "arms")?;
                 let names = strs(&objs)?;
                 let s = py.detach(|| self.read().score(&x, Some(&names), &p))?;
-                (PyList::new(py, objs)?, s)
+                return scores_tuple(py, PyList::new(py, objs)?, s);
             }
         };
-        (
-            ids,
-            PyArray1::from_vec(py, s.expected),
-            PyArray1::from_vec(py, s.bonus),
-            PyArray1::from_vec(py, s.optimistic),
+        scores_tuple(
+            py,
+            PyList::new(py, s.ids.iter().map(|i| PyString::new(py, i)))?,
+            s,
         )
-            .into_pyobject(py)
+    }
+
+    /// `select` for a server: (arm id, expected, bonus, optimistic, exploratory, scores) in one scoring
+    /// pass, where exploratory says another scored arm has a higher expected QoE and scores is `score`'s
+    /// tuple with `with_scores`, else None (building it costs more than the choice).
+    #[pyo3(signature = (x, arms = None, *, latency_budget_ms = None, energy_budget_mj = None, weights = None, with_scores = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn choose<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        arms: Option<&Bound<'py, PyAny>>,
+        latency_budget_ms: Option<f64>,
+        energy_budget_mj: Option<f64>,
+        weights: Option<&Bound<'py, PyAny>>,
+        with_scores: bool,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let x = vec_arg(x, "x")?;
+        let p = self.prefs(latency_budget_ms, energy_budget_mj, weights)?;
+        let (c, s, ids) = match arms.filter(|o| !o.is_none()) {
+            None => {
+                let (c, s) = py.detach(|| self.read().choose::<&str>(&x, None, &p))?;
+                (c, s, None)
+            }
+            Some(obj) => {
+                let objs = str_seq(obj, "arms")?;
+                let names = strs(&objs)?;
+                let (c, s) = py.detach(|| self.read().choose(&x, Some(&names), &p))?;
+                (c, s, Some(objs))
+            }
+        };
+        // The caller's own string object when it named the arms: no copy of the id.
+        let id = match &ids {
+            Some(objs) => objs[c.index].clone().into_any(),
+            None => PyString::new(py, &c.id).into_any(),
+        };
+        let scores = if with_scores {
+            let list = match ids {
+                Some(objs) => PyList::new(py, objs)?,
+                None => PyList::new(py, s.ids.iter().map(|i| PyString::new(py, i)))?,
+            };
+            scores_tuple(py, list, s)?.into_any()
+        } else {
+            py.None().into_bound(py)
+        };
+        (id, c.expected, c.bonus, c.optimistic, c.exploratory, scores).into_pyobject(py)
     }
 
     /// (arm id, expected, bonus, optimistic, conservative_fallback): the highest optimistic QoE (ties to

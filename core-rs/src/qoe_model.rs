@@ -200,11 +200,15 @@ pub struct QoeScores {
 #[derive(Clone, Debug)]
 pub struct QoeChoice {
     pub id: Arc<str>,
+    /// Its position among the scored arms.
+    pub index: usize,
     pub expected: f64,
     pub bonus: f64,
     pub optimistic: f64,
     /// True when conservative mode played the baseline instead of the optimistic choice.
     pub conservative_fallback: bool,
+    /// True when another scored arm has a higher expected QoE (the choice explores).
+    pub exploratory: bool,
 }
 
 pub struct QoeModel {
@@ -520,6 +524,16 @@ impl QoeModel {
         arms: Option<&[S]>,
         p: &Prefs,
     ) -> CoreResult<QoeChoice> {
+        self.choose(x, arms, p).map(|(c, _)| c)
+    }
+
+    /// `select`'s choice and the scores it was made from (one scoring pass for a server that also ranks).
+    pub fn choose<S: AsRef<str>>(
+        &self,
+        x: &[f64],
+        arms: Option<&[S]>,
+        p: &Prefs,
+    ) -> CoreResult<(QoeChoice, QoeScores)> {
         if self.is_empty() && arms.is_none() {
             return Err(CoreError::invalid("the bandit has no arms to select from"));
         }
@@ -549,13 +563,24 @@ impl QoeModel {
                 }
             }
         }
-        Ok(QoeChoice {
+        // numpy's max: NaN if any expected QoE is NaN (and then nothing compares below it).
+        let top = s.expected.iter().fold(f64::NEG_INFINITY, |m, &v| {
+            if m.is_nan() || v.is_nan() {
+                f64::NAN
+            } else {
+                m.max(v)
+            }
+        });
+        let choice = QoeChoice {
             id: s.ids[best].clone(),
+            index: best,
             expected: s.expected[best],
             bonus: s.bonus[best],
             optimistic: s.optimistic[best],
             conservative_fallback: fallback,
-        })
+            exploratory: s.expected[best] < top,
+        };
+        Ok((choice, s))
     }
 
     /// Checks an observation and returns the `(target, y)` pairs it teaches.

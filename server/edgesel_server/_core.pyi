@@ -201,6 +201,23 @@ class QoeModel:
         energy_budget_mj: float | None = None,
         weights: dict[str, float] | None = None,
     ) -> tuple[str, float, float, float, bool]: ...
+    def choose(
+        self,
+        x: _Vector,
+        arms: Sequence[str] | None = None,
+        *,
+        latency_budget_ms: float | None = None,
+        energy_budget_mj: float | None = None,
+        weights: dict[str, float] | None = None,
+        with_scores: bool = False,
+    ) -> tuple[
+        str,
+        float,
+        float,
+        float,
+        bool,
+        tuple[list[str], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]] | None,
+    ]: ...
     def update(
         self,
         arm_id: str,

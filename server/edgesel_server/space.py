@@ -278,21 +278,16 @@ class SpaceRuntime:
             return QoeModel.from_bytes(blob, half_life=p.half_life)
         return Bandit.from_bytes(blob, forced_sampling=p.forced_sampling, half_life=p.half_life)
 
-    def _choose_qoe(self, model: QoeModel, x: np.ndarray, arms: list[str] | None, prefs: dict) -> QoeDecision:
+    def _choose_qoe(
+        self, model: QoeModel, x: np.ndarray, arms: list[str] | None, prefs: dict, with_scores: bool
+    ) -> QoeDecision:
         """qoe_model's decision under the request's own latency budget and weights: the highest optimistic
         QoE (ties to the smallest id; deterministic, propensity 1), or the baseline while conservative mode
-        holds exploration back."""
-        request = _qoe_request(prefs)
-        ids, mean, bonus, total = model.score(x, arms, **request)
-        i = int(total.argmax())
-        if np.count_nonzero(total == total[i]) > 1:
-            i = int(min(np.flatnonzero(total == total[i]), key=lambda j: ids[j]))
-        if self.cfg.policy.baseline_model is not None:
-            i = ids.index(model.select(x, arms, **request)[0])
-        return QoeDecision(
-            ids[i], float(mean[i]), float(bonus[i]), float(total[i]), 1.0, bool(mean[i] < mean.max()),
-            (ids, mean, bonus, total),
-        )  # fmt: skip
+        holds exploration back. One call into the core; the scores come back only to be ranked."""
+        model_id, mean, bonus, total, exploratory, scores = model.choose(
+            x, arms, with_scores=with_scores, **_qoe_request(prefs)
+        )
+        return QoeDecision(model_id, mean, bonus, total, 1.0, exploratory, scores)
 
     def _check_compatible(self, bandit: Bandit | QoeModel) -> None:
         want = self._new_bandit()
@@ -831,7 +826,7 @@ class SpaceRuntime:
         arms = None if all_active and len(bandit) == len(eligible) else eligible
         sel: QoeDecision | Selection
         if isinstance(bandit, QoeModel):
-            sel = self._choose_qoe(bandit, x, arms, prefs)
+            sel = self._choose_qoe(bandit, x, arms, prefs, include_ranking)
         else:
             # The core makes the whole decision (greedy arm, forced sampling, propensity) with its own
             # generator, which is in the snapshot: a restored space decides exactly as one that never stopped.
@@ -848,7 +843,6 @@ class SpaceRuntime:
             group,
             device_class,
         )
-        # qoe_model's decision always carries the scores (it picks from them): rank only when asked.
         ranking = _ranking(sel.scores) if include_ranking and sel.scores is not None else []
         self.decided_since_snapshot = True
         return Choice(decision, self.catalog.get(sel.id), sel.total, sel.exploratory, ranking)

@@ -63,6 +63,7 @@ class Mirror:
         assert_close(bonus, rbonus, "bonus")
         assert_close(opt, ropt, "optimistic")
         chosen, _, _, _, fallback = self.core.select(x, arms, **prefs)
+        check_choose(self.core, x, arms, prefs)
         rchosen, rfallback = self.ref.select(x, arms, **prefs)
         if chosen != rchosen:
             # Only acceptable when the two are a genuine numeric tie.
@@ -71,6 +72,30 @@ class Mirror:
             self.near_ties += 1
         else:
             assert fallback == rfallback
+
+
+def check_choose(core: QoeModel, x, arms, prefs) -> None:
+    """`choose` (the server's one call) is `select`'s choice with exploratory and, when asked, exactly
+    `score`'s tuple; without conservative mode also what the server computed from `score` with numpy before
+    (highest optimistic QoE, ties to the smallest id)."""
+    ids, exp, bonus, opt = core.score(x, arms, **prefs)
+    chosen = core.select(x, arms, **prefs)[0]
+    if core.conservative_state() is None:
+        i = int(opt.argmax())
+        if np.count_nonzero(opt == opt[i]) > 1:
+            i = int(min(np.flatnonzero(opt == opt[i]), key=lambda j: ids[j]))
+        assert ids[i] == chosen
+    j = ids.index(chosen)
+    want = (chosen, float(exp[j]), float(bonus[j]), float(opt[j]), bool(exp[j] < exp.max()))
+    for with_scores in (False, True):
+        got = core.choose(x, arms, with_scores=with_scores, **prefs)
+        assert got[:5] == want and all(type(a) is type(b) for a, b in zip(got[:5], want, strict=True))
+        if not with_scores:
+            assert got[5] is None
+            continue
+        assert got[5][0] == ids
+        for u, v in zip(got[5][1:], (exp, bonus, opt), strict=True):
+            assert u.dtype == v.dtype and np.array_equal(u, v)
 
 
 measurement = st.fixed_dictionaries(
