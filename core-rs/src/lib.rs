@@ -5,11 +5,13 @@
 //! validation), composed by `bandit.rs`. `simd.rs` dispatches kernels to their AVX2 build. All of it is
 //! plain Rust with no Python types; `python.rs` (cargo feature `python`, enabled by maturin) is the thin
 //! PyO3 binding exported as `edgesel_server._core`. `log_entry.rs` is not math but the replicas' per-event
-//! reading of the Redis log's entries (`python_log.rs` binds it). The specification is `docs/core.md`.
+//! reading of the Redis log's entries (`python_log.rs` binds it), `feature_plan.rs` the common case of a
+//! Select's device features (`python_schema.rs` binds it). The specification is `docs/core.md`.
 
 pub mod bandit;
 pub mod error;
 pub mod explore;
+pub mod feature_plan;
 pub mod features;
 pub mod linalg;
 pub mod log_entry;
@@ -20,6 +22,8 @@ mod python;
 mod python_log;
 #[cfg(feature = "python")]
 mod python_qoe;
+#[cfg(feature = "python")]
+mod python_schema;
 pub mod qoe_model;
 pub mod qoe_spec;
 pub mod rng;

@@ -620,6 +620,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBandit>()?;
     m.add_class::<crate::python_qoe::PyQoeModel>()?;
     m.add_class::<Selection>()?;
+    m.add_class::<crate::python_schema::PyFeaturePlan>()?;
     m.add_function(wrap_pyfunction!(uses_model_features, m)?)?;
     m.add_function(wrap_pyfunction!(crate::python_log::log_page_columns, m)?)?;
     m.add("POLICIES", PyTuple::new(py, Policy::names())?)?;

@@ -1,6 +1,6 @@
 """Type stub of the Rust extension ``edgesel_server._core`` (built from core-rs/, see docs/core.md)."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict, final
 
 import numpy as np
@@ -10,6 +10,7 @@ __all__ = [
     "POLICIES",
     "Bandit",
     "CoreError",
+    "FeaturePlan",
     "QoeModel",
     "Selection",
     "SnapshotError",
@@ -65,6 +66,14 @@ class UnknownArmError(CoreError):
 
 class SnapshotError(CoreError):
     """A blob that is not a valid edgesel snapshot."""
+
+@final
+class FeaturePlan:
+    # per feature: ("numeric", name, min, max, transform, lo, span, default, clip) or
+    # ("categorical", name, values, default, other)
+    def __new__(cls, features: Sequence[tuple[Any, ...]]) -> FeaturePlan: ...
+    def vector(self, values: Mapping[str, Any], labels: Mapping[str, Any]) -> NDArray[np.float64] | None: ...
+    def __len__(self) -> int: ...
 
 @final
 class Selection:

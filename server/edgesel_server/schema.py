@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgesel_server._core import FeaturePlan
 from edgesel_server.errors import InvalidFeatures
 
 TRANSFORMS = ("linear", "log", "none")
@@ -129,6 +130,14 @@ class CategoricalSpec:
 AnyFeatureSpec = FeatureSpec | CategoricalSpec
 
 
+def _plan_entry(spec: AnyFeatureSpec) -> tuple:
+    """A feature as `_core.FeaturePlan` takes it (core-rs/src/python_schema.rs)."""
+    if isinstance(spec, CategoricalSpec):
+        return ("categorical", spec.name, list(spec.values), spec.default, spec.unknown == "other")
+    lo, span = spec._lo, spec._span  # type: ignore[attr-defined]  # set in __post_init__
+    return ("numeric", spec.name, spec.min, spec.max, spec.transform, lo, span, spec.default, spec.clip)
+
+
 class FeatureSchema:
     """An ordered list of features; `vector()` validates name→value mappings and normalizes them.
 
@@ -145,6 +154,17 @@ class FeatureSchema:
         self.kind = kind
         self.columns = [c for s in self.specs for c in s.columns]
         self._offsets = np.cumsum([0] + [len(s.columns) for s in self.specs]).tolist()
+        # The plain case (every feature present or defaulted, in range, declared) in the Rust core; anything
+        # else comes back None and is decided, and worded, by `_vector` below.
+        self._plan = FeaturePlan([_plan_entry(s) for s in self.specs])
+
+    # Pickled without the core's plan (the load generator sends schemas to its worker processes): rebuilt.
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_plan"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._plan = FeaturePlan([_plan_entry(s) for s in self.specs])
 
     def __len__(self) -> int:
         return len(self.columns)
@@ -160,6 +180,11 @@ class FeatureSchema:
         out-of-range numbers fail (or clip), undeclared categorical values fail (or go to `other`), and a
         feature sent in the wrong map fails."""
         labels = labels or {}
+        x = self._plan.vector(values, labels)
+        return x if x is not None else self._vector(values, labels)
+
+    def _vector(self, values: Mapping[str, float], labels: Mapping[str, str]) -> np.ndarray:
+        """`vector` in Python: the reference for the core's plain case, and every other case."""
         out = np.zeros(len(self.columns), dtype=np.float64)
         missing = []
         for spec, at in zip(self.specs, self._offsets, strict=False):
