@@ -131,8 +131,8 @@ async def fill(cfg: ServerConfig, store: Any, n: int, seed: int) -> None:
             d = dataclasses.replace(choices[i % len(choices)].decision, event_id=eid)
             m = {"latency_ms": rng.uniform(5, 300), "energy_mj": rng.uniform(10, 900), "user_rating": 4.0}
             reward = space.reward_for(d, None, m)
-            payload = qoe_policy.feedback_payload(m, False, "", d.prefs)
-            todo.append(engine._append_reward(space, d, reward, ev.FEEDBACK, m, payload))
+            record = qoe_policy.feedback_record(m, False, "", d.prefs)
+            todo.append(engine._append_reward(space, d, reward, ev.FEEDBACK, m, record))
         await asyncio.gather(*todo)
     await engine.flush_unsaved()
     store.close()  # no final snapshot (Engine.close would write one): a fresh replica replays everything

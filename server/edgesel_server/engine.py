@@ -17,8 +17,10 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import orjson
 
 from edgesel_server import aggregation, qoe_policy
 from edgesel_server.catalog import (
@@ -116,6 +118,18 @@ class FeedbackResult:
 class ActivateResult:
     decision: Decision  # as activated: `deadline` is the end of its feedback window
     already_activated: bool
+
+
+def payload_json(payload: Mapping[str, Any]) -> bytes:
+    """A reward event's payload: compact JSON, keys sorted. orjson (0.4 vs 5 us a Feedback) gives the bytes
+    json.dumps(separators=(",", ":"), sort_keys=True) gives for ASCII text and most floats, and otherwise
+    the same values (UTF-8 instead of escapes, "1e-7" for "1e-07"); the server's payloads hold no NaN or
+    infinity (measurements and preferences are checked finite), which orjson would write as null. json for
+    anything orjson refuses."""
+    try:
+        return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
 
 
 class Engine:
@@ -312,9 +326,9 @@ class Engine:
         if observations:
             agg = aggregation.aggregate(space.cfg.reward_aggregation, observations)
             record = (
-                qoe_policy.feedback_payload(agg.measurements, agg.failed, agg.failure_reason, d.prefs)
+                qoe_policy.feedback_record(agg.measurements, agg.failed, agg.failure_reason, d.prefs)
                 if agg.measurements or agg.failed
-                else b""
+                else None
             )
             e = self._reward_event(
                 space, d, agg.reward, ev.FEEDBACK, agg.measurements, record, agg.failed,
@@ -629,7 +643,7 @@ class Engine:
             raise ExpiredEventError(
                 f"the feedback window of event {event_id} closed at {d.deadline:.3f}", event_id=event_id
             )
-        value, payload = self._feedback_value(space, d, reward, measurements, failed, failure_reason)
+        value, record = self._feedback_value(space, d, reward, measurements, failed, failure_reason)
         if event_id in self.unsaved:
             await self.flush_unsaved()  # its feedback must not reach the log before the decision does
         space.pending.take(event_id)
@@ -637,7 +651,7 @@ class Engine:
         self._inflight[event_id] = fut
         try:
             try:
-                await self._append_reward(space, d, value, ev.FEEDBACK, measurements, payload, failed)
+                await self._append_reward(space, d, value, ev.FEEDBACK, measurements, record, failed)
                 result = FeedbackResult(False, value)
                 space.stats.feedback += 1
             except DuplicateEvent as dup:
@@ -662,8 +676,8 @@ class Engine:
         measurements: Mapping[str, float],
         failed: bool,
         failure_reason: str,
-    ) -> tuple[float, bytes]:
-        """The checked Feedback's QoE, and the measurement record for the log (b"" when it has none)."""
+    ) -> tuple[float, dict[str, Any] | None]:
+        """The checked Feedback's QoE, and the measurement record for the log (None when it has none)."""
         qoe_policy.check_feedback(space.qoe, measurements, failed, failure_reason)
         if failed:
             if reward is not None:
@@ -676,12 +690,12 @@ class Engine:
             value = space.reward_for(d, reward, measurements)
         # The raw measurements (and the decision's preferences) go into the log, so replay teaches the
         # learner exactly what the live server did.
-        payload = (
-            qoe_policy.feedback_payload(measurements, failed, failure_reason, d.prefs)
+        record = (
+            qoe_policy.feedback_record(measurements, failed, failure_reason, d.prefs)
             if measurements or failed
-            else b""
+            else None
         )
-        return value, payload
+        return value, record
 
     async def _observe(
         self,
@@ -767,10 +781,10 @@ class Engine:
         reward: float,
         kind: str,
         measurements: Mapping[str, float] | None = None,
-        payload: bytes = b"",
+        record: Mapping[str, Any] | None = None,
         failed: bool = False,
     ) -> int:
-        e = self._reward_event(space, d, reward, kind, measurements, payload, failed)
+        e = self._reward_event(space, d, reward, kind, measurements, record, failed)
         return await self._await(self.store.submit_event(e))
 
     @staticmethod
@@ -780,18 +794,17 @@ class Engine:
         reward: float,
         kind: str,
         measurements: Mapping[str, float] | None = None,
-        payload: bytes = b"",
+        record: Mapping[str, Any] | None = None,
         failed: bool = False,
         extra: Mapping | None = None,
     ) -> LogEvent:
         """The event's payload is one JSON object: the report's outcome (group, device class, latency,
         failed: holdout.outcome_payload) and, when the device measured anything or failed, the learner's
-        measurement record (qoe_policy.feedback_payload, versioned) that replay teaches exactly; `extra`
-        (an aggregated close: how it was aggregated) is added as is."""
-        record = outcome_payload(d, measurements or {}, failed)
-        if payload:
-            record.update(json.loads(payload))
-        record.update(extra or {})
+        measurement record (qoe_policy.feedback_record, versioned) that replay teaches exactly; `extra`
+        (an aggregated close: how it was aggregated) is added as is. Encoded once, keys sorted."""
+        payload = outcome_payload(d, measurements or {}, failed)
+        payload.update(record or {})
+        payload.update(extra or {})
         return LogEvent(
             space.name,
             kind,
@@ -799,7 +812,7 @@ class Engine:
             model_id=d.model_id,
             x=d.x,
             reward=reward,
-            payload=json.dumps(record, separators=(",", ":"), sort_keys=True).encode(),
+            payload=payload_json(payload),
             created=time.time(),
         )
 

@@ -13,9 +13,9 @@ run's installation id keeps the model away from that installation (failed_pairs.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -77,17 +77,18 @@ def check_feedback(
         qoe.check_measurement(name, value)
 
 
-def feedback_payload(
+def feedback_record(
     measurements: Mapping[str, float], failed: bool, failure_reason: str, prefs: Mapping
-) -> bytes:
-    record = {
+) -> dict[str, Any]:
+    """The learner's measurement record of a Feedback, as it goes into its event's payload (JSON, encoded
+    once with the rest of the payload: Engine._reward_event)."""
+    return {
         "v": FEEDBACK_RECORD_VERSION,
         "measurements": dict(measurements),
         "failed": failed,
         "failure_reason": failure_reason,
         "prefs": dict(prefs),
     }
-    return json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
 
 
 def learn_record(model: QoeModel, arm_id: str, x, reward: float, record: Mapping) -> None:

@@ -77,7 +77,7 @@ def test_every_float_survives_the_payload_bit_for_bit() -> None:
             assert struct.pack("<d", reward_outcome(raw)["latency_ms"]) == struct.pack("<d", v)
 
 
-# Payloads a log may hold besides today's (holdout.outcome_payload + qoe_policy.feedback_payload).
+# Payloads a log may hold besides today's (holdout.outcome_payload + qoe_policy.feedback_record).
 def unusual_payloads(rng: random.Random, installation: str) -> list[object]:
     base = {"group": "policy", "device_class": "snapdragon", "bucket": 3, "latency_ms": 20.0, "failed": False}
     record = {"v": 1, "measurements": {"latency_ms": 20.0, "user_rating": 4.0}, "prefs": {}}
@@ -152,3 +152,75 @@ def test_batches_equal_one_by_one_on_unusual_payloads(tmp_path: Path, policy: st
         batched.apply_batch(log[start : start + 97], isolate=True)
     assert one.applied_seq == log[-1].seq  # the last event was applied
     assert state(batched) == state(one)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    measurements=st.dictionaries(
+        st.sampled_from(["latency_ms", "energy_mj", "user_rating", "accuracy"]),
+        st.floats(0.0, 1e6) | st.floats(min_value=1e-300, max_value=1e-6),
+    ),
+    failed=st.booleans(),
+    reason=st.sampled_from(["", "oom", "unsupported_op"]),
+    prefs=st.fixed_dictionaries(
+        {},
+        optional={
+            "latency_budget_ms": st.floats(1.0, 1e4),
+            "qoe_weights": st.dictionaries(st.sampled_from(["latency_ms", "accuracy"]), st.floats(0.0, 3.0)),
+            "installation_id": st.text("0123456789abcdef", min_size=1, max_size=12),
+        },
+    ),
+    extra=st.none() | st.just({"aggregation": {"mode": "mean", "n": 3}}),
+)
+def test_a_feedback_payload_is_encoded_once_into_the_bytes_of_the_double_encoding(
+    measurements: dict, failed: bool, reason: str, prefs: dict, extra: dict | None
+) -> None:
+    """The record goes into the payload as a dict now, encoded once (payload_json): the event's payload reads
+    back exactly as what encoding the record alone, reading it back into the outcome and encoding again (the
+    previous code) gave, and for these ASCII payloads it is the same bytes."""
+    from edgesel_server import qoe_policy
+    from edgesel_server.engine import Decision, Engine
+    from edgesel_server.holdout import outcome_payload
+
+    d = Decision("0" * 44, "s", "m", np.array([0.5]), 1.0, 2.0, prefs=prefs, device_class="all")
+    record = qoe_policy.feedback_record(measurements, failed, reason, prefs)
+    space = type("S", (), {"name": "s"})()
+    e = Engine._reward_event(space, d, 0.5, ev.FEEDBACK, measurements, record, failed, extra)  # type: ignore[arg-type]
+    before = outcome_payload(d, measurements, failed)
+    before.update(json.loads(json.dumps(record, separators=(",", ":"), sort_keys=True).encode()))
+    before.update(extra or {})
+    previous = json.dumps(before, separators=(",", ":"), sort_keys=True).encode()
+    assert same(json.loads(e.payload), json.loads(previous))
+    assert same(reward_outcome(e.payload), json.loads(previous))
+    # json writes floats outside this range as "1e-07", orjson as "1e-7": the same value, other bytes
+    if all(1e-4 <= abs(v) < 1e16 or v == 0 for v in floats_of(before)):
+        assert e.payload == previous
+
+
+def floats_of(obj: object) -> list[float]:
+    if isinstance(obj, float):
+        return [obj]
+    if isinstance(obj, dict):
+        return [f for v in obj.values() for f in floats_of(v)]
+    if isinstance(obj, list):
+        return [f for v in obj for f in floats_of(v)]
+    return []
+
+
+finite_floats = st.floats(allow_nan=False, allow_infinity=False)
+finite_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | finite_floats | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(payload=st.dictionaries(st.text(max_size=12), finite_json, max_size=8))
+def test_payload_json_reads_back_as_json_dumps_would(payload: dict) -> None:
+    """orjson, or json for what orjson refuses (integers beyond 64 bits): the same values, keys sorted."""
+    from edgesel_server.engine import payload_json
+
+    raw = payload_json(payload)
+    assert same(json.loads(raw), json.loads(json.dumps(payload, sort_keys=True)))
+    assert list(json.loads(raw)) == sorted(payload)
