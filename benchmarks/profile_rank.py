@@ -51,6 +51,7 @@ def thread_of(frames: list[str]) -> str:
         ("_write_loop", "store writer thread"),
         ("_tail_loop", "store tailer thread"),
         ("_run_module_as_main", "event loop (main) thread"),
+        ("BaseEventLoop.run_forever", "event loop (main) thread"),  # started as the edgesel-server script
         ("metrics", "metrics thread"),
     ):
         if marker in text:
