@@ -103,6 +103,27 @@ fn spec_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<QoeSpec> {
     Ok(spec)
 }
 
+/// The arms a call names (None: every arm), as the caller's own `str` objects, kept to answer with.
+fn named_arms<'py>(
+    arms: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Option<Vec<Bound<'py, PyString>>>> {
+    arms.filter(|o| !o.is_none())
+        .map(|o| str_seq(o, "arms"))
+        .transpose()
+}
+
+/// The scored arms' ids as a list: the caller's objects when it named them, else new ones.
+fn id_list<'py>(
+    py: Python<'py>,
+    named: Option<Vec<Bound<'py, PyString>>>,
+    s: &QoeScores,
+) -> PyResult<Bound<'py, PyList>> {
+    match named {
+        Some(objs) => PyList::new(py, objs),
+        None => PyList::new(py, s.ids.iter().map(|i| PyString::new(py, i))),
+    }
+}
+
 /// `score`'s result as Python: (ids, expected, bonus, optimistic), the arrays taking the vectors over.
 fn scores_tuple<'py>(
     py: Python<'py>,
@@ -311,20 +332,10 @@ impl PyQoeModel {
     ) -> PyResult<Bound<'py, PyTuple>> {
         let x = vec_arg(x, "x")?;
         let p = self.prefs(latency_budget_ms, energy_budget_mj, weights)?;
-        let s = match arms.filter(|o| !o.is_none()) {
-            None => py.detach(|| self.read().score::<&str>(&x, None, &p))?,
-            Some(obj) => {
-                let objs = str_seq(obj, "arms")?;
-                let names = strs(&objs)?;
-                let s = py.detach(|| self.read().score(&x, Some(&names), &p))?;
-                return scores_tuple(py, PyList::new(py, objs)?, s);
-            }
-        };
-        scores_tuple(
-            py,
-            PyList::new(py, s.ids.iter().map(|i| PyString::new(py, i)))?,
-            s,
-        )
+        let named = named_arms(arms)?;
+        let names = named.as_deref().map(strs).transpose()?;
+        let s = py.detach(|| self.read().score(&x, names.as_deref(), &p))?;
+        scores_tuple(py, id_list(py, named, &s)?, s)
     }
 
     /// `select` for a server: (arm id, expected, bonus, optimistic, exploratory, scores) in one scoring
@@ -344,29 +355,16 @@ impl PyQoeModel {
     ) -> PyResult<Bound<'py, PyTuple>> {
         let x = vec_arg(x, "x")?;
         let p = self.prefs(latency_budget_ms, energy_budget_mj, weights)?;
-        let (c, s, ids) = match arms.filter(|o| !o.is_none()) {
-            None => {
-                let (c, s) = py.detach(|| self.read().choose::<&str>(&x, None, &p))?;
-                (c, s, None)
-            }
-            Some(obj) => {
-                let objs = str_seq(obj, "arms")?;
-                let names = strs(&objs)?;
-                let (c, s) = py.detach(|| self.read().choose(&x, Some(&names), &p))?;
-                (c, s, Some(objs))
-            }
-        };
+        let named = named_arms(arms)?;
+        let names = named.as_deref().map(strs).transpose()?;
+        let (c, s) = py.detach(|| self.read().choose(&x, names.as_deref(), &p))?;
         // The caller's own string object when it named the arms: no copy of the id.
-        let id = match &ids {
+        let id = match &named {
             Some(objs) => objs[c.index].clone().into_any(),
             None => PyString::new(py, &c.id).into_any(),
         };
         let scores = if with_scores {
-            let list = match ids {
-                Some(objs) => PyList::new(py, objs)?,
-                None => PyList::new(py, s.ids.iter().map(|i| PyString::new(py, i)))?,
-            };
-            scores_tuple(py, list, s)?.into_any()
+            scores_tuple(py, id_list(py, named, &s)?, s)?.into_any()
         } else {
             py.None().into_bound(py)
         };
@@ -388,15 +386,9 @@ impl PyQoeModel {
     ) -> PyResult<(Bound<'py, PyString>, f64, f64, f64, bool)> {
         let x = vec_arg(x, "x")?;
         let p = self.prefs(latency_budget_ms, energy_budget_mj, weights)?;
-        let arms = arms.filter(|o| !o.is_none());
-        let c = match arms {
-            None => py.detach(|| self.read().select::<&str>(&x, None, &p))?,
-            Some(obj) => {
-                let objs = str_seq(obj, "arms")?;
-                let names = strs(&objs)?;
-                py.detach(|| self.read().select(&x, Some(&names), &p))?
-            }
-        };
+        let named = named_arms(arms)?;
+        let names = named.as_deref().map(strs).transpose()?;
+        let c = py.detach(|| self.read().select(&x, names.as_deref(), &p))?;
         Ok((
             PyString::new(py, &c.id),
             c.expected,

@@ -156,7 +156,10 @@ class FeatureSchema:
         self._offsets = np.cumsum([0] + [len(s.columns) for s in self.specs]).tolist()
         # The plain case (every feature present or defaulted, in range, declared) in the Rust core; anything
         # else comes back None and is decided, and worded, by `_vector` below.
-        self._plan = FeaturePlan([_plan_entry(s) for s in self.specs])
+        self._plan = self._new_plan()
+
+    def _new_plan(self) -> FeaturePlan:
+        return FeaturePlan([_plan_entry(s) for s in self.specs])
 
     # Pickled without the core's plan (the load generator sends schemas to its worker processes): rebuilt.
     def __getstate__(self) -> dict:
@@ -164,7 +167,7 @@ class FeatureSchema:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._plan = FeaturePlan([_plan_entry(s) for s in self.specs])
+        self._plan = self._new_plan()
 
     def __len__(self) -> int:
         return len(self.columns)
